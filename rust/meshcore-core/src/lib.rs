@@ -1,0 +1,14 @@
+//! meshcore-core: the data-plane primitives of container networks and service meshes, in pure Rust.
+//!
+//! This crate knows nothing about Python; `meshcore-py` wraps it. Map of the crate:
+//!
+//! - [`wire`]: zero-copy views over packet bytes (Ethernet, 802.1Q/QinQ, IPv4, IPv6 with extension
+//!   headers, TCP, UDP, ICMP, ICMPv6), parsed representations that can be emitted again, the
+//!   Internet checksum, and the one-pass stack parser behind `Packet.parse` and `parse_batch`.
+//! - [`pcap`]: a scanner for pcap and pcapng capture files (records only, no I/O).
+//!
+//! Invariants kept everywhere: no function panics on any input bytes (the fuzz targets in
+//! `rust/fuzz` check this), and no function reads a clock or a global random source.
+
+pub mod pcap;
+pub mod wire;

@@ -1,0 +1,505 @@
+//! One-pass parse of a whole frame into a flat [`Summary`], and its fixed-size batch row.
+//!
+//! This is the hot path behind `Packet.parse` and `parse_batch`. Rules it follows:
+//! - Non-IP EtherTypes (ARP, LLDP, ...) are not errors: `version` is 0 and the walk stops.
+//! - IPv4 and IPv6 fragments set `is_fragment`; a non-first fragment (offset != 0) has no
+//!   transport header, so `has_ports` is false. A first fragment too short for the fixed
+//!   transport header is an error (the RFC 1858 tiny-fragment case).
+//! - Link padding after the IP datagram is ignored: the datagram length fields bound the payload.
+//! - On error the fields parsed so far stay filled in, so a batch row still shows the addresses
+//!   of a packet whose transport header is truncated.
+
+use super::checksum;
+use super::ethernet::{self, ethertype, MAX_VLAN_TAGS};
+use super::icmp::IcmpPacket;
+use super::ipv4::{self, Ipv4Packet};
+use super::ipv6::{self, Ipv6Packet, MAX_EXT_HEADERS};
+use super::tcp::TcpPacket;
+use super::udp::UdpPacket;
+use super::{be16, byte, proto, Error, ErrorKind, Layer, Result};
+
+/// What the first byte of a buffer is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LinkType {
+    /// Ethernet II, with optional 802.1Q / QinQ tags (pcap link type 1).
+    Ethernet,
+    /// Raw IPv4 or IPv6, the version nibble decides (TUN devices; pcap link types 101, 228, 229).
+    Ip,
+    /// Linux cooked capture v1 (pcap link type 113, `tcpdump -i any`).
+    Sll,
+}
+
+impl LinkType {
+    pub fn from_name(name: &str) -> Option<LinkType> {
+        match name {
+            "ethernet" | "eth" | "en10mb" => Some(LinkType::Ethernet),
+            "ip" | "raw" | "tun" => Some(LinkType::Ip),
+            "sll" | "linux_sll" => Some(LinkType::Sll),
+            _ => None,
+        }
+    }
+
+    pub fn name(self) -> &'static str {
+        match self {
+            LinkType::Ethernet => "ethernet",
+            LinkType::Ip => "ip",
+            LinkType::Sll => "sll",
+        }
+    }
+}
+
+/// Summary flag bits (the `flags` column of a batch row).
+pub mod flag {
+    pub const FRAGMENT: u8 = 0x01;
+    pub const MORE_FRAGMENTS: u8 = 0x02;
+    pub const DONT_FRAGMENT: u8 = 0x04;
+    pub const HAS_PORTS: u8 = 0x08;
+    pub const HAS_ICMP: u8 = 0x10;
+    pub const VLAN: u8 = 0x20;
+    /// IPv4 options or IPv6 extension headers are present.
+    pub const IP_EXTENSIONS: u8 = 0x40;
+}
+
+/// Everything the one-pass parse learns about a frame.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Summary {
+    /// 4, 6, or 0 for a frame that is not IP.
+    pub version: u8,
+    /// Source address: IPv4 in the first four bytes (rest zero), IPv6 in all sixteen.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// Upper-layer protocol (after IPv6 extension headers).
+    pub protocol: u8,
+    /// TTL or hop limit.
+    pub ttl: u8,
+    /// IPv4 TOS byte or IPv6 traffic class (DSCP << 2 | ECN).
+    pub tos: u8,
+    /// IP datagram length in bytes, from the header (link padding excluded).
+    pub length: u32,
+    pub src_port: u16,
+    pub dst_port: u16,
+    pub tcp_flags: u16,
+    pub icmp_type: u8,
+    pub icmp_code: u8,
+    pub flags: u8,
+    /// Fragment offset in bytes.
+    pub frag_offset: u16,
+    /// IPv4 identification, or the IPv6 fragment header identification.
+    pub ident: u32,
+    pub flow_label: u32,
+    /// The EtherType after the VLAN tags (0x0800 / 0x86dd for raw IP input).
+    pub ethertype: u16,
+    pub vlan_count: u8,
+    /// Tag control information of each tag, outermost first.
+    pub vlan_tci: [u16; MAX_VLAN_TAGS],
+    pub ext_count: u8,
+    pub ext_types: [u8; MAX_EXT_HEADERS],
+    /// Offsets from the start of the buffer: network header, transport header, payload, datagram end.
+    pub l3_offset: usize,
+    pub l4_offset: usize,
+    pub payload_offset: usize,
+    pub end: usize,
+}
+
+impl Default for Summary {
+    fn default() -> Self {
+        Summary {
+            version: 0,
+            src: [0; 16],
+            dst: [0; 16],
+            protocol: 0,
+            ttl: 0,
+            tos: 0,
+            length: 0,
+            src_port: 0,
+            dst_port: 0,
+            tcp_flags: 0,
+            icmp_type: 0,
+            icmp_code: 0,
+            flags: 0,
+            frag_offset: 0,
+            ident: 0,
+            flow_label: 0,
+            ethertype: 0,
+            vlan_count: 0,
+            vlan_tci: [0; MAX_VLAN_TAGS],
+            ext_count: 0,
+            ext_types: [0; MAX_EXT_HEADERS],
+            l3_offset: 0,
+            l4_offset: 0,
+            payload_offset: 0,
+            end: 0,
+        }
+    }
+}
+
+impl Summary {
+    pub fn has(&self, f: u8) -> bool {
+        self.flags & f != 0
+    }
+    pub fn is_fragment(&self) -> bool {
+        self.has(flag::FRAGMENT)
+    }
+    pub fn has_ports(&self) -> bool {
+        self.has(flag::HAS_PORTS)
+    }
+}
+
+/// Parse a frame of the given link type. On error, `s` keeps what was parsed before it.
+#[inline]
+pub fn parse_into(data: &[u8], link: LinkType, s: &mut Summary) -> Result<()> {
+    let et = match link {
+        LinkType::Ethernet => {
+            let info = ethernet::walk(data, &mut s.vlan_tci)?;
+            s.vlan_count = info.vlan_count as u8;
+            if info.vlan_count > 0 {
+                s.flags |= flag::VLAN;
+            }
+            s.l3_offset = info.l3_offset;
+            info.ethertype
+        }
+        LinkType::Sll => {
+            let info = ethernet::walk_sll(data)?;
+            s.l3_offset = info.l3_offset;
+            info.ethertype
+        }
+        LinkType::Ip => match data.first().map(|b| b >> 4) {
+            Some(4) => ethertype::IPV4,
+            Some(6) => ethertype::IPV6,
+            Some(v) => return Err(Error::new(Layer::Ip, ErrorKind::BadVersion, v as usize, 4)),
+            None => return Err(Error::truncated(Layer::Ip, 1, 0)),
+        },
+    };
+    s.ethertype = et;
+    let l3 = data.get(s.l3_offset..).unwrap_or(&[]);
+    match et {
+        ethertype::IPV4 => parse_ipv4(l3, s),
+        ethertype::IPV6 => parse_ipv6(l3, s),
+        _ => {
+            s.end = data.len();
+            s.l4_offset = s.l3_offset;
+            s.payload_offset = s.l3_offset;
+            Ok(())
+        }
+    }
+}
+
+/// Parse a frame into a fresh summary.
+pub fn parse(data: &[u8], link: LinkType) -> Result<Summary> {
+    let mut s = Summary::default();
+    parse_into(data, link, &mut s)?;
+    Ok(s)
+}
+
+#[inline]
+fn parse_ipv4(d: &[u8], s: &mut Summary) -> Result<()> {
+    let p = Ipv4Packet::new_checked(d)?;
+    s.version = 4;
+    s.src[..4].copy_from_slice(&p.src());
+    s.dst[..4].copy_from_slice(&p.dst());
+    s.protocol = p.protocol();
+    s.ttl = p.ttl();
+    s.tos = p.tos();
+    s.length = u32::from(p.total_len());
+    s.ident = u32::from(p.ident());
+    s.frag_offset = p.frag_offset();
+    let hl = p.header_len();
+    if hl > ipv4::MIN_HEADER_LEN {
+        s.flags |= flag::IP_EXTENSIONS;
+        ipv4::check_options(p.options())?;
+    }
+    if p.dont_frag() {
+        s.flags |= flag::DONT_FRAGMENT;
+    }
+    if p.more_frags() {
+        s.flags |= flag::MORE_FRAGMENTS;
+    }
+    if p.more_frags() || s.frag_offset != 0 {
+        s.flags |= flag::FRAGMENT;
+    }
+    s.l4_offset = s.l3_offset + hl;
+    s.payload_offset = s.l4_offset;
+    s.end = s.l3_offset + usize::from(p.total_len());
+    if s.frag_offset != 0 {
+        return Ok(());
+    }
+    parse_l4(&d[hl..usize::from(p.total_len())], s, Layer::Icmp)
+}
+
+#[inline]
+fn parse_ipv6(d: &[u8], s: &mut Summary) -> Result<()> {
+    let p = Ipv6Packet::new_checked(d)?;
+    s.version = 6;
+    s.src = p.src();
+    s.dst = p.dst();
+    s.ttl = p.hop_limit();
+    s.tos = p.traffic_class();
+    s.flow_label = p.flow_label();
+    let dgram = p.datagram();
+    s.length = dgram.len() as u32;
+    s.end = s.l3_offset + dgram.len();
+    s.protocol = p.next_header();
+    s.l4_offset = s.l3_offset + ipv6::HEADER_LEN;
+    s.payload_offset = s.l4_offset;
+    let w = ipv6::walk_ext(dgram)?;
+    s.protocol = w.protocol;
+    s.ext_count = w.count as u8;
+    s.ext_types = w.types;
+    if w.count > 0 {
+        s.flags |= flag::IP_EXTENSIONS;
+    }
+    s.ident = w.frag_ident;
+    s.frag_offset = w.frag_offset;
+    if w.is_fragment {
+        s.flags |= flag::FRAGMENT;
+    }
+    if w.more_frags {
+        s.flags |= flag::MORE_FRAGMENTS;
+    }
+    s.l4_offset = s.l3_offset + w.l4_offset;
+    s.payload_offset = s.l4_offset;
+    if !w.has_transport() {
+        return Ok(());
+    }
+    parse_l4(&dgram[w.l4_offset..], s, Layer::Icmpv6)
+}
+
+/// Parse the transport header in `l4` (bounded by the datagram end).
+#[inline]
+fn parse_l4(l4: &[u8], s: &mut Summary, icmp_layer: Layer) -> Result<()> {
+    match s.protocol {
+        proto::TCP => {
+            let t = TcpPacket::new_checked(l4)?;
+            s.src_port = t.src_port();
+            s.dst_port = t.dst_port();
+            s.tcp_flags = t.flags();
+            s.flags |= flag::HAS_PORTS;
+            s.payload_offset = s.l4_offset + t.header_len();
+        }
+        proto::UDP => {
+            let u = UdpPacket::new_checked(l4)?;
+            s.src_port = u.src_port();
+            s.dst_port = u.dst_port();
+            s.flags |= flag::HAS_PORTS;
+            s.payload_offset = s.l4_offset + super::udp::HEADER_LEN;
+        }
+        proto::ICMP | proto::ICMPV6
+            if (s.protocol == proto::ICMP) == (icmp_layer == Layer::Icmp) =>
+        {
+            let i = IcmpPacket::new_checked(l4, icmp_layer)?;
+            s.icmp_type = i.msg_type();
+            s.icmp_code = i.msg_code();
+            s.flags |= flag::HAS_ICMP;
+            s.payload_offset = s.l4_offset + super::icmp::HEADER_LEN;
+        }
+        _ => {}
+    }
+    Ok(())
+}
+
+/// Verify the IPv4 header checksum and the transport checksum of an already parsed frame.
+/// Fragments' transport checksums cannot be checked (they cover the reassembled datagram) and are
+/// skipped; a zero UDP checksum over IPv4 means "none" (RFC 768) and passes, over IPv6 it fails.
+pub fn verify_checksums(data: &[u8], s: &Summary) -> Result<()> {
+    let l3 = data.get(s.l3_offset..s.end).unwrap_or(&[]);
+    let l4 = data.get(s.l4_offset..s.end).unwrap_or(&[]);
+    let pseudo = match s.version {
+        4 => {
+            let hl = s.l4_offset - s.l3_offset;
+            let acc = checksum::sum(l3.get(..hl).unwrap_or(&[]), 0);
+            if checksum::fold(acc) != 0xffff {
+                return Err(bad_checksum(Layer::Ipv4, be16(l3, 10), l3.get(..hl)));
+            }
+            let src = [s.src[0], s.src[1], s.src[2], s.src[3]];
+            let dst = [s.dst[0], s.dst[1], s.dst[2], s.dst[3]];
+            checksum::pseudo_v4(&src, &dst, s.protocol, l4.len() as u32)
+        }
+        6 => checksum::pseudo_v6(&s.src, &s.dst, s.protocol, l4.len() as u32),
+        _ => return Ok(()),
+    };
+    if s.is_fragment() {
+        return Ok(());
+    }
+    let (layer, field, acc) = match s.protocol {
+        proto::TCP if s.has_ports() => (Layer::Tcp, 16, pseudo),
+        proto::UDP if s.has_ports() => {
+            if be16(l4, 6) == 0 && s.version == 4 {
+                return Ok(());
+            }
+            (Layer::Udp, 6, pseudo)
+        }
+        proto::ICMP if s.has(flag::HAS_ICMP) => (Layer::Icmp, 2, 0),
+        proto::ICMPV6 if s.has(flag::HAS_ICMP) => (Layer::Icmpv6, 2, pseudo),
+        _ => return Ok(()),
+    };
+    if checksum::fold(checksum::sum(l4, acc)) != 0xffff {
+        let mut copy = l4.to_vec();
+        if let Some(c) = copy.get_mut(field..field + 2) {
+            c.fill(0);
+        }
+        let expected = match (layer, checksum::finish(checksum::sum(&copy, acc))) {
+            (Layer::Udp, 0) => 0xffff,
+            (_, c) => c,
+        };
+        return Err(Error::new(
+            layer,
+            ErrorKind::BadChecksum,
+            usize::from(be16(l4, field)),
+            usize::from(expected),
+        ));
+    }
+    Ok(())
+}
+
+fn bad_checksum(layer: Layer, found: u16, header: Option<&[u8]>) -> Error {
+    let mut copy = header.unwrap_or(&[]).to_vec();
+    if let Some(c) = copy.get_mut(10..12) {
+        c.fill(0);
+    }
+    Error::new(
+        layer,
+        ErrorKind::BadChecksum,
+        usize::from(found),
+        usize::from(checksum::checksum(&copy)),
+    )
+}
+
+/// Size of one batch row in bytes. The layout (native byte order) is mirrored by the numpy dtype
+/// in `python/meshcore/wire.py`; [`ROW_FIELDS`] lists it so the binding can check the mirror.
+pub const ROW_LEN: usize = 64;
+
+/// `(name, offset, size)` of each batch row field.
+pub const ROW_FIELDS: [(&str, usize, usize); 21] = [
+    ("src", 0, 16),
+    ("dst", 16, 16),
+    ("length", 32, 4),
+    ("sport", 36, 2),
+    ("dport", 38, 2),
+    ("vlan", 40, 2),
+    ("l3_offset", 42, 2),
+    ("l4_offset", 44, 2),
+    ("payload_offset", 46, 2),
+    ("proto", 48, 1),
+    ("version", 49, 1),
+    ("ttl", 50, 1),
+    ("error", 51, 1),
+    ("flags", 52, 1),
+    ("tcp_flags", 53, 1),
+    ("icmp_type", 54, 1),
+    ("icmp_code", 55, 1),
+    ("tos", 56, 1),
+    ("vlan_count", 57, 1),
+    ("ethertype", 58, 2),
+    ("frag_offset", 60, 2),
+];
+
+#[inline]
+fn sat16(v: usize) -> u16 {
+    u16::try_from(v).unwrap_or(u16::MAX)
+}
+
+/// Encode a summary into one batch row (native byte order). `error` is 0 or an [`Error::code`].
+#[inline]
+pub fn encode_row(s: &Summary, error: u8, row: &mut [u8; ROW_LEN]) {
+    row[0..16].copy_from_slice(&s.src);
+    row[16..32].copy_from_slice(&s.dst);
+    row[32..36].copy_from_slice(&s.length.to_ne_bytes());
+    row[36..38].copy_from_slice(&s.src_port.to_ne_bytes());
+    row[38..40].copy_from_slice(&s.dst_port.to_ne_bytes());
+    let vid = if s.vlan_count > 0 {
+        s.vlan_tci[0] & 0x0fff
+    } else {
+        0
+    };
+    row[40..42].copy_from_slice(&vid.to_ne_bytes());
+    row[42..44].copy_from_slice(&sat16(s.l3_offset).to_ne_bytes());
+    row[44..46].copy_from_slice(&sat16(s.l4_offset).to_ne_bytes());
+    row[46..48].copy_from_slice(&sat16(s.payload_offset).to_ne_bytes());
+    row[48] = s.protocol;
+    row[49] = s.version;
+    row[50] = s.ttl;
+    row[51] = error;
+    row[52] = s.flags;
+    row[53] = s.tcp_flags as u8;
+    row[54] = s.icmp_type;
+    row[55] = s.icmp_code;
+    row[56] = s.tos;
+    row[57] = s.vlan_count;
+    row[58..60].copy_from_slice(&s.ethertype.to_ne_bytes());
+    row[60..62].copy_from_slice(&s.frag_offset.to_ne_bytes());
+    row[62..64].fill(0);
+}
+
+/// Why a batch's offsets were refused.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum OffsetError {
+    /// `out` does not hold `ROW_LEN` bytes per packet, or there are no offsets at all.
+    Shape,
+    /// `offsets[index]` is negative or past the end of the buffer.
+    OutOfRange { index: usize, value: i64 },
+    /// `offsets[index] > offsets[index + 1]`.
+    Decreasing { index: usize },
+}
+
+/// Parse `offsets.len() - 1` packets; packet `i` is `buf[offsets[i]..offsets[i + 1]]`.
+/// All offsets are checked before any row is written. Packet errors go into each row's `error`
+/// column instead of failing the batch. With `verify`, bad checksums are reported there too.
+pub fn parse_batch(
+    buf: &[u8],
+    offsets: &[i64],
+    link: LinkType,
+    verify: bool,
+    out: &mut [u8],
+) -> core::result::Result<(), OffsetError> {
+    let n = offsets.len().checked_sub(1).ok_or(OffsetError::Shape)?;
+    if out.len() != n * ROW_LEN {
+        return Err(OffsetError::Shape);
+    }
+    let mut prev = 0usize;
+    for (index, &value) in offsets.iter().enumerate() {
+        let v = usize::try_from(value).map_err(|_| OffsetError::OutOfRange { index, value })?;
+        if v > buf.len() {
+            return Err(OffsetError::OutOfRange { index, value });
+        }
+        if index > 0 && v < prev {
+            return Err(OffsetError::Decreasing { index: index - 1 });
+        }
+        prev = v;
+    }
+    for (w, row) in offsets.windows(2).zip(out.chunks_exact_mut(ROW_LEN)) {
+        // Checked above: 0 <= w[0] <= w[1] <= buf.len().
+        let (a, b) = (
+            usize::try_from(w[0]).unwrap_or(0),
+            usize::try_from(w[1]).unwrap_or(0),
+        );
+        let pkt = buf.get(a..b).unwrap_or(&[]);
+        let mut s = Summary::default();
+        let mut code = match parse_into(pkt, link, &mut s) {
+            Ok(()) => 0,
+            Err(e) => e.code(),
+        };
+        if verify && code == 0 {
+            if let Err(e) = verify_checksums(pkt, &s) {
+                code = e.code();
+            }
+        }
+        if let Ok(row) = <&mut [u8; ROW_LEN]>::try_from(row) {
+            encode_row(&s, code, row);
+        }
+    }
+    Ok(())
+}
+
+/// Decrement the TTL / hop limit of the IP header at `data[l3_offset..]`, patching the IPv4 checksum
+/// incrementally. Returns the new value.
+pub fn decrement_ttl(data: &mut [u8], l3_offset: usize) -> Result<u8> {
+    let l3 = data
+        .get_mut(l3_offset..)
+        .ok_or(Error::truncated(Layer::Ip, l3_offset + 1, 0))?;
+    match byte(l3, 0) >> 4 {
+        4 => ipv4::decrement_ttl(l3),
+        6 => ipv6::decrement_hop_limit(l3),
+        _ if l3.is_empty() => Err(Error::truncated(Layer::Ip, 1, 0)),
+        v => Err(Error::new(Layer::Ip, ErrorKind::BadVersion, v as usize, 4)),
+    }
+}
