@@ -1,0 +1,35 @@
+"""meshcore: data-plane primitives for container networks and service meshes.
+
+A Rust core (packet parsing today; route tables, classifiers, queues and balancers as they land)
+with a Python face. The public surface is listed in ``__all__``; ``meshcore._meshcore`` is private.
+"""
+
+from meshcore import errors
+from meshcore._meshcore import (
+    Packet,
+    __version__,
+    build_packet,
+    checksum,
+    decrement_ttl,
+    describe_error,
+)
+from meshcore.errors import CaptureError, ConfigError, InternalError, MeshcoreError, PacketError
+from meshcore.wire import PACKET_DTYPE, ipv4_as_uint32, parse_batch
+
+__all__ = [
+    "PACKET_DTYPE",
+    "CaptureError",
+    "ConfigError",
+    "InternalError",
+    "MeshcoreError",
+    "Packet",
+    "PacketError",
+    "__version__",
+    "build_packet",
+    "checksum",
+    "decrement_ttl",
+    "describe_error",
+    "errors",
+    "ipv4_as_uint32",
+    "parse_batch",
+]

@@ -1,0 +1,271 @@
+"""Type stubs for the native module ``meshcore._meshcore`` (written by hand, checked by stubtest).
+
+Users import these names from :mod:`meshcore`; the docstrings here are the reference.
+"""
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv6Address
+from typing import Final, final
+
+import numpy as np
+import numpy.typing as npt
+from typing_extensions import Buffer
+
+__version__: Final[str]
+ROW_LEN: Final[int]
+ROW_FIELDS: Final[list[tuple[str, int, int]]]
+ERROR_CODES: Final[dict[int, str]]
+
+_Address = str | IPv4Address | IPv6Address
+
+@final
+class Packet:
+    """One parsed frame. Fields are read lazily; the frame's bytes are kept, not copied."""
+
+    @classmethod
+    def parse(cls, data: Buffer, link: str = "ethernet") -> Packet:
+        """Parse one frame.
+
+        ``link`` is "ethernet" (Ethernet II with optional 802.1Q / QinQ tags), "ip" (raw IPv4 or
+        IPv6, as read from a TUN device) or "sll" (Linux cooked capture). Raises
+        :class:`meshcore.PacketError` naming the layer and the reason on malformed or truncated
+        input, and :class:`meshcore.ConfigError` for an unknown ``link``.
+        """
+
+    @property
+    def version(self) -> int | None:
+        """4, 6, or None for a frame that is not IP (ARP, LLDP, ...)."""
+
+    @property
+    def src(self) -> str | None:
+        """Source IP address as text ("10.0.0.1", "2001:db8::1")."""
+
+    @property
+    def dst(self) -> str | None:
+        """Destination IP address as text."""
+
+    @property
+    def src_packed(self) -> bytes | None:
+        """Source address in network byte order (4 or 16 bytes)."""
+
+    @property
+    def dst_packed(self) -> bytes | None:
+        """Destination address in network byte order (4 or 16 bytes)."""
+
+    @property
+    def proto(self) -> int | None:
+        """Upper-layer protocol number, after IPv6 extension headers (6 TCP, 17 UDP, ...)."""
+
+    @property
+    def sport(self) -> int | None:
+        """TCP / UDP source port; None without a transport header (ICMP, non-first fragment)."""
+
+    @property
+    def dport(self) -> int | None:
+        """TCP / UDP destination port; None when there is none."""
+
+    @property
+    def ttl(self) -> int | None:
+        """IPv4 TTL or IPv6 hop limit."""
+
+    @property
+    def length(self) -> int:
+        """IP datagram length in bytes from the IP header (link header and padding excluded);
+        the frame length in bytes for a frame that is not IP."""
+
+    @property
+    def vlan(self) -> list[int]:
+        """VLAN ids (12 bits) of the 802.1Q / QinQ tags, outermost first."""
+
+    @property
+    def vlan_tci(self) -> list[int]:
+        """Tag control information (PCP << 13 | DEI << 12 | VID) of each tag, outermost first."""
+
+    @property
+    def is_fragment(self) -> bool:
+        """True for any IP fragment (more-fragments flag set or non-zero offset)."""
+
+    @property
+    def frag_offset(self) -> int:
+        """Fragment offset in bytes (0 for the first fragment or an unfragmented packet)."""
+
+    @property
+    def more_fragments(self) -> bool:
+        """The more-fragments flag (IPv4 MF or the IPv6 fragment header M bit)."""
+
+    @property
+    def dont_fragment(self) -> bool:
+        """The IPv4 don't-fragment flag."""
+
+    @property
+    def ident(self) -> int:
+        """IPv4 identification, or the IPv6 fragment header identification (0 when absent)."""
+
+    @property
+    def flow(self) -> tuple[str | None, str | None, int | None, int | None, int | None]:
+        """The 5-tuple ``(src, dst, sport, dport, proto)``."""
+
+    @property
+    def link(self) -> str:
+        """The link type the frame was parsed as."""
+
+    @property
+    def ethertype(self) -> int:
+        """EtherType of the network layer after any VLAN tags (0x0800 IPv4, 0x86dd IPv6)."""
+
+    @property
+    def eth_src(self) -> str | None:
+        """Source MAC address ("02:00:00:00:00:01"); None unless the link is Ethernet."""
+
+    @property
+    def eth_dst(self) -> str | None:
+        """Destination MAC address; None unless the link is Ethernet."""
+
+    @property
+    def tos(self) -> int | None:
+        """IPv4 TOS byte or IPv6 traffic class (DSCP << 2 | ECN)."""
+
+    @property
+    def dscp(self) -> int | None:
+        """Differentiated services code point (6 bits)."""
+
+    @property
+    def ecn(self) -> int | None:
+        """ECN field (2 bits)."""
+
+    @property
+    def flow_label(self) -> int | None:
+        """IPv6 flow label (20 bits); None for IPv4."""
+
+    @property
+    def tcp_flags(self) -> int | None:
+        """The nine TCP flag bits (FIN 0x01, SYN 0x02, RST 0x04, PSH 0x08, ACK 0x10, URG 0x20,
+        ECE 0x40, CWR 0x80, NS 0x100); None when there is no TCP header."""
+
+    @property
+    def icmp_type(self) -> int | None:
+        """ICMP / ICMPv6 message type."""
+
+    @property
+    def icmp_code(self) -> int | None:
+        """ICMP / ICMPv6 message code."""
+
+    @property
+    def ext_headers(self) -> list[int]:
+        """IPv6 extension header types walked, in order (0 hop-by-hop, 43 routing, 44 fragment,
+        60 destination options, 51 AH, ...)."""
+
+    @property
+    def ip_options(self) -> bytes:
+        """Raw IPv4 option bytes (empty when there are none, and for IPv6)."""
+
+    @property
+    def l3_offset(self) -> int:
+        """Byte offset of the network header in :attr:`data`."""
+
+    @property
+    def l4_offset(self) -> int:
+        """Byte offset of the transport header in :attr:`data`."""
+
+    @property
+    def payload_offset(self) -> int:
+        """Byte offset of the transport payload in :attr:`data`."""
+
+    @property
+    def payload(self) -> bytes:
+        """The transport payload, up to the end of the IP datagram (link padding excluded)."""
+
+    @property
+    def data(self) -> bytes:
+        """The whole frame as given to :meth:`parse`."""
+
+    def verify_checksums(self, strict: bool = False) -> bool:
+        """Check the IPv4 header checksum and the TCP / UDP / ICMP / ICMPv6 checksum (with the
+        pseudo-header). Fragments' transport checksums are skipped (they cover the reassembled
+        datagram); a zero UDP checksum means "none" over IPv4 and is an error over IPv6.
+        Returns False on a mismatch, or with ``strict`` raises :class:`meshcore.PacketError`
+        naming the checksum, the value found and the value expected."""
+
+    def __len__(self) -> int:
+        """Frame length in bytes."""
+
+def build_packet(
+    src: _Address,
+    dst: _Address,
+    *,
+    proto: str | int | None = None,
+    sport: int = 0,
+    dport: int = 0,
+    payload: bytes | bytearray | None = None,
+    link: str = "ethernet",
+    ttl: int = 64,
+    tos: int = 0,
+    ident: int = 0,
+    dont_fragment: bool = False,
+    more_fragments: bool = False,
+    frag_offset: int = 0,
+    ip_options: bytes | bytearray | None = None,
+    flow_label: int = 0,
+    ext_headers: Sequence[tuple[int, bytes | bytearray]] | None = None,
+    eth_src: str = "02:00:00:00:00:01",
+    eth_dst: str = "02:00:00:00:00:02",
+    vlan: Sequence[int] | None = None,
+    tcp_flags: str | int | None = None,
+    seq: int = 0,
+    ack: int = 0,
+    window: int = 65535,
+    urgent: int = 0,
+    tcp_options: bytes | bytearray | None = None,
+    icmp_type: int | None = None,
+    icmp_code: int = 0,
+    icmp_rest: int = 0,
+) -> bytes:
+    """Build a complete frame with every length and checksum filled in.
+
+    The IP version follows ``src`` / ``dst``. ``proto`` is "udp" (the default), "tcp", "icmp"
+    (ICMPv6 over IPv6) or a protocol number, in which case ``payload`` follows the IP header as is
+    (use that for non-first fragments). ``ttl`` is the TTL or hop limit, ``tos`` the TOS byte or
+    traffic class. ``frag_offset`` is in bytes (a multiple of 8); over IPv6, ``more_fragments`` or
+    a non-zero ``frag_offset`` adds a fragment header carrying ``ident``. ``ext_headers`` lists
+    IPv6 extension headers as ``(type, body)``, body after the two-byte next/length prefix,
+    zero-padded to the header's unit. ``vlan`` lists tag control values, outermost first (the outer
+    one of several gets TPID 0x88a8). ``tcp_flags`` is an int or letters ("S", "SA", "FPU";
+    default "S"). ``icmp_type`` defaults to echo request (8, or 128 for ICMPv6); ``icmp_rest`` is
+    the four type-specific header bytes as an int. ``link`` is "ethernet", "ip" or "sll".
+    Raises :class:`meshcore.PacketError` when a length does not fit its field.
+    """
+
+def checksum(data: Buffer) -> int:
+    """The Internet checksum (RFC 1071) of ``data``: the 16-bit ones' complement of the ones'
+    complement sum, as it would be stored in a header whose checksum field was zero."""
+
+def decrement_ttl(buffer: Buffer, l3_offset: int = 0) -> int:
+    """Decrement the TTL / hop limit of the IP header at ``buffer[l3_offset:]`` in place and
+    return the new value. The IPv4 header checksum is patched incrementally (RFC 1624, eqn. 3).
+    ``buffer`` must be writable (bytearray, memoryview, numpy array). Raises
+    :class:`meshcore.PacketError` when the header is malformed or the TTL is already 0."""
+
+def describe_error(code: int) -> str | None:
+    """The message for a :func:`meshcore.parse_batch` ``error`` code ("ipv4: truncated"),
+    or None for 0."""
+
+def _parse_batch(
+    buffer: Buffer, offsets: npt.NDArray[np.int64], link: str = "ethernet",
+    verify_checksums: bool = False,
+) -> npt.NDArray[np.uint8]:
+    """Private: rows as an (N, 64) uint8 array; use :func:`meshcore.parse_batch`."""
+
+def _read_capture(
+    data: Buffer,
+) -> tuple[
+    bytes,
+    npt.NDArray[np.int64],
+    npt.NDArray[np.int64],
+    npt.NDArray[np.uint32],
+    npt.NDArray[np.uint32],
+    list[int],
+]:
+    """Private: scan a pcap / pcapng image; use :func:`meshcore.io.read_pcap`."""
+
+def _debug_panic(message: str) -> None:
+    """Private: panic in Rust on purpose, to test that it surfaces as InternalError."""

@@ -1,0 +1,38 @@
+"""The meshcore exception tree.
+
+Every exception meshcore raises on purpose derives from :class:`MeshcoreError`::
+
+    MeshcoreError
+     ├── PacketError(ValueError)    malformed or truncated packet bytes, bad packet arguments
+     ├── ConfigError(ValueError)    bad parameters or configuration (unknown link type, ...)
+     ├── CaptureError(ValueError)   malformed pcap / pcapng file
+     └── InternalError(RuntimeError) a bug in meshcore (a Rust panic); please report it
+
+The value errors also subclass :class:`ValueError`, so code that already catches ``ValueError``
+keeps working. Errors from the Rust core are mapped to these classes in one place
+(``rust/meshcore-py/src/error.rs``).
+"""
+
+from __future__ import annotations
+
+__all__ = ["CaptureError", "ConfigError", "InternalError", "MeshcoreError", "PacketError"]
+
+
+class MeshcoreError(Exception):
+    """Root of all meshcore exceptions."""
+
+
+class PacketError(MeshcoreError, ValueError):
+    """Packet bytes are malformed or truncated; the message names the layer and why."""
+
+
+class ConfigError(MeshcoreError, ValueError):
+    """A parameter or configuration value is invalid."""
+
+
+class CaptureError(MeshcoreError, ValueError):
+    """A capture file is malformed; the message gives the byte offset."""
+
+
+class InternalError(MeshcoreError, RuntimeError):
+    """An internal error (a Rust panic) that meshcore caught instead of aborting."""

@@ -1,0 +1,128 @@
+//! Batch entry points: extract inputs under the GIL, then run the core with the GIL released.
+
+use crate::convert;
+use crate::error::{self, guard, raise, Exc};
+use meshcore_core::pcap;
+use meshcore_core::wire::stack::{self, ROW_LEN};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::types::PyBytes;
+
+/// A read-only C-contiguous byte buffer pinned for the duration of a call.
+pub struct Pinned {
+    buf: PyBuffer<u8>,
+}
+
+impl Pinned {
+    pub fn get(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Pinned> {
+        let py = obj.py();
+        let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
+            raise(
+                py,
+                Exc::Packet,
+                format!("{what} must be a bytes-like object of unsigned bytes"),
+            )
+        })?;
+        if !buf.is_c_contiguous() {
+            return Err(raise(py, Exc::Packet, format!("{what} must be contiguous")));
+        }
+        Ok(Pinned { buf })
+    }
+
+    /// Run `f` over the bytes with the GIL released.
+    ///
+    /// The buffer export keeps the memory alive and its size fixed until `self` drops, which is
+    /// after `f` returns. Its contents are read while other Python threads may run: as with numpy's
+    /// own GIL-free loops, a caller that mutates the buffer concurrently gets unspecified results
+    /// for the packets it changed, never memory unsafety beyond the buffer.
+    pub fn detach<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&[u8]) -> R + Send) -> R {
+        let len = self.buf.len_bytes();
+        let addr = self.buf.buf_ptr() as usize;
+        py.detach(move || {
+            let data: &[u8] = if len == 0 {
+                &[]
+            } else {
+                // SAFETY: `addr..addr + len` is the exporter's contiguous buffer (checked
+                // C-contiguous, item size 1), held alive by the `PyBuffer` borrowed for this
+                // call; the exporter may not resize or free it while the export is held.
+                #[allow(unsafe_code)]
+                unsafe {
+                    std::slice::from_raw_parts(addr as *const u8, len)
+                }
+            };
+            f(data)
+        })
+    }
+}
+
+/// Parse N packets given as one buffer and N + 1 offsets into an (N, 64) uint8 array of rows.
+#[pyfunction]
+#[pyo3(signature = (buffer, offsets, link = "ethernet", verify_checksums = false))]
+pub fn _parse_batch<'py>(
+    py: Python<'py>,
+    buffer: &Bound<'py, PyAny>,
+    offsets: PyReadonlyArray1<'py, i64>,
+    link: &str,
+    verify_checksums: bool,
+) -> PyResult<Bound<'py, PyArray2<u8>>> {
+    let link = convert::link(py, link)?;
+    let pinned = Pinned::get(buffer, "buffer")?;
+    let offs = offsets
+        .as_slice()
+        .map_err(|_| raise(py, Exc::Packet, "offsets must be a contiguous int64 array"))?;
+    if offs.is_empty() {
+        return Err(raise(
+            py,
+            Exc::Packet,
+            "offsets must hold N + 1 entries for N packets",
+        ));
+    }
+    let n = offs.len() - 1;
+    let out = PyArray2::<u8>::zeros(py, [n, ROW_LEN], false);
+    let mut rw = out.readwrite();
+    let rows = rw
+        .as_slice_mut()
+        .map_err(|_| raise(py, Exc::Internal, "output array is not contiguous"))?;
+    guard(py, || {
+        let r = pinned.detach(py, |data| {
+            stack::parse_batch(data, offs, link, verify_checksums, rows)
+                .map_err(|e| (e, data.len()))
+        });
+        r.map_err(|(e, len)| error::offsets(py, e, len))
+    })?;
+    drop(rw);
+    Ok(out)
+}
+
+type CaptureTuple<'py> = (
+    Bound<'py, PyBytes>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<i64>>,
+    Bound<'py, PyArray1<u32>>,
+    Bound<'py, PyArray1<u32>>,
+    Vec<u32>,
+);
+
+/// Scan a pcap / pcapng file image: (packed data, offsets, timestamps in ns, wire lengths,
+/// interface index per packet, link type per interface).
+#[pyfunction]
+pub fn _read_capture<'py>(
+    py: Python<'py>,
+    data: &Bound<'py, PyAny>,
+) -> PyResult<CaptureTuple<'py>> {
+    let pinned = Pinned::get(data, "capture data")?;
+    let cap = guard(py, || {
+        pinned
+            .detach(py, pcap::scan)
+            .map_err(|e| error::capture(py, &e))
+    })?;
+    Ok((
+        PyBytes::new(py, &cap.data),
+        PyArray1::from_vec(py, cap.offsets),
+        PyArray1::from_vec(py, cap.timestamps_ns),
+        PyArray1::from_vec(py, cap.wire_lengths),
+        PyArray1::from_vec(py, cap.interfaces),
+        cap.linktypes,
+    ))
+}

@@ -1,0 +1,278 @@
+//! `build_packet`, `checksum`, `decrement_ttl`: emitting and patching packets from Python.
+
+use crate::batch::Pinned;
+use crate::convert;
+use crate::error::{self, guard, raise, Exc};
+use meshcore_core::wire::build::{ipv4_header, IpSpec, Ipv6Frag, L4Spec, PacketSpec};
+use meshcore_core::wire::checksum as csum;
+use meshcore_core::wire::ethernet::{ethertype, EthernetAddress, VlanTag};
+use meshcore_core::wire::icmp::IcmpRepr;
+use meshcore_core::wire::ipv6::Ipv6Repr;
+use meshcore_core::wire::proto;
+use meshcore_core::wire::stack;
+use meshcore_core::wire::tcp::TcpRepr;
+use meshcore_core::wire::udp::UdpRepr;
+use pyo3::buffer::PyBuffer;
+use pyo3::prelude::*;
+use pyo3::pybacked::PyBackedBytes;
+use pyo3::types::{PyBytes, PyInt, PyString};
+use std::net::IpAddr;
+
+fn mac(py: Python<'_>, s: &str, what: &str) -> PyResult<EthernetAddress> {
+    EthernetAddress::parse(s).ok_or_else(|| {
+        raise(
+            py,
+            Exc::Packet,
+            format!("{what}: {s:?} is not a MAC address"),
+        )
+    })
+}
+
+/// TCP flags from an int or from letters as tcpdump / scapy write them ("SA", "FPU", ...).
+fn tcp_flags(obj: &Bound<'_, PyAny>) -> PyResult<u16> {
+    let py = obj.py();
+    if let Ok(s) = obj.cast::<PyString>() {
+        let mut v = 0u16;
+        for c in s.to_cow()?.chars() {
+            v |= match c.to_ascii_uppercase() {
+                'F' => 0x001,
+                'S' => 0x002,
+                'R' => 0x004,
+                'P' => 0x008,
+                'A' => 0x010,
+                'U' => 0x020,
+                'E' => 0x040,
+                'C' => 0x080,
+                'N' => 0x100,
+                '.' => 0,
+                other => {
+                    return Err(raise(
+                        py,
+                        Exc::Packet,
+                        format!("unknown TCP flag letter {other:?}"),
+                    ))
+                }
+            };
+        }
+        return Ok(v);
+    }
+    let v: u16 = obj.extract()?;
+    if v > 0x1ff {
+        return Err(raise(
+            py,
+            Exc::Packet,
+            format!("tcp_flags 0x{v:x} has more than 9 bits"),
+        ));
+    }
+    Ok(v)
+}
+
+fn protocol(obj: &Bound<'_, PyAny>, v6: bool) -> PyResult<(Option<&'static str>, u8)> {
+    let py = obj.py();
+    if obj.cast::<PyInt>().is_ok() {
+        let p: u8 = obj.extract()?;
+        return Ok((None, p));
+    }
+    let name: String = obj.extract()?;
+    Ok(match name.to_ascii_lowercase().as_str() {
+        "tcp" => (Some("tcp"), proto::TCP),
+        "udp" => (Some("udp"), proto::UDP),
+        "icmp" | "icmpv6" => (Some("icmp"), if v6 { proto::ICMPV6 } else { proto::ICMP }),
+        _ => {
+            return Err(raise(
+                py,
+                Exc::Packet,
+                format!(
+                    "unknown protocol {name:?}: use 'tcp', 'udp', 'icmp', 'icmpv6' or a number"
+                ),
+            ))
+        }
+    })
+}
+
+/// Build a complete packet; see `meshcore.build_packet` in the stubs for the arguments.
+#[pyfunction]
+#[pyo3(signature = (
+    src, dst, *, proto = None, sport = 0, dport = 0, payload = None, link = "ethernet",
+    ttl = 64, tos = 0, ident = 0, dont_fragment = false, more_fragments = false, frag_offset = 0,
+    ip_options = None, flow_label = 0, ext_headers = None,
+    eth_src = "02:00:00:00:00:01", eth_dst = "02:00:00:00:00:02", vlan = None,
+    tcp_flags = None, seq = 0, ack = 0, window = 65535, urgent = 0, tcp_options = None,
+    icmp_type = None, icmp_code = 0, icmp_rest = 0
+))]
+#[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)] // mirrors a keyword API
+pub fn build_packet<'py>(
+    py: Python<'py>,
+    src: &Bound<'py, PyAny>,
+    dst: &Bound<'py, PyAny>,
+    proto: Option<&Bound<'py, PyAny>>,
+    sport: u16,
+    dport: u16,
+    payload: Option<PyBackedBytes>,
+    link: &str,
+    ttl: u8,
+    tos: u8,
+    ident: u32,
+    dont_fragment: bool,
+    more_fragments: bool,
+    frag_offset: u16,
+    ip_options: Option<PyBackedBytes>,
+    flow_label: u32,
+    ext_headers: Option<Vec<(u8, PyBackedBytes)>>,
+    eth_src: &str,
+    eth_dst: &str,
+    vlan: Option<Vec<u16>>,
+    tcp_flags: Option<&Bound<'py, PyAny>>,
+    seq: u32,
+    ack: u32,
+    window: u16,
+    urgent: u16,
+    tcp_options: Option<PyBackedBytes>,
+    icmp_type: Option<u8>,
+    icmp_code: u8,
+    icmp_rest: u32,
+) -> PyResult<Bound<'py, PyBytes>> {
+    let link = convert::link(py, link)?;
+    let (src, dst) = (convert::ip_addr(src, "src")?, convert::ip_addr(dst, "dst")?);
+    let v6 = match (src, dst) {
+        (IpAddr::V4(_), IpAddr::V4(_)) => false,
+        (IpAddr::V6(_), IpAddr::V6(_)) => true,
+        _ => {
+            return Err(raise(
+                py,
+                Exc::Packet,
+                "src and dst must be the same IP version",
+            ))
+        }
+    };
+    let (kind, number) = match proto {
+        Some(p) => protocol(p, v6)?,
+        None => (Some("udp"), proto::UDP),
+    };
+    let l4 = match kind {
+        Some("tcp") => L4Spec::Tcp(TcpRepr {
+            src_port: sport,
+            dst_port: dport,
+            seq,
+            ack,
+            flags: match tcp_flags {
+                Some(f) => self::tcp_flags(f)?,
+                None => 0x002,
+            },
+            window,
+            urgent,
+            options: tcp_options.map(|b| b.to_vec()).unwrap_or_default(),
+        }),
+        Some("udp") => L4Spec::Udp(UdpRepr {
+            src_port: sport,
+            dst_port: dport,
+        }),
+        Some(_) => L4Spec::Icmp(IcmpRepr {
+            msg_type: icmp_type.unwrap_or(if v6 { 128 } else { 8 }),
+            msg_code: icmp_code,
+            rest: icmp_rest,
+        }),
+        None => L4Spec::Raw(number),
+    };
+    let ip = match (src, dst) {
+        (IpAddr::V4(s), IpAddr::V4(d)) => {
+            let mut r = ipv4_header(s.octets(), d.octets());
+            r.ttl = ttl;
+            r.tos = tos;
+            r.ident = u16::try_from(ident)
+                .map_err(|_| raise(py, Exc::Packet, "ipv4 ident must fit in 16 bits"))?;
+            r.dont_frag = dont_fragment;
+            r.more_frags = more_fragments;
+            r.frag_offset = frag_offset;
+            r.options = ip_options.map(|b| b.to_vec()).unwrap_or_default();
+            IpSpec::V4(r)
+        }
+        (IpAddr::V6(s), IpAddr::V6(d)) => IpSpec::V6 {
+            repr: Ipv6Repr {
+                src: s.octets(),
+                dst: d.octets(),
+                next_header: 0,
+                hop_limit: ttl,
+                traffic_class: tos,
+                flow_label: flow_label & 0xfffff,
+                payload_len: 0,
+            },
+            ext: ext_headers
+                .unwrap_or_default()
+                .into_iter()
+                .map(|(t, b)| (t, b.to_vec()))
+                .collect(),
+            frag: (more_fragments || frag_offset != 0).then_some(Ipv6Frag {
+                offset: frag_offset,
+                more: more_fragments,
+                ident,
+            }),
+        },
+        _ => unreachable!("versions checked above"),
+    };
+    let tags = vlan.unwrap_or_default();
+    let n_tags = tags.len();
+    let spec = PacketSpec {
+        link,
+        eth_src: mac(py, eth_src, "eth_src")?,
+        eth_dst: mac(py, eth_dst, "eth_dst")?,
+        vlans: tags
+            .into_iter()
+            .enumerate()
+            .map(|(i, tci)| VlanTag {
+                // QinQ: the outer tag of a stack is a service tag (802.1ad).
+                tpid: if n_tags > 1 && i == 0 {
+                    ethertype::QINQ
+                } else {
+                    ethertype::VLAN
+                },
+                tci,
+            })
+            .collect(),
+        ip,
+        l4,
+        payload: payload.map(|b| b.to_vec()).unwrap_or_default(),
+    };
+    let bytes = guard(py, || spec.build().map_err(|e| error::build(py, &e)))?;
+    Ok(PyBytes::new(py, &bytes))
+}
+
+/// The Internet checksum (RFC 1071) of a byte buffer.
+#[pyfunction]
+pub fn checksum(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u16> {
+    let pinned = Pinned::get(data, "data")?;
+    Ok(pinned.detach(py, csum::checksum))
+}
+
+/// Decrement the TTL / hop limit in place, patching the IPv4 header checksum (RFC 1624).
+#[pyfunction]
+#[pyo3(signature = (buffer, l3_offset = 0))]
+pub fn decrement_ttl(py: Python<'_>, buffer: &Bound<'_, PyAny>, l3_offset: usize) -> PyResult<u8> {
+    let buf = PyBuffer::<u8>::get(buffer).map_err(|_| {
+        raise(
+            py,
+            Exc::Packet,
+            "buffer must be a writable bytes-like object",
+        )
+    })?;
+    if buf.readonly() || !buf.is_c_contiguous() {
+        return Err(raise(
+            py,
+            Exc::Packet,
+            "buffer must be writable and contiguous (bytearray, memoryview, numpy array)",
+        ));
+    }
+    let len = buf.len_bytes();
+    let ptr = buf.buf_ptr().cast::<u8>();
+    // SAFETY: the buffer is writable, C-contiguous, `len` bytes long and exported to us (kept
+    // alive and unresizable) until `buf` drops at the end of this function; the GIL is held.
+    #[allow(unsafe_code)]
+    let data: &mut [u8] = if len == 0 {
+        &mut []
+    } else {
+        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
+    };
+    guard(py, || {
+        stack::decrement_ttl(data, l3_offset).map_err(|e| error::wire(py, e))
+    })
+}

@@ -1,0 +1,99 @@
+//! The one place where core errors become Python exceptions.
+//!
+//! The exception classes are defined in Python (`meshcore/errors.py`, where users read the tree);
+//! they are looked up once and cached. A Rust panic inside an entry point is caught by [`guard`]
+//! and raised as `meshcore.InternalError` instead of aborting or escaping as a `BaseException`.
+
+use meshcore_core::pcap::CaptureError;
+use meshcore_core::wire::build::BuildError;
+use meshcore_core::wire::stack::OffsetError;
+use meshcore_core::wire::Error as WireError;
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::PyType;
+use std::panic::{catch_unwind, AssertUnwindSafe};
+
+/// The classes of `meshcore.errors`, by name.
+#[derive(Clone, Copy)]
+pub enum Exc {
+    Packet,
+    Config,
+    Capture,
+    Internal,
+}
+
+static CLASSES: [PyOnceLock<Py<PyType>>; 4] = [
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+    PyOnceLock::new(),
+];
+
+fn class(py: Python<'_>, which: Exc) -> PyResult<Bound<'_, PyType>> {
+    let (slot, name) = match which {
+        Exc::Packet => (&CLASSES[0], "PacketError"),
+        Exc::Config => (&CLASSES[1], "ConfigError"),
+        Exc::Capture => (&CLASSES[2], "CaptureError"),
+        Exc::Internal => (&CLASSES[3], "InternalError"),
+    };
+    let cls = slot.get_or_try_init(py, || -> PyResult<Py<PyType>> {
+        let module = py.import("meshcore.errors")?;
+        Ok(module.getattr(name)?.cast_into::<PyType>()?.unbind())
+    })?;
+    Ok(cls.bind(py).clone())
+}
+
+/// Make a `meshcore` exception of the given class.
+pub fn raise(py: Python<'_>, which: Exc, msg: impl Into<String>) -> PyErr {
+    match class(py, which) {
+        Ok(cls) => PyErr::from_type(cls, msg.into()),
+        Err(e) => e,
+    }
+}
+
+pub fn wire(py: Python<'_>, e: WireError) -> PyErr {
+    raise(py, Exc::Packet, e.to_string())
+}
+
+pub fn build(py: Python<'_>, e: &BuildError) -> PyErr {
+    raise(py, Exc::Packet, format!("cannot build packet: {e}"))
+}
+
+pub fn capture(py: Python<'_>, e: &CaptureError) -> PyErr {
+    raise(py, Exc::Capture, e.to_string())
+}
+
+pub fn offsets(py: Python<'_>, e: OffsetError, n_bytes: usize) -> PyErr {
+    let msg = match e {
+        OffsetError::Shape => "offsets must hold N + 1 entries for N packets".to_string(),
+        OffsetError::OutOfRange { index, value } => {
+            format!("offsets[{index}] = {value} is outside the buffer (0..={n_bytes})")
+        }
+        OffsetError::Decreasing { index } => {
+            format!(
+                "offsets decrease at index {index}: offsets[{index}] > offsets[{}]",
+                index + 1
+            )
+        }
+    };
+    raise(py, Exc::Packet, msg)
+}
+
+/// Run `f`, turning a Rust panic into `meshcore.InternalError`.
+pub fn guard<T>(py: Python<'_>, f: impl FnOnce() -> PyResult<T>) -> PyResult<T> {
+    match catch_unwind(AssertUnwindSafe(f)) {
+        Ok(r) => r,
+        Err(payload) => {
+            let what = payload
+                .downcast_ref::<&str>()
+                .map(|s| (*s).to_string())
+                .or_else(|| payload.downcast_ref::<String>().cloned())
+                .unwrap_or_else(|| "unknown panic".to_string());
+            Err(raise(
+                py,
+                Exc::Internal,
+                format!("internal error in meshcore (please report): {what}"),
+            ))
+        }
+    }
+}
