@@ -276,6 +276,21 @@ fn parse_l4(l4: &[u8], s: &mut Summary, icmp_layer: Layer) -> Result<()> {
             s.flags |= flag::HAS_PORTS;
             s.payload_offset = s.l4_offset + t.header_len();
         }
+        proto::UDP if s.is_fragment() => {
+            // A first fragment: the UDP length field covers the reassembled datagram, so only
+            // the 8-byte header itself must be here.
+            if l4.len() < super::udp::HEADER_LEN {
+                return Err(Error::truncated(
+                    Layer::Udp,
+                    super::udp::HEADER_LEN,
+                    l4.len(),
+                ));
+            }
+            s.src_port = be16(l4, 0);
+            s.dst_port = be16(l4, 2);
+            s.flags |= flag::HAS_PORTS;
+            s.payload_offset = s.l4_offset + super::udp::HEADER_LEN;
+        }
         proto::UDP => {
             let u = UdpPacket::new_checked(l4)?;
             s.src_port = u.src_port();

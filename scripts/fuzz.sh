@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Run each cargo-fuzz target for FUZZ_SECONDS (default 25). Installs cargo-fuzz when missing.
+# cargo-fuzz passes -Z flags to rustc; RUSTC_BOOTSTRAP lets the stable toolchain accept them.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+seconds=${FUZZ_SECONDS:-25}
+if ! cargo fuzz --version >/dev/null 2>&1; then
+    cargo install -q cargo-fuzz --locked
+fi
+export RUSTC_BOOTSTRAP=1
+log=$(mktemp)
+trap 'rm -f "$log"' EXIT
+for target in parse pcap; do
+    echo "fuzzing $target for ${seconds}s"
+    if ! cargo fuzz run --fuzz-dir rust/fuzz "$target" -- \
+        -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
+        tail -n 60 "$log"
+        echo "fuzz target $target failed; the crashing input is under rust/fuzz/artifacts/$target/"
+        exit 1
+    fi
+    grep -E "^Done|stat::number_of_executed_units" "$log" || true
+done

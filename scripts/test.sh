@@ -1,0 +1,42 @@
+#!/usr/bin/env bash
+# The whole test suite, as the README's `make test` runs it. Installs what it needs first.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PYTHON=${PYTHON:-python3}
+step() { printf '\n==> %s\n' "$*"; }
+
+# System packages: tcpdump makes a real capture on loopback for the pcap reader tests.
+if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    missing=()
+    command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+    if [ ${#missing[@]} -gt 0 ]; then
+        step "apt-get install ${missing[*]}"
+        apt-get update -qq
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+    fi
+fi
+
+step "pip install .[test] (builds the extension)"
+"$PYTHON" -m pip install -q --disable-pip-version-check ".[test]"
+
+step "cargo fmt --check"
+cargo fmt --all -- --check
+step "cargo clippy -D warnings"
+cargo clippy --workspace --all-targets -- -D warnings
+step "cargo test (core)"
+cargo test -p meshcore-core
+
+step "ruff"
+"$PYTHON" -m ruff check python tests benches examples
+"$PYTHON" -m ruff format --check python tests benches examples
+step "mypy"
+"$PYTHON" -m mypy
+step "stubtest"
+"$PYTHON" -m mypy.stubtest meshcore._meshcore --allowlist .mypy-stubtest-allowlist
+
+step "pytest"
+# Run from the tests directory so the installed package, not the source tree, is imported.
+(cd tests && "$PYTHON" -m pytest -q -p no:cacheprovider)
+
+step "fuzz (bounded)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-25} bash scripts/fuzz.sh
