@@ -325,6 +325,8 @@ def numpy_parse(buffer: bytes, offsets: I64) -> Columns:
     TCP / UDP ports when the transport header fits in the datagram. Other EtherTypes give version
     0 and zeros. Loads are fancy-indexed gathers on the buffer, 16- and 32-bit ones through
     unaligned big-endian views with a one-byte stride (one gather per field)."""
+    if len(buffer) < 4:  # the unaligned views below need 4 bytes; bounds come from offsets
+        buffer = bytes(buffer) + bytes(4 - len(buffer))
     size = len(buffer)
     u8 = np.frombuffer(buffer, np.uint8)
     w16 = np.ndarray((max(size - 1, 0),), dtype=">u2", buffer=buffer, strides=(1,))

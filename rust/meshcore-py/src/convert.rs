@@ -12,7 +12,7 @@ pub fn link(py: Python<'_>, name: &str) -> PyResult<LinkType> {
         raise(
             py,
             Exc::Config,
-            format!("unknown link type {name:?}: expected 'ethernet', 'ip' or 'sll'"),
+            format!("unknown link type '{name}': expected 'ethernet', 'ip' or 'sll'"),
         )
     })
 }
