@@ -315,89 +315,122 @@ class Columns:
     ttl: npt.NDArray[np.uint8]
     length: npt.NDArray[np.uint32]
 
+    @classmethod
+    def zeros(cls, n: int) -> Columns:
+        return cls(
+            version=np.zeros(n, np.uint8),
+            src=np.zeros((n, 16), np.uint8),
+            dst=np.zeros((n, 16), np.uint8),
+            sport=np.zeros(n, np.uint16),
+            dport=np.zeros(n, np.uint16),
+            proto=np.zeros(n, np.uint8),
+            ttl=np.zeros(n, np.uint8),
+            length=np.zeros(n, np.uint32),
+        )
+
 
 COMPARED = ("version", "src", "dst", "sport", "dport", "proto", "ttl", "length")
 
+#: No load of the numpy peer reaches further than this past a frame's start (Ethernet 14 + tag 4
+#: + IPv4 header up to 60 + ports 4 = 82, rounded up); frames starting closer than this to the
+#: end of the buffer are parsed from a zero-padded copy of the buffer's tail.
+_MARGIN = 96
+
 
 def numpy_parse(buffer: bytes, offsets: I64) -> Columns:
-    """Vectorised parse of N frames: Ethernet with one optional 802.1Q tag; IPv4 (version and IHL
-    checked, variable header length, non-first fragments have no ports) or the fixed IPv6 header;
-    TCP / UDP ports when the transport header fits in the datagram. Other EtherTypes give version
-    0 and zeros. Loads are fancy-indexed gathers on the buffer, 16- and 32-bit ones through
-    unaligned big-endian views with a one-byte stride (one gather per field)."""
-    if len(buffer) < 4:  # the unaligned views below need 4 bytes; bounds come from offsets
-        buffer = bytes(buffer) + bytes(4 - len(buffer))
-    size = len(buffer)
-    u8 = np.frombuffer(buffer, np.uint8)
-    w16 = np.ndarray((max(size - 1, 0),), dtype=">u2", buffer=buffer, strides=(1,))
-    w32 = np.ndarray((max(size - 3, 0),), dtype=">u4", buffer=buffer, strides=(1,))
-    last8, last16, last32 = max(size - 1, 0), max(size - 2, 0), max(size - 4, 0)
+    """Vectorised parse of N frames from one buffer and N + 1 offsets: Ethernet with one optional
+    802.1Q tag; IPv4 (version and IHL checked, variable header length, non-first fragments have
+    no ports) or the fixed IPv6 header; TCP / UDP ports when the transport header fits in the
+    datagram. Other EtherTypes give version 0 and zeros.
 
+    Loads are fancy-indexed gathers from ``np.frombuffer(buffer, np.uint8)`` through unaligned
+    big-endian 32- and 64-bit views of it (stride one byte), so one gather fetches several
+    header fields, which are then sliced out of the gathered words as byte views: 5 gathers for
+    every row, 2 more for IPv6 rows. (A one-gather-per-field version of the same logic was ~1.7x
+    slower when this was written, so the peer is the stronger of the two.)
+    """
+    n = offsets.size - 1
+    out = Columns.zeros(n)
+    starts = offsets[:-1]
+    # Rows whose loads stay inside the buffer without clipping, then the few at its very end.
+    body = int(np.searchsorted(starts, len(buffer) - _MARGIN, side="right"))
+    if body:
+        _numpy_rows(buffer, offsets[: body + 1], out, 0)
+    if body < n:
+        base = int(offsets[body])
+        tail = bytes(buffer[base:]) + bytes(_MARGIN)
+        _numpy_rows(tail, offsets[body:] - base, out, body)
+    return out
+
+
+def _numpy_rows(buffer: bytes, offsets: I64, out: Columns, lo: int) -> None:
+    """Parse ``offsets.size - 1`` frames into ``out`` rows ``lo...``; every frame has at least
+    ``_MARGIN`` bytes of ``buffer`` from its start on."""
+    u8 = np.frombuffer(buffer, np.uint8)
+    size = u8.size
+    w32 = np.ndarray((size - 3,), dtype=">u4", buffer=u8, strides=(1,))
+    w64 = np.ndarray((size - 7,), dtype=">u8", buffer=u8, strides=(1,))
     start = offsets[:-1]
     end = offsets[1:]
     n = start.size
-    flen = end - start
+    hi = lo + n
 
-    # Ethernet and one optional 802.1Q tag.
-    et = w16[np.minimum(start + 12, last16)].astype(np.int64)
-    tagged = (et == 0x8100) & (flen >= 18)
-    et = np.where(tagged, w16[np.minimum(start + 16, last16)], et)
-    et[flen < 14] = 0
+    def u16s(words: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return words.view(">u2").reshape(n, -1)
+
+    def u8s(words: npt.NDArray[Any]) -> npt.NDArray[Any]:
+        return words.view(np.uint8).reshape(n, -1)
+
+    # Ethernet: bytes 12..19 hold the EtherType, and with an 802.1Q tag the TCI and inner type.
+    eth = u16s(w64[start + 12])
+    tagged = (eth[:, 0] == 0x8100) & (end - start >= 18)
+    et = np.where(tagged, eth[:, 2], eth[:, 0])
+    et[end - start < 14] = 0
     l3 = start + 14 + (tagged.astype(np.int64) << 2)
 
-    # IP version and header length.
-    b0 = u8[np.minimum(l3, last8)].astype(np.int64)
-    ihl = (b0 & 0x0F) << 2
-    is4 = (et == 0x0800) & ((b0 >> 4) == 4) & (ihl >= 20) & (l3 + ihl <= end)
-    is6 = (et == 0x86DD) & ((b0 >> 4) == 6) & (l3 + 40 <= end)
+    # IP header words: IPv4 bytes 0-7 (version/IHL, length, flags/fragment offset) and 8-15
+    # (TTL, protocol, source); IPv6 bytes 0-7 (version, payload length, next header, hop limit)
+    # and 8-23 (source).
+    h0, h1, h2 = w64[l3], w64[l3 + 8], w64[l3 + 16]
+    b0, s0, b1 = u8s(h0), u16s(h0), u8s(h1)
+    ver = b0[:, 0] >> 4
+    ihl = (b0[:, 0] & 0x0F).astype(np.int64) << 2
+    is4 = (et == 0x0800) & (ver == 4) & (ihl >= 20) & (l3 + ihl <= end)
+    is6 = (et == 0x86DD) & (ver == 6) & (l3 + 40 <= end)
     ip = is4 | is6
-    version = np.where(is4, 4, np.where(is6, 6, 0)).astype(np.uint8)
 
-    # Fixed-offset fields, one gather each: IPv4 and IPv6 offsets chosen per row.
-    length = w16[np.minimum(l3 + np.where(is6, 4, 2), last16)].astype(np.int64) + 40 * is6
-    length[~ip] = 0
-    ttl = u8[np.minimum(l3 + np.where(is6, 7, 8), last8)]
-    proto = u8[np.minimum(l3 + np.where(is6, 6, 9), last8)]
-    ttl[~ip] = 0
-    proto[~ip] = 0
-    later_frag = is4 & ((w16[np.minimum(l3 + 6, last16)] & 0x1FFF) != 0)
+    out.version[lo:hi] = np.where(is4, 4, np.where(is6, 6, 0))
+    length = np.where(is4, s0[:, 1], np.where(is6, s0[:, 2].astype(np.int64) + 40, 0))
+    out.length[lo:hi] = length
+    proto = np.where(is4, b1[:, 1], np.where(is6, b0[:, 6], 0))
+    out.proto[lo:hi] = proto
+    out.ttl[lo:hi] = np.where(is4, b1[:, 0], np.where(is6, b0[:, 7], 0))
+    later_frag = is4 & ((s0[:, 3] & 0x1FFF) != 0)
 
-    # Addresses: the first 4 bytes for every IP row, the other 12 only for IPv6 rows.
-    src = np.zeros((n, 16), np.uint8)
-    dst = np.zeros((n, 16), np.uint8)
-    a_src = l3 + np.where(is6, 8, 12)
-    a_dst = l3 + np.where(is6, 24, 16)
-    for out, at in ((src, a_src), (dst, a_dst)):
-        word = w32[np.minimum(at, last32)]
-        word[~ip] = 0
-        out[:, :4] = word.view(np.uint8).reshape(n, 4)
+    # Addresses. IPv4: source in h1 bytes 4-7, destination in h2 bytes 0-3.
+    src32 = out.src[lo:hi].view(">u4")
+    dst32 = out.dst[lo:hi].view(">u4")
+    src32[:, 0] = np.where(is4, h1.view(">u4").reshape(n, 2)[:, 1], 0)
+    dst32[:, 0] = np.where(is4, h2.view(">u4").reshape(n, 2)[:, 0], 0)
     rows6 = np.flatnonzero(is6)
     if rows6.size:
-        more = np.arange(4, 16, 4)
-        for out, at in ((src, a_src), (dst, a_dst)):
-            words = w32[np.minimum(at[rows6, None] + more, last32)]
-            out[rows6, 4:] = words.view(np.uint8).reshape(rows6.size, 12)
+        src64 = out.src[lo:hi].view(">u8")
+        dst64 = out.dst[lo:hi].view(">u8")
+        at6 = l3[rows6]
+        src64[rows6, 0] = h1[rows6]
+        src64[rows6, 1] = h2[rows6]
+        dst64[rows6, 0] = w64[at6 + 24]
+        dst64[rows6, 1] = w64[at6 + 32]
 
     # Transport ports: TCP needs 20 bytes, UDP 8, inside the datagram and the frame.
     l4 = np.where(is6, l3 + 40, l3 + ihl)
     dgram_end = np.minimum(l3 + length, end)
-    fits = np.where(proto == 6, l4 + 20, l4 + 8) <= dgram_end
-    ports = ip & ~later_frag & ((proto == 6) | (proto == 17)) & fits
-    both = w32[np.minimum(l4, last32)]
-    both[~ports] = 0
-    sport = (both >> 16).astype(np.uint16)
-    dport = (both & 0xFFFF).astype(np.uint16)
-
-    return Columns(
-        version=version,
-        src=src,
-        dst=dst,
-        sport=sport,
-        dport=dport,
-        proto=proto,
-        ttl=ttl,
-        length=length.astype(np.uint32),
-    )
+    is_tcp, is_udp = proto == 6, proto == 17
+    fits = np.where(is_tcp, l4 + 20, l4 + 8) <= dgram_end
+    ports = ip & ~later_frag & (is_tcp | is_udp) & fits
+    pw = u16s(w32[l4])
+    out.sport[lo:hi] = np.where(ports, pw[:, 0], 0)
+    out.dport[lo:hi] = np.where(ports, pw[:, 1], 0)
 
 
 # --------------------------------------------------------------------------------------------
@@ -596,10 +629,13 @@ def _open_capture(path: Path) -> Any:
 
 
 def _dpkt_decoder(linktype: int) -> Callable[[bytes], Any] | None:
+    decoder: Callable[[bytes], Any]
     if linktype == 1:
-        return _Ethernet  # type: ignore[no-any-return]
+        decoder = _Ethernet
+        return decoder
     if linktype == 113:
-        return dpkt.sll.SLL  # type: ignore[no-any-return]
+        decoder = dpkt.sll.SLL
+        return decoder
     if linktype in (12, 101):
 
         def raw_ip(buf: bytes) -> Any:
@@ -695,7 +731,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("\n== 1. Single-packet parsing from Python ==")
     single_sets = {
         "Ethernet/IPv4/TCP": make_frames(ETH_IPV4_TCP, n_single, args.seed),
-        "mix (IPv4/IPv6 x TCP/UDP, 10%+ 802.1Q)": make_frames(SINGLE_MIX, n_single, args.seed + 1),
+        "mix (IPv4/IPv6 x TCP/UDP, 20% 802.1Q-tagged)": make_frames(
+            SINGLE_MIX, n_single, args.seed + 1
+        ),
     }
     single: dict[str, dict[str, float]] = {}
     for name, frames in single_sets.items():
@@ -739,7 +777,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                     "parse to columns",
                     [
                         Row("meshcore parse_batch(buffer, offsets)", rates["mc"], None),
-                        Row("numpy peer (fancy-indexed gathers)", rates["numpy"], rates["mc"]),
+                        Row("numpy peer (wide fancy-indexed gathers)", rates["numpy"], rates["mc"]),
                     ],
                 )
             ],

@@ -116,13 +116,13 @@ def summarize(rows: npt.NDArray[np.void], *, top: int = 8) -> str:
     ok = rows["error"] == 0
     out.append(f"{n:,} frames, {int(ok.sum()):,} parsed cleanly, {int((~ok).sum()):,} with errors")
     kinds: Counter[str] = Counter()
-    version, proto = rows["version"], rows["proto"]
+    version, proto = rows["version"][ok], rows["proto"][ok]
     for v in (4, 6):
         for p in np.unique(proto[version == v]):
             name = _PROTO_NAMES.get(int(p), f"proto {int(p)}")
             kinds[f"ipv{v}/{name}"] = int(((version == v) & (proto == p)).sum())
     kinds["not ip"] = int((version == 0).sum())
-    out.append("traffic mix: " + ", ".join(f"{k} {c:,}" for k, c in kinds.most_common()))
+    out.append("traffic mix of clean frames: " + ", ".join(f"{k} {c:,}" for k, c in kinds.most_common()))
     tagged = rows["vlan_count"] > 0
     if tagged.any():
         vids, counts = np.unique(rows["vlan"][tagged], return_counts=True)

@@ -115,24 +115,33 @@ def write_pcap(
     *,
     link: str = "ethernet",
     timestamps: Iterable[float] | None = None,
+    timestamps_ns: Iterable[int] | None = None,
     nanosecond: bool = False,
     snaplen: int = 262144,
 ) -> int:
     """Write frames to a classic little-endian pcap file; return the number written.
 
-    ``timestamps`` are seconds since the Unix epoch (default: 0, 1 ms, 2 ms, ...).
+    Times are ``timestamps`` in seconds or, exactly, ``timestamps_ns`` in nanoseconds since the
+    Unix epoch (default: 0, 1 ms, 2 ms, ...). ``nanosecond`` selects the nanosecond pcap format
+    (else microseconds, rounded). Frames longer than ``snaplen`` bytes are cut to it.
     """
+    if timestamps is not None and timestamps_ns is not None:
+        raise ConfigError("pass timestamps or timestamps_ns, not both")
+    if timestamps is not None:
+        timestamps_ns = (round(t * 1e9) for t in timestamps)
     if link not in LINKTYPES:
         raise ConfigError(f"unknown link type {link!r}: expected one of {sorted(LINKTYPES)}")
     magic = 0xA1B23C4D if nanosecond else 0xA1B2C3D4
-    scale = 1_000_000_000 if nanosecond else 1_000_000
+    per_tick = 1 if nanosecond else 1000
     out = [struct.pack("<IHHiIII", magic, 2, 4, 0, 0, snaplen, LINKTYPES[link])]
-    ts_iter = iter(timestamps) if timestamps is not None else None
+    ts_iter = iter(timestamps_ns) if timestamps_ns is not None else None
     n = 0
     for n, pkt in enumerate(packets, start=1):
-        t = next(ts_iter) if ts_iter is not None else (n - 1) / 1000
-        ticks = round(t * scale)
-        sec, frac = divmod(ticks, scale)
+        t_ns = next(ts_iter) if ts_iter is not None else (n - 1) * 1_000_000
+        sec, frac_ns = divmod(int(t_ns), 1_000_000_000)
+        frac = (frac_ns + per_tick // 2) // per_tick
+        if frac == 1_000_000_000 // per_tick:
+            sec, frac = sec + 1, 0
         cap = bytes(pkt[:snaplen])
         out.append(struct.pack("<IIII", sec, frac, len(cap), len(pkt)))
         out.append(cap)

@@ -1,0 +1,175 @@
+"""parse_batch: agreement with Packet.parse row by row, the error column, and bad offsets."""
+
+from __future__ import annotations
+
+import threading
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from wirebytes import ETH_IPV4, eth, ipv4, tcp4_frame, udp
+
+from meshcore import (
+    PACKET_DTYPE,
+    Packet,
+    PacketError,
+    _meshcore,
+    build_packet,
+    describe_error,
+    ipv4_as_uint32,
+    parse_batch,
+)
+from meshcore.wire import FLAG_FRAGMENT, FLAG_HAS_PORTS, FLAG_VLAN
+
+
+def pack(frames: list[bytes]) -> tuple[bytes, np.ndarray]:
+    offsets = np.zeros(len(frames) + 1, dtype=np.int64)
+    offsets[1:] = np.cumsum([len(f) for f in frames])
+    return b"".join(frames), offsets
+
+
+def mixed_frames() -> list[bytes]:
+    good = [
+        build_packet("10.0.0.1", "10.0.0.2", proto="tcp", sport=1, dport=2, vlan=[7]),
+        build_packet("2001:db8::1", "2001:db8::2", proto="udp", sport=3, dport=4,
+                     ext_headers=[(0, b"")]),  # fmt: skip
+        build_packet("10.0.0.1", "10.0.0.2", proto="icmp", icmp_type=3, icmp_code=1),
+        build_packet("10.0.0.1", "10.0.0.2", proto=17, frag_offset=64, payload=b"x" * 16),
+        eth(bytes(28), 0x0806),
+    ]
+    bad = [b"", b"\x00" * 13, tcp4_frame()[:40], eth(ipv4(udp(1, 2, length=99), 17), ETH_IPV4)]
+    return good + bad
+
+
+def test_dtype_mirrors_the_rust_row_layout() -> None:
+    assert PACKET_DTYPE.itemsize == _meshcore.ROW_LEN == 64
+    fields = PACKET_DTYPE.fields
+    assert fields is not None
+    for name, offset, size in _meshcore.ROW_FIELDS:
+        dt, off = fields[name][:2]
+        assert (off, dt.itemsize) == (offset, size), name
+
+
+def test_rows_agree_with_single_parse() -> None:
+    frames = mixed_frames()
+    rows = parse_batch(*pack(frames))
+    assert rows.dtype == PACKET_DTYPE and len(rows) == len(frames)
+    for frame, row in zip(frames, rows, strict=True):
+        try:
+            p = Packet.parse(frame)
+        except PacketError as e:
+            assert row["error"] != 0
+            message = describe_error(int(row["error"]))
+            assert message is not None and str(e).startswith(message)
+            continue
+        assert row["error"] == 0
+        assert row["version"] == (p.version or 0)
+        if p.version:
+            n = 4 if p.version == 4 else 16
+            assert bytes(row["src"][:n]) == p.src_packed and bytes(row["dst"][:n]) == p.dst_packed
+            assert not row["src"][n:].any()
+            assert (row["proto"], row["ttl"], row["length"]) == (p.proto, p.ttl, p.length)
+        assert (row["sport"], row["dport"]) == (p.sport or 0, p.dport or 0)
+        assert bool(row["flags"] & FLAG_HAS_PORTS) == (p.sport is not None)
+        assert bool(row["flags"] & FLAG_FRAGMENT) == p.is_fragment
+        assert bool(row["flags"] & FLAG_VLAN) == bool(p.vlan)
+        assert row["vlan"] == (p.vlan[0] if p.vlan else 0)
+        assert row["ethertype"] == p.ethertype
+        assert (row["l3_offset"], row["l4_offset"], row["payload_offset"]) == (
+            p.l3_offset, p.l4_offset, p.payload_offset,
+        )  # fmt: skip
+        assert (row["icmp_type"], row["icmp_code"]) == (p.icmp_type or 0, p.icmp_code or 0)
+        assert row["frag_offset"] == p.frag_offset
+
+
+def test_error_rows_keep_what_was_parsed() -> None:
+    frame = eth(ipv4(udp(1, 2, length=99), 17, "10.9.8.7", "10.1.1.1"), ETH_IPV4)
+    (row,) = parse_batch(*pack([frame]))
+    assert describe_error(int(row["error"])) == "udp: truncated"
+    assert row["version"] == 4 and bytes(row["src"][:4]) == bytes([10, 9, 8, 7])
+
+
+def test_verify_checksums_sets_the_error_column() -> None:
+    good = build_packet("10.0.0.1", "10.0.0.2", sport=5, dport=6, payload=b"abc")
+    bad = bytearray(good)
+    bad[-1] ^= 0x55
+    rows = parse_batch(*pack([good, bytes(bad)]), verify_checksums=True)
+    assert rows["error"][0] == 0
+    assert describe_error(int(rows["error"][1])) == "udp: bad checksum"
+    assert rows["dport"][1] == 6  # fields stay filled in
+    assert (parse_batch(*pack([good, bytes(bad)]))["error"] == 0).all()  # not checked by default
+
+
+def test_buffer_and_offset_types() -> None:
+    frames = [tcp4_frame(sport=i) for i in range(50)]
+    buf, offs = pack(frames)
+    expect = parse_batch(buf, offs)
+    for b in (bytearray(buf), memoryview(buf), np.frombuffer(buf, np.uint8)):
+        for o in (offs, offs.astype(np.int32), offs.astype(np.uint64), offs.tolist()):
+            assert (parse_batch(b, o) == expect).all()
+    assert (expect["sport"] == np.arange(50)).all()
+    assert len(parse_batch(b"", [0])) == 0
+
+
+@pytest.mark.parametrize(
+    ("offsets", "message"),
+    [
+        ([], "N \\+ 1"),
+        ([0, 5, 3], "decrease at index 1"),
+        ([0, 500], "outside the buffer"),
+        ([-1, 5], "outside the buffer"),
+        ([[0, 1]], "one-dimensional"),
+        ([0.0, 1.5], "integer"),
+    ],
+)
+def test_bad_offsets(offsets: list[object], message: str) -> None:
+    with pytest.raises(PacketError, match=message):
+        parse_batch(b"x" * 100, offsets)  # type: ignore[arg-type]
+
+
+def test_non_contiguous_buffer_is_refused() -> None:
+    arr = np.zeros(200, np.uint8)[::2]
+    with pytest.raises(PacketError, match="contiguous"):
+        parse_batch(arr, [0, 10])
+
+
+def test_ipv4_as_uint32() -> None:
+    frames = [build_packet("10.0.0.1", "192.168.255.254"), build_packet("0.0.0.0", "1.2.3.4")]
+    rows = parse_batch(*pack(frames))
+    assert ipv4_as_uint32(rows["src"]).tolist() == [0x0A000001, 0]
+    assert ipv4_as_uint32(rows["dst"]).tolist() == [0xC0A8FFFE, 0x01020304]
+    assert ipv4_as_uint32(rows["dst"]).dtype == np.uint32
+
+
+def test_threads_share_the_parser() -> None:
+    frames = [tcp4_frame(sport=i % 65536) for i in range(20_000)]
+    buf, offs = pack(frames)
+    expect = parse_batch(buf, offs)
+    results: list[bool] = []
+
+    def work() -> None:
+        for _ in range(5):
+            results.append(bool((parse_batch(buf, offs) == expect).all()))
+
+    threads = [threading.Thread(target=work) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == [True] * 20
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.binary(max_size=120), max_size=20), st.sampled_from(["ethernet", "ip", "sll"]))
+def test_random_bytes_batch_matches_single(frames: list[bytes], link: str) -> None:
+    rows = parse_batch(*pack(frames), link)
+    for frame, row in zip(frames, rows, strict=True):
+        try:
+            p = Packet.parse(frame, link)
+        except PacketError as e:
+            message = describe_error(int(row["error"]))
+            assert message is not None and str(e).startswith(message)
+        else:
+            assert row["error"] == 0 and row["version"] == (p.version or 0)
+            assert (row["sport"], row["dport"]) == (p.sport or 0, p.dport or 0)
