@@ -32,20 +32,55 @@ def _eth(vlan: list[int]) -> ScapyPacket:
 
 @settings(max_examples=300, deadline=None)
 @given(
-    src=ipv4s, dst=ipv4s, sport=ports, dport=ports, payload=payloads,
-    ttl=st.integers(0, 255), tos=st.integers(0, 255), ident=st.integers(0, 65535),
-    df=st.booleans(), vlan=st.lists(tcis, max_size=2), flags=st.integers(0, 0x1FF),
-    seq=st.integers(0, 2**32 - 1), window=ports, proto=st.sampled_from(["tcp", "udp", "icmp"]),
-)  # fmt: skip
+    src=ipv4s,
+    dst=ipv4s,
+    sport=ports,
+    dport=ports,
+    payload=payloads,
+    ttl=st.integers(0, 255),
+    tos=st.integers(0, 255),
+    ident=st.integers(0, 65535),
+    df=st.booleans(),
+    vlan=st.lists(tcis, max_size=2),
+    flags=st.integers(0, 0x1FF),
+    seq=st.integers(0, 2**32 - 1),
+    window=ports,
+    proto=st.sampled_from(["tcp", "udp", "icmp"]),
+)
 def test_ipv4_bytes_equal_scapy(
-    src: str, dst: str, sport: int, dport: int, payload: bytes, ttl: int, tos: int, ident: int,
-    df: bool, vlan: list[int], flags: int, seq: int, window: int, proto: str,
-) -> None:  # fmt: skip
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    payload: bytes,
+    ttl: int,
+    tos: int,
+    ident: int,
+    df: bool,
+    vlan: list[int],
+    flags: int,
+    seq: int,
+    window: int,
+    proto: str,
+) -> None:
     ours = build_packet(
-        src, dst, proto=proto, sport=sport, dport=dport, payload=payload, ttl=ttl, tos=tos,
-        ident=ident, dont_fragment=df, vlan=vlan, tcp_flags=flags, seq=seq, window=window,
-        icmp_type=0, icmp_rest=seq,
-    )  # fmt: skip
+        src,
+        dst,
+        proto=proto,
+        sport=sport,
+        dport=dport,
+        payload=payload,
+        ttl=ttl,
+        tos=tos,
+        ident=ident,
+        dont_fragment=df,
+        vlan=vlan,
+        tcp_flags=flags,
+        seq=seq,
+        window=window,
+        icmp_type=0,
+        icmp_rest=seq,
+    )
     ip = IP(src=src, dst=dst, ttl=ttl, tos=tos, id=ident, flags="DF" if df else 0)
     if proto == "tcp":
         l4: ScapyPacket = TCP(sport=sport, dport=dport, flags=flags, seq=seq, window=window)
@@ -59,18 +94,40 @@ def test_ipv4_bytes_equal_scapy(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    src=ipv6s, dst=ipv6s, sport=ports, dport=ports, payload=payloads,
-    hlim=st.integers(0, 255), tc=st.integers(0, 255), fl=st.integers(0, 2**20 - 1),
+    src=ipv6s,
+    dst=ipv6s,
+    sport=ports,
+    dport=ports,
+    payload=payloads,
+    hlim=st.integers(0, 255),
+    tc=st.integers(0, 255),
+    fl=st.integers(0, 2**20 - 1),
     proto=st.sampled_from(["tcp", "udp", "icmp"]),
-)  # fmt: skip
+)
 def test_ipv6_bytes_equal_scapy(
-    src: str, dst: str, sport: int, dport: int, payload: bytes, hlim: int, tc: int, fl: int,
+    src: str,
+    dst: str,
+    sport: int,
+    dport: int,
+    payload: bytes,
+    hlim: int,
+    tc: int,
+    fl: int,
     proto: str,
-) -> None:  # fmt: skip
+) -> None:
     ours = build_packet(
-        src, dst, proto=proto, sport=sport, dport=dport, payload=payload, ttl=hlim, tos=tc,
-        flow_label=fl, tcp_flags="PA", icmp_rest=(7 << 16) | 9,
-    )  # fmt: skip
+        src,
+        dst,
+        proto=proto,
+        sport=sport,
+        dport=dport,
+        payload=payload,
+        ttl=hlim,
+        tos=tc,
+        flow_label=fl,
+        tcp_flags="PA",
+        icmp_rest=(7 << 16) | 9,
+    )
     ip6 = IPv6(src=src, dst=dst, hlim=hlim, tc=tc, fl=fl)
     if proto == "tcp":
         l4: ScapyPacket = TCP(sport=sport, dport=dport, flags="PA", seq=0, window=65535)
@@ -84,18 +141,37 @@ def test_ipv6_bytes_equal_scapy(
 
 @settings(max_examples=200, deadline=None)
 @given(
-    v6=st.booleans(), data=st.data(), sport=ports, dport=ports, payload=payloads,
-    ttl=st.integers(0, 255), vlan=st.lists(tcis, max_size=3),
-    link=st.sampled_from(["ethernet", "ip", "sll"]), proto=st.sampled_from(["tcp", "udp"]),
+    v6=st.booleans(),
+    data=st.data(),
+    sport=ports,
+    dport=ports,
+    payload=payloads,
+    ttl=st.integers(0, 255),
+    vlan=st.lists(tcis, max_size=3),
+    link=st.sampled_from(["ethernet", "ip", "sll"]),
+    proto=st.sampled_from(["tcp", "udp"]),
     ext=st.lists(st.tuples(st.sampled_from([43, 60]), st.binary(max_size=20)), max_size=3),
-    hbh=st.booleans(), frag=st.sampled_from([None, 0, 8, 1024]), more=st.booleans(),
+    hbh=st.booleans(),
+    frag=st.sampled_from([None, 0, 8, 1024]),
+    more=st.booleans(),
     ident=st.integers(0, 65535),
-)  # fmt: skip
+)
 def test_round_trip_through_the_parser(
-    v6: bool, data: st.DataObject, sport: int, dport: int, payload: bytes, ttl: int,
-    vlan: list[int], link: str, proto: str, ext: list[tuple[int, bytes]], hbh: bool,
-    frag: int | None, more: bool, ident: int,
-) -> None:  # fmt: skip
+    v6: bool,
+    data: st.DataObject,
+    sport: int,
+    dport: int,
+    payload: bytes,
+    ttl: int,
+    vlan: list[int],
+    link: str,
+    proto: str,
+    ext: list[tuple[int, bytes]],
+    hbh: bool,
+    frag: int | None,
+    more: bool,
+    ident: int,
+) -> None:
     src, dst = (data.draw(ipv6s), data.draw(ipv6s)) if v6 else (data.draw(ipv4s), data.draw(ipv4s))
     # TLV bodies inside option headers must be valid: destination options get Pad1 bytes only.
     chain = [(t, b if t == 43 else bytes(len(b))) for t, b in ext]
@@ -103,11 +179,20 @@ def test_round_trip_through_the_parser(
         chain = [(0, b""), *chain]
     nonfirst = frag not in (None, 0)
     frame = build_packet(
-        src, dst, proto=17 if nonfirst else proto, sport=sport, dport=dport, payload=payload,
-        ttl=ttl, vlan=vlan if link == "ethernet" else None, link=link,
-        ext_headers=chain if v6 else None, frag_offset=frag or 0,
-        more_fragments=more and frag is not None, ident=ident,
-    )  # fmt: skip
+        src,
+        dst,
+        proto=17 if nonfirst else proto,
+        sport=sport,
+        dport=dport,
+        payload=payload,
+        ttl=ttl,
+        vlan=vlan if link == "ethernet" else None,
+        link=link,
+        ext_headers=chain if v6 else None,
+        frag_offset=frag or 0,
+        more_fragments=more and frag is not None,
+        ident=ident,
+    )
     p = Packet.parse(frame, link)
     assert (p.version, p.src, p.dst, p.ttl) == (6 if v6 else 4, src, dst, ttl)
     assert p.vlan == ([t & 0xFFF for t in vlan] if link == "ethernet" else [])

@@ -6,9 +6,9 @@ import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from wirebytes import ETH_IPV4, eth, inet_sum, ipv4, ipv6, udp
 
 from meshcore import Packet, PacketError, checksum, decrement_ttl
+from wirebytes import ETH_IPV4, eth, inet_sum, ipv4, ipv6, udp
 
 
 @given(st.binary(max_size=2000))
@@ -24,10 +24,12 @@ def test_checksum_known_vector() -> None:
 
 @settings(max_examples=500)
 @given(
-    ttl=st.integers(1, 255), tos=st.integers(0, 255), ident=st.integers(0, 65535),
+    ttl=st.integers(1, 255),
+    tos=st.integers(0, 255),
+    ident=st.integers(0, 65535),
     options=st.sampled_from([b"", b"\x01\x01\x01\x01", b"\x94\x04\x00\x00"]),
     payload=st.binary(max_size=40),
-)  # fmt: skip
+)
 def test_ttl_decrement_patches_the_checksum(
     ttl: int, tos: int, ident: int, options: bytes, payload: bytes
 ) -> None:

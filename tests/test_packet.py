@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
+
+import meshcore
+from meshcore import ConfigError, MeshcoreError, Packet, PacketError
 from wirebytes import (
     ETH_ARP,
     ETH_IPV4,
@@ -22,9 +25,6 @@ from wirebytes import (
     tcp4_frame,
     udp,
 )
-
-import meshcore
-from meshcore import ConfigError, MeshcoreError, Packet, PacketError
 
 S4, D4 = "192.0.2.1", "198.51.100.2"
 S6, D6 = "2001:db8::1", "2001:db8:ffff::2"
@@ -98,8 +98,9 @@ def test_ipv6_extension_chain_to_udp() -> None:
         + frag6(60, 0, True, 0xABCDEF)  # first fragment, then destination options
         + ext(17, b"")
     )
-    p = Packet.parse(eth(ipv6(chain + u, 0, S6, D6, hop_limit=3, tclass=0x2C, flow_label=7),
-                         ETH_IPV6))  # fmt: skip
+    p = Packet.parse(
+        eth(ipv6(chain + u, 0, S6, D6, hop_limit=3, tclass=0x2C, flow_label=7), ETH_IPV6)
+    )
     assert (p.version, p.src, p.dst, p.proto, p.sport, p.dport) == (6, S6, D6, 17, 53, 5353)
     assert p.ext_headers == [0, 43, 44, 60]
     assert p.is_fragment and p.more_fragments and p.ident == 0xABCDEF

@@ -1,4 +1,4 @@
-"""Capture files: our writer and reader, files written by scapy and dpkt, and a real tcpdump capture."""
+"""Capture files: our writer and reader, files from scapy and dpkt, a real tcpdump capture."""
 
 from __future__ import annotations
 
@@ -16,10 +16,10 @@ import numpy as np
 import pytest
 from scapy.layers.l2 import Ether
 from scapy.utils import PcapNgWriter, wrpcap
-from wirebytes import tcp4_frame
 
 from meshcore import CaptureError, ConfigError, Packet, build_packet
 from meshcore.io import read_pcap, write_pcap
+from wirebytes import tcp4_frame
 
 FRAMES = [tcp4_frame(sport=1000 + i, payload=bytes([i]) * i) for i in range(40)]
 
@@ -88,7 +88,9 @@ def test_dpkt_nanosecond_big_endian_and_raw_ip(tmp_path: Path) -> None:
 
 def _shb(big: bool) -> bytes:
     e = ">" if big else "<"
-    return struct.pack(f"{e}IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack(f"{e}I", 28)
+    return struct.pack(f"{e}IIIHHq", 0x0A0D0D0A, 28, 0x1A2B3C4D, 1, 0, -1) + struct.pack(
+        f"{e}I", 28
+    )
 
 
 def _idb(linktype: int, tsresol: int | None, big: bool = False) -> bytes:
@@ -104,23 +106,29 @@ def _epb(iface: int, ticks: int, data: bytes, big: bool = False) -> bytes:
     e = ">" if big else "<"
     pad = b"\x00" * (-len(data) % 4)
     n = 32 + len(data) + len(pad)
-    head = struct.pack(f"{e}IIIIIII", 6, n, iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data),
-                       len(data))  # fmt: skip
+    head = struct.pack(
+        f"{e}IIIIIII", 6, n, iface, ticks >> 32, ticks & 0xFFFFFFFF, len(data), len(data)
+    )
     return head + data + pad + struct.pack(f"{e}I", n)
 
 
 def test_pcapng_sections_resolutions_and_mixed_links() -> None:
     ip_pkt = build_packet("10.0.0.1", "10.0.0.2", link="ip")
     blob = (
-        _shb(False) + _idb(1, 9) + _epb(0, 1_000_000_123, FRAMES[0])  # nanosecond ticks
-        + _shb(True) + _idb(1, 0x80 | 10, True) + _epb(0, 3 * 1024, FRAMES[1], True)  # 2^-10 s
-    )  # fmt: skip
+        _shb(False)
+        + _idb(1, 9)
+        + _epb(0, 1_000_000_123, FRAMES[0])  # nanosecond ticks
+        + _shb(True)
+        + _idb(1, 0x80 | 10, True)
+        + _epb(0, 3 * 1024, FRAMES[1], True)  # 2^-10 s
+    )
     cap = read_pcap(blob)
     assert list(cap) == FRAMES[:2]
     assert cap.timestamps_ns.tolist() == [1_000_000_123, 3_000_000_000]
     assert cap.linktypes == (1, 1) and cap.interfaces.tolist() == [0, 1]
-    mixed = read_pcap(_shb(False) + _idb(1, None) + _idb(101, None) + _epb(0, 5, FRAMES[0])
-                      + _epb(1, 6, ip_pkt))  # fmt: skip
+    mixed = read_pcap(
+        _shb(False) + _idb(1, None) + _idb(101, None) + _epb(0, 5, FRAMES[0]) + _epb(1, 6, ip_pkt)
+    )
     assert mixed.timestamps_ns.tolist() == [5000, 6000]  # default resolution: microseconds
     with pytest.raises(CaptureError, match="link types"):
         _ = mixed.link
@@ -133,8 +141,10 @@ def test_pcapng_sections_resolutions_and_mixed_links() -> None:
         (b"\xde\xad\xbe\xef" + bytes(40), "unknown magic"),
         (struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1)[:20], "file header"),
         (struct.pack("<IHHiIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1) + bytes(10), "record header"),
-        (struct.pack("<IHHiIIIIIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1, 0, 0, 99, 99) + bytes(9),
-         "truncated pcap record: 99 bytes announced \\(at byte 24\\)"),  # fmt: skip
+        (
+            struct.pack("<IHHiIIIIIII", 0xA1B2C3D4, 2, 4, 0, 0, 65535, 1, 0, 0, 99, 99) + bytes(9),
+            "truncated pcap record: 99 bytes announced \\(at byte 24\\)",
+        ),
         (_shb(False)[:-4] + b"\x00\x00\x00\x00", "trailing length"),
         (_shb(False) + _epb(0, 0, b"abcd"), "unknown interface 0"),
     ],
@@ -158,8 +168,9 @@ def test_real_tcpdump_capture_on_loopback(tmp_path: Path) -> None:
     path = tmp_path / "lo.pcap"
     proc = subprocess.Popen(
         ["tcpdump", "-i", "lo", "-U", "-n", "-w", str(path), f"udp and port {port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-    )  # fmt: skip
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     try:
         assert proc.stderr is not None
         deadline = time.monotonic() + 20

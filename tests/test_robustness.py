@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -23,8 +24,13 @@ from meshcore.io import read_pcap
 
 SEEDS = [
     build_packet("10.0.0.1", "10.0.0.2", proto="tcp", vlan=[1, 2], ip_options=b"\x94\x04\x00\x00"),
-    build_packet("2001:db8::1", "2001:db8::2", proto="udp", ext_headers=[(0, b""), (43, b"ab")],
-                 more_fragments=True),  # fmt: skip
+    build_packet(
+        "2001:db8::1",
+        "2001:db8::2",
+        proto="udp",
+        ext_headers=[(0, b""), (43, b"ab")],
+        more_fragments=True,
+    ),
     build_packet("fe80::1", "ff02::1", proto="icmp"),
 ]
 
@@ -47,8 +53,11 @@ def test_random_bytes(data: bytes) -> None:
 
 
 @settings(max_examples=2000, deadline=None)
-@given(st.sampled_from(SEEDS), st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)),
-                                        min_size=1, max_size=6), st.integers(0, 200))  # fmt: skip
+@given(
+    st.sampled_from(SEEDS),
+    st.lists(st.tuples(st.integers(0, 200), st.integers(0, 255)), min_size=1, max_size=6),
+    st.integers(0, 200),
+)
 def test_mutated_frames(seed: bytes, flips: list[tuple[int, int]], cut: int) -> None:
     data = bytearray(seed)
     for pos, value in flips:
@@ -69,12 +78,8 @@ def test_random_capture_files(data: bytes) -> None:
 
 
 def test_panic_becomes_internal_error() -> None:
-    try:
+    with pytest.raises(InternalError, match="deliberate"):
         meshcore._meshcore._debug_panic("deliberate")
-    except InternalError as e:
-        assert "deliberate" in str(e)
-    else:
-        raise AssertionError("no exception")
     # The interpreter is still fine afterwards.
     assert Packet.parse(SEEDS[0]).sport == 0
 

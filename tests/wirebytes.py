@@ -19,7 +19,7 @@ def inet_sum(data: bytes) -> int:
     """RFC 1071 checksum, the slow obvious way."""
     if len(data) % 2:
         data += b"\x00"
-    total = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    total = int(sum(struct.unpack(f"!{len(data) // 2}H", data)))
     while total > 0xFFFF:
         total = (total & 0xFFFF) + (total >> 16)
     return ~total & 0xFFFF
@@ -57,10 +57,22 @@ def ipv4(
     hl = 20 + len(opts)
     tl = hl + len(payload) if total_length is None else total_length
     vihl = 0x40 | ((hl // 4) if ihl is None else ihl)
-    hdr = struct.pack(
-        "!BBHHHBBH4s4s", vihl, tos, tl, ident, (flags << 13) | (frag_offset // 8),
-        ttl, proto, 0, addr(src), addr(dst),
-    ) + opts  # fmt: skip
+    hdr = (
+        struct.pack(
+            "!BBHHHBBH4s4s",
+            vihl,
+            tos,
+            tl,
+            ident,
+            (flags << 13) | (frag_offset // 8),
+            ttl,
+            proto,
+            0,
+            addr(src),
+            addr(dst),
+        )
+        + opts
+    )
     csum = inet_sum(hdr)
     return hdr[:10] + struct.pack("!H", csum) + hdr[12:] + payload
 

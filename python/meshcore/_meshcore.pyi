@@ -11,19 +11,36 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Buffer
 
+__all__ = [
+    "ERROR_CODES",
+    "ROW_FIELDS",
+    "ROW_LEN",
+    "Packet",
+    "__version__",
+    "_debug_panic",
+    "_parse_batch",
+    "_read_capture",
+    "build_packet",
+    "checksum",
+    "decrement_ttl",
+    "describe_error",
+]
+
 __version__: Final[str]
 ROW_LEN: Final[int]
 ROW_FIELDS: Final[list[tuple[str, int, int]]]
 ERROR_CODES: Final[dict[int, str]]
 
 _Address = str | IPv4Address | IPv6Address
+# Any C-contiguous bytes-like object; numpy arrays are listed because their stubs lack __buffer__.
+_Bytes = Buffer | npt.NDArray[np.uint8]
 
 @final
 class Packet:
     """One parsed frame. Fields are read lazily; the frame's bytes are kept, not copied."""
 
     @classmethod
-    def parse(cls, data: Buffer, link: str = "ethernet") -> Packet:
+    def parse(cls, data: _Bytes, link: str = "ethernet") -> Packet:
         """Parse one frame.
 
         ``link`` is "ethernet" (Ethernet II with optional 802.1Q / QinQ tags), "ip" (raw IPv4 or
@@ -235,11 +252,11 @@ def build_packet(
     Raises :class:`meshcore.PacketError` when a length does not fit its field.
     """
 
-def checksum(data: Buffer) -> int:
+def checksum(data: _Bytes) -> int:
     """The Internet checksum (RFC 1071) of ``data``: the 16-bit ones' complement of the ones'
     complement sum, as it would be stored in a header whose checksum field was zero."""
 
-def decrement_ttl(buffer: Buffer, l3_offset: int = 0) -> int:
+def decrement_ttl(buffer: _Bytes, l3_offset: int = 0) -> int:
     """Decrement the TTL / hop limit of the IP header at ``buffer[l3_offset:]`` in place and
     return the new value. The IPv4 header checksum is patched incrementally (RFC 1624, eqn. 3).
     ``buffer`` must be writable (bytearray, memoryview, numpy array). Raises
@@ -250,13 +267,15 @@ def describe_error(code: int) -> str | None:
     or None for 0."""
 
 def _parse_batch(
-    buffer: Buffer, offsets: npt.NDArray[np.int64], link: str = "ethernet",
+    buffer: _Bytes,
+    offsets: npt.NDArray[np.int64],
+    link: str = "ethernet",
     verify_checksums: bool = False,
 ) -> npt.NDArray[np.uint8]:
     """Private: rows as an (N, 64) uint8 array; use :func:`meshcore.parse_batch`."""
 
 def _read_capture(
-    data: Buffer,
+    data: _Bytes,
 ) -> tuple[
     bytes,
     npt.NDArray[np.int64],

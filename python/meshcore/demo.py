@@ -41,19 +41,35 @@ def _arp(rng: random.Random) -> bytes:
 def _flows(rng: random.Random, count: int) -> list[tuple[str, str, str, int, int]]:
     """A pool of (src, dst, proto, sport, dport) conversations between a few hundred hosts."""
     v4 = [str(ipaddress.IPv4Address(0x0A000000 + rng.randrange(1, 1 << 16))) for _ in range(300)]
-    v6 = [str(ipaddress.IPv6Address((0x20010DB8 << 96) + rng.randrange(1 << 32))) for _ in range(80)]
+    v6 = [
+        str(ipaddress.IPv6Address((0x20010DB8 << 96) + rng.randrange(1 << 32))) for _ in range(80)
+    ]
     flows = []
     for _ in range(count):
         sport = rng.randrange(32768, 61000)
         r = rng.random()
         if r < 0.6:
-            flows.append((rng.choice(v4), rng.choice(v4[:12]), "tcp", sport,
-                          rng.choice((80, 443, 443, 8080, 5432))))  # fmt: skip
+            flows.append(
+                (
+                    rng.choice(v4),
+                    rng.choice(v4[:12]),
+                    "tcp",
+                    sport,
+                    rng.choice((80, 443, 443, 8080, 5432)),
+                )
+            )
         elif r < 0.75:
             flows.append((rng.choice(v4), v4[0], "udp", sport, 53))
         elif r < 0.95:
-            flows.append((rng.choice(v6), rng.choice(v6[:6]), rng.choice(("tcp", "udp")), sport,
-                          rng.choice((443, 853))))  # fmt: skip
+            flows.append(
+                (
+                    rng.choice(v6),
+                    rng.choice(v6[:6]),
+                    rng.choice(("tcp", "udp")),
+                    sport,
+                    rng.choice((443, 853)),
+                )
+            )
         else:
             flows.append((rng.choice(v4), rng.choice(v4[:12]), "icmp", 0, 0))
     return flows
@@ -76,8 +92,9 @@ def make_traffic(n: int, seed: int = 7) -> list[bytes]:
             good = build_packet(src, dst, proto="tcp", sport=sport, dport=dport, payload=body)
             frames.append(good[: rng.randrange(14, 50)])  # cut inside the IP or TCP header
         elif r < 0.05:
-            bad = bytearray(build_packet(src, dst, proto="udp", sport=sport, dport=9999,
-                                         payload=b"checksum me"))  # fmt: skip
+            bad = bytearray(
+                build_packet(src, dst, proto="udp", sport=sport, dport=9999, payload=b"checksum me")
+            )
             bad[-1] ^= 0xFF  # corrupt the payload: the UDP checksum no longer matches
             frames.append(bytes(bad))
         elif proto == "udp" and ":" not in src and r < 0.10:
@@ -86,19 +103,42 @@ def make_traffic(n: int, seed: int = 7) -> list[bytes]:
             l4 = whole[Packet.parse(whole).l4_offset :]
             cut = max(8, (len(l4) // 2) // 8 * 8)
             ident = rng.getrandbits(16)
-            frames.append(build_packet(src, dst, proto=17, payload=l4[:cut], ident=ident,
-                                       more_fragments=True))  # fmt: skip
-            frames.append(build_packet(src, dst, proto=17, payload=l4[cut:], ident=ident,
-                                       frag_offset=cut))  # fmt: skip
+            frames.append(
+                build_packet(src, dst, proto=17, payload=l4[:cut], ident=ident, more_fragments=True)
+            )
+            frames.append(
+                build_packet(src, dst, proto=17, payload=l4[cut:], ident=ident, frag_offset=cut)
+            )
         elif ":" in src:
             ext = rng.choice(([], [], [(0, b"")], [(60, b"\x01\x02\x00\x00")]))
-            frames.append(build_packet(src, dst, proto=proto, sport=sport, dport=dport,
-                                       payload=body, ext_headers=ext, flow_label=sport))  # fmt: skip
+            frames.append(
+                build_packet(
+                    src,
+                    dst,
+                    proto=proto,
+                    sport=sport,
+                    dport=dport,
+                    payload=body,
+                    ext_headers=ext,
+                    flow_label=sport,
+                )
+            )
         else:
             vlan = [[], [], [10], [20], [100, 10]][sport % 5]  # a stable VLAN per conversation
-            frames.append(build_packet(src, dst, proto=proto, sport=sport, dport=dport,
-                                       payload=body, vlan=vlan, tcp_flags=rng.choice("SAAPF"),
-                                       seq=rng.getrandbits(32), ident=i & 0xFFFF))  # fmt: skip
+            frames.append(
+                build_packet(
+                    src,
+                    dst,
+                    proto=proto,
+                    sport=sport,
+                    dport=dport,
+                    payload=body,
+                    vlan=vlan,
+                    tcp_flags=rng.choice("SAAPF"),
+                    seq=rng.getrandbits(32),
+                    ident=i & 0xFFFF,
+                )
+            )
     return frames[:n]
 
 
@@ -122,7 +162,9 @@ def summarize(rows: npt.NDArray[np.void], *, top: int = 8) -> str:
             name = _PROTO_NAMES.get(int(p), f"proto {int(p)}")
             kinds[f"ipv{v}/{name}"] = int(((version == v) & (proto == p)).sum())
     kinds["not ip"] = int((version == 0).sum())
-    out.append("traffic mix of clean frames: " + ", ".join(f"{k} {c:,}" for k, c in kinds.most_common()))
+    out.append(
+        "traffic mix of clean frames: " + ", ".join(f"{k} {c:,}" for k, c in kinds.most_common())
+    )
     tagged = rows["vlan_count"] > 0
     if tagged.any():
         vids, counts = np.unique(rows["vlan"][tagged], return_counts=True)
@@ -140,8 +182,17 @@ def summarize(rows: npt.NDArray[np.void], *, top: int = 8) -> str:
     # Top flows by bytes: group the 5-tuple columns with np.unique.
     flows = rows[ok & ((rows["flags"] & FLAG_HAS_PORTS) != 0)]
     if len(flows):
-        key = np.empty(len(flows), dtype=[("src", "u1", 16), ("dst", "u1", 16), ("sport", "u2"),
-                                          ("dport", "u2"), ("proto", "u1"), ("version", "u1")])  # fmt: skip
+        key = np.empty(
+            len(flows),
+            dtype=[
+                ("src", "u1", 16),
+                ("dst", "u1", 16),
+                ("sport", "u2"),
+                ("dport", "u2"),
+                ("proto", "u1"),
+                ("version", "u1"),
+            ],
+        )
         for f in key.dtype.names or ():
             key[f] = flows[f]
         uniq, inverse = np.unique(key, return_inverse=True)

@@ -6,16 +6,16 @@ numpy structured array of dtype :data:`PACKET_DTYPE`. The Rust parser runs with 
 
 Row fields (all integers in native byte order):
 
-==================  ===========  =====================================================================
+==================  ===========  ===================================================================
 field               type         meaning
-==================  ===========  =====================================================================
-``src``, ``dst``    uint8[16]    IP addresses in network byte order. IPv4 sits in the **first 4
-                                 bytes** (the other 12 are zero), so ``row["src"][:4]`` is the
-                                 address; IPv6 uses all 16. See :func:`ipv4_as_uint32`.
-``length``          uint32       IP datagram length in bytes, from the header (padding excluded)
+==================  ===========  ===================================================================
+``src``, ``dst``    uint8[16]    IP addresses in network byte order. IPv4 sits in the **first
+                                 4 bytes** (the other 12 are zero), so ``row["src"][:4]`` is
+                                 the address; IPv6 uses all 16. See :func:`ipv4_as_uint32`.
+``length``          uint32       IP datagram length in bytes, from the header (no padding)
 ``sport/dport``     uint16       transport ports; 0 when ``flags & FLAG_HAS_PORTS`` is clear
 ``vlan``            uint16       VLAN id of the outermost tag (0 when untagged)
-``l3_offset`` ...   uint16       offsets of the network header, transport header and payload
+``l3_offset`` ...   uint16       offsets of network header, transport header, payload
 ``proto``           uint8        upper-layer protocol (after IPv6 extension headers)
 ``version``         uint8        4, 6, or 0 for a frame that is not IP (ARP, ...)
 ``ttl``             uint8        TTL or hop limit
@@ -27,7 +27,7 @@ field               type         meaning
 ``vlan_count``      uint8        number of VLAN tags
 ``ethertype``       uint16       EtherType after the tags
 ``frag_offset``     uint16       fragment offset in bytes
-==================  ===========  =====================================================================
+==================  ===========  ===================================================================
 
 A bad frame does not fail the batch: its ``error`` column is set and the fields parsed before the
 error stay filled in. Bad offsets (negative, past the end, decreasing) raise :class:`PacketError`.
@@ -124,6 +124,6 @@ def parse_batch(
 
 
 def ipv4_as_uint32(addresses: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
-    """IPv4 addresses of a ``src`` / ``dst`` column as host-order uint32 (``10.0.0.1`` -> 0x0a000001)."""
+    """IPv4 addresses of a ``src`` / ``dst`` column as uint32 values (10.0.0.1 -> 0x0a000001)."""
     first4 = np.ascontiguousarray(addresses[:, :4])
     return first4.view(">u4").reshape(-1).astype(np.uint32)

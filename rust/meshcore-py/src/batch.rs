@@ -59,6 +59,7 @@ impl Pinned {
 /// Parse N packets given as one buffer and N + 1 offsets into an (N, 64) uint8 array of rows.
 #[pyfunction]
 #[pyo3(signature = (buffer, offsets, link = "ethernet", verify_checksums = false))]
+#[allow(clippy::needless_pass_by_value)] // PyO3 hands extracted arguments over by value
 pub fn _parse_batch<'py>(
     py: Python<'py>,
     buffer: &Bound<'py, PyAny>,
