@@ -150,6 +150,11 @@ def make_frame(kind: str, rng: random.Random) -> bytes:
     frame = build_packet(
         src, dst, payload=payload, vlan=vlan, ttl=rng.randrange(1, 256), **ports, **kw
     )
+    if kind == "v4frag_first":
+        # The UDP length of a first fragment covers the reassembled datagram, not this frame.
+        l4 = 14 + (4 if vlan else 0) + 20
+        struct.pack_into("!H", buf := bytearray(frame), l4 + 4, len(frame) - l4 + 1480)
+        frame = bytes(buf)
     if len(frame) < MIN_ETH_FRAME and rng.random() < 0.5:
         frame += b"\0" * (MIN_ETH_FRAME - len(frame))  # link padding, as received
     return frame

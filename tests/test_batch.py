@@ -137,6 +137,22 @@ def test_bad_offsets(offsets: list[object], message: str) -> None:
         parse_batch(b"x" * 100, offsets)  # type: ignore[arg-type]
 
 
+def test_out_array_is_filled_and_checked() -> None:
+    frames = [tcp4_frame(sport=i) for i in range(10)]
+    buf, offs = pack(frames)
+    out = np.full(10, 0xFF, dtype=np.uint8).repeat(64).view(PACKET_DTYPE)
+    rows = parse_batch(buf, offs, out=out)
+    assert rows is out and (out == parse_batch(buf, offs)).all()
+    with pytest.raises(PacketError, match="out must hold 10 rows"):
+        parse_batch(buf, offs, out=np.zeros(9, PACKET_DTYPE))
+    with pytest.raises(PacketError, match="PACKET_DTYPE"):
+        parse_batch(buf, offs, out=np.zeros(10, np.int64))  # type: ignore[arg-type]
+    frozen = np.zeros(10, PACKET_DTYPE)
+    frozen.flags.writeable = False
+    with pytest.raises(PacketError, match="writable"):
+        parse_batch(buf, offs, out=frozen)
+
+
 def test_non_contiguous_buffer_is_refused() -> None:
     arr = np.zeros(200, np.uint8)[::2]
     with pytest.raises(PacketError, match="contiguous"):

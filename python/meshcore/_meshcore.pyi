@@ -271,6 +271,7 @@ def _parse_batch(
     offsets: npt.NDArray[np.int64],
     link: str = "ethernet",
     verify_checksums: bool = False,
+    out: npt.NDArray[np.uint8] | None = None,
 ) -> npt.NDArray[np.uint8]:
     """Private: rows as an (N, 64) uint8 array; use :func:`meshcore.parse_batch`."""
 

@@ -105,13 +105,16 @@ def parse_batch(
     link: str = "ethernet",
     *,
     verify_checksums: bool = False,
+    out: npt.NDArray[np.void] | None = None,
 ) -> npt.NDArray[np.void]:
     """Parse N frames from one buffer; return N rows of :data:`PACKET_DTYPE`.
 
     ``buffer`` is any C-contiguous bytes-like object (bytes, bytearray, memoryview, uint8 array).
     ``offsets`` holds N + 1 integers. ``link`` is "ethernet", "ip" (raw IP, as from a TUN device)
     or "sll". With ``verify_checksums`` the IPv4 header and transport checksums are checked too,
-    and a mismatch sets the row's ``error`` code. Runs without the GIL.
+    and a mismatch sets the row's ``error`` code. ``out``, a contiguous array of N
+    :data:`PACKET_DTYPE` rows, is filled and returned instead of a new array: a polling loop
+    that reuses it saves the allocation. Runs without the GIL.
     """
     offs = np.asarray(offsets)
     if offs.ndim != 1 or not (offs.dtype.kind in "iu" or offs.size == 0):
@@ -119,8 +122,13 @@ def parse_batch(
     if offs.dtype.kind == "u" and offs.size and int(offs.max()) > np.iinfo(np.int64).max:
         raise PacketError("offsets do not fit in int64")
     offs = np.ascontiguousarray(offs, dtype=np.int64)
-    raw = _meshcore._parse_batch(buffer, offs, link, verify_checksums)
-    return raw.view(PACKET_DTYPE).reshape(-1)
+    raw_out = None
+    if out is not None:
+        if out.dtype != PACKET_DTYPE or out.ndim != 1 or not out.flags.c_contiguous:
+            raise PacketError("out must be a contiguous one-dimensional PACKET_DTYPE array")
+        raw_out = out.view(np.uint8).reshape(len(out), _meshcore.ROW_LEN)
+    raw = _meshcore._parse_batch(buffer, offs, link, verify_checksums, raw_out)
+    return out if out is not None else raw.view(PACKET_DTYPE).reshape(-1)
 
 
 def ipv4_as_uint32(addresses: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:

@@ -105,6 +105,21 @@ pub fn scan(data: &[u8]) -> Result<Capture, CaptureError> {
 }
 
 impl Capture {
+    /// Room for a file of `file_len` bytes whose records average about `typical` bytes.
+    fn with_capacity(file_len: usize, typical: usize) -> Capture {
+        let records = file_len / typical + 1;
+        let mut offsets = Vec::with_capacity(records + 1);
+        offsets.push(0);
+        Capture {
+            data: Vec::with_capacity(file_len),
+            offsets,
+            timestamps_ns: Vec::with_capacity(records),
+            wire_lengths: Vec::with_capacity(records),
+            interfaces: Vec::with_capacity(records),
+            linktypes: Vec::new(),
+        }
+    }
+
     fn push(&mut self, rec: &[u8], ts_ns: i64, wire_len: u32, iface: u32) {
         self.data.extend_from_slice(rec);
         self.offsets
@@ -123,11 +138,8 @@ fn scan_pcap(data: &[u8], big: bool, nanos: bool) -> Result<Capture, CaptureErro
     let snaplen = r.u32(16).unwrap_or(0);
     // The top bits of the link-type field carry the FCS length; the link type is the low 16 bits.
     let link = r.u32(20).unwrap_or(0) & 0xffff;
-    let mut cap = Capture {
-        offsets: vec![0],
-        linktypes: vec![link],
-        ..Capture::default()
-    };
+    let mut cap = Capture::with_capacity(data.len(), 64);
+    cap.linktypes.push(link);
     let mut at = 24;
     while at < data.len() {
         let (Some(sec), Some(frac), Some(incl), Some(orig)) =
@@ -184,10 +196,7 @@ impl TsResol {
 }
 
 fn scan_pcapng(data: &[u8]) -> Result<Capture, CaptureError> {
-    let mut cap = Capture {
-        offsets: vec![0],
-        ..Capture::default()
-    };
+    let mut cap = Capture::with_capacity(data.len(), 80);
     let mut r = Reader { data, big: false };
     let mut ifaces: Vec<Iface> = Vec::new();
     let mut at = 0;

@@ -4,7 +4,7 @@ use crate::convert;
 use crate::error::{self, guard, raise, Exc};
 use meshcore_core::pcap;
 use meshcore_core::wire::stack::{self, ROW_LEN};
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1};
+use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -56,9 +56,10 @@ impl Pinned {
     }
 }
 
-/// Parse N packets given as one buffer and N + 1 offsets into an (N, 64) uint8 array of rows.
+/// Parse N packets given as one buffer and N + 1 offsets into an (N, 64) uint8 array of rows,
+/// a new one or `out` (which must be C-contiguous, writable and exactly (N, 64)).
 #[pyfunction]
-#[pyo3(signature = (buffer, offsets, link = "ethernet", verify_checksums = false))]
+#[pyo3(signature = (buffer, offsets, link = "ethernet", verify_checksums = false, out = None))]
 #[allow(clippy::needless_pass_by_value)] // PyO3 hands extracted arguments over by value
 pub fn _parse_batch<'py>(
     py: Python<'py>,
@@ -66,6 +67,7 @@ pub fn _parse_batch<'py>(
     offsets: PyReadonlyArray1<'py, i64>,
     link: &str,
     verify_checksums: bool,
+    out: Option<Bound<'py, PyArray2<u8>>>,
 ) -> PyResult<Bound<'py, PyArray2<u8>>> {
     let link = convert::link(py, link)?;
     let pinned = Pinned::get(buffer, "buffer")?;
@@ -80,11 +82,25 @@ pub fn _parse_batch<'py>(
         ));
     }
     let n = offs.len() - 1;
-    let out = PyArray2::<u8>::zeros(py, [n, ROW_LEN], false);
-    let mut rw = out.readwrite();
+    let out = match out {
+        Some(o) => {
+            if o.shape() != [n, ROW_LEN] {
+                return Err(raise(
+                    py,
+                    Exc::Packet,
+                    format!("out must hold {n} rows for {n} packets"),
+                ));
+            }
+            o
+        }
+        None => PyArray2::<u8>::zeros(py, [n, ROW_LEN], false),
+    };
+    let mut rw = out
+        .try_readwrite()
+        .map_err(|_| raise(py, Exc::Packet, "out must be writable and not in use"))?;
     let rows = rw
         .as_slice_mut()
-        .map_err(|_| raise(py, Exc::Internal, "output array is not contiguous"))?;
+        .map_err(|_| raise(py, Exc::Packet, "out must be C-contiguous"))?;
     guard(py, || {
         let r = pinned.detach(py, |data| {
             stack::parse_batch(data, offs, link, verify_checksums, rows)

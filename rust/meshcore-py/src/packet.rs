@@ -6,7 +6,7 @@ use meshcore_core::wire::ethernet::EthernetAddress;
 use meshcore_core::wire::proto;
 use meshcore_core::wire::stack::{self, flag, LinkType, Summary};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyTuple};
+use pyo3::types::{PyBytes, PyString, PyTuple};
 
 #[pyclass(frozen, module = "meshcore", name = "Packet")]
 pub struct PyPacket {
@@ -22,8 +22,9 @@ impl PyPacket {
     fn bytes<'a>(&'a self, py: Python<'a>) -> &'a [u8] {
         self.data.as_bytes(py)
     }
-    fn addr(&self, a: &[u8; 16]) -> Option<String> {
-        self.ip().then(|| convert::format_addr(self.s.version, a))
+    fn addr<'py>(&self, py: Python<'py>, a: &[u8; 16]) -> Option<Bound<'py, PyString>> {
+        self.ip()
+            .then(|| convert::format_addr(py, self.s.version, a))
     }
     fn packed<'py>(&self, py: Python<'py>, a: &[u8; 16]) -> Option<Bound<'py, PyBytes>> {
         match self.s.version {
@@ -74,13 +75,13 @@ impl PyPacket {
     }
     /// Source IP address as a string.
     #[getter]
-    fn src(&self) -> Option<String> {
-        self.addr(&self.s.src)
+    fn src<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        self.addr(py, &self.s.src)
     }
     /// Destination IP address as a string.
     #[getter]
-    fn dst(&self) -> Option<String> {
-        self.addr(&self.s.dst)
+    fn dst<'py>(&self, py: Python<'py>) -> Option<Bound<'py, PyString>> {
+        self.addr(py, &self.s.dst)
     }
     /// Source address in network byte order (4 or 16 bytes).
     #[getter]
@@ -156,8 +157,8 @@ impl PyPacket {
     #[getter]
     fn flow<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyTuple>> {
         (
-            self.src(),
-            self.dst(),
+            self.src(py),
+            self.dst(py),
             self.sport(),
             self.dport(),
             self.proto(),
@@ -291,10 +292,8 @@ impl PyPacket {
                 self.bytes(py).len()
             );
         }
-        let (src, dst) = (
-            self.src().unwrap_or_default(),
-            self.dst().unwrap_or_default(),
-        );
+        let src = convert::format_addr(py, self.s.version, &self.s.src);
+        let dst = convert::format_addr(py, self.s.version, &self.s.dst);
         let ends = match (self.sport(), self.dport()) {
             (Some(a), Some(b)) if self.s.version == 6 => format!("[{src}]:{a} -> [{dst}]:{b}"),
             (Some(a), Some(b)) => format!("{src}:{a} -> {dst}:{b}"),
