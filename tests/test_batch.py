@@ -146,7 +146,7 @@ def test_out_array_is_filled_and_checked() -> None:
     with pytest.raises(PacketError, match="out must hold 10 rows"):
         parse_batch(buf, offs, out=np.zeros(9, PACKET_DTYPE))
     with pytest.raises(PacketError, match="PACKET_DTYPE"):
-        parse_batch(buf, offs, out=np.zeros(10, np.int64))  # type: ignore[arg-type]
+        parse_batch(buf, offs, out=np.zeros(10, np.int64))
     frozen = np.zeros(10, PACKET_DTYPE)
     frozen.flags.writeable = False
     with pytest.raises(PacketError, match="writable"):
