@@ -34,9 +34,9 @@ step "mypy"
 step "stubtest"
 "$PYTHON" -m mypy.stubtest meshcore._meshcore --allowlist .mypy-stubtest-allowlist
 
+step "fuzz (bounded)"
+FUZZ_SECONDS=${FUZZ_SECONDS:-25} bash scripts/fuzz.sh
+
 step "pytest"
 # Run from the tests directory so the installed package, not the source tree, is imported.
 (cd tests && "$PYTHON" -m pytest -q -p no:cacheprovider)
-
-step "fuzz (bounded)"
-FUZZ_SECONDS=${FUZZ_SECONDS:-25} bash scripts/fuzz.sh
