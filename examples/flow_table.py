@@ -26,18 +26,7 @@ def flow_table(path: Path, top: int) -> list[str]:
     rows = cap.parse()
     keep = (rows["error"] == 0) & ((rows["flags"] & FLAG_HAS_PORTS) != 0)
     rows, ts = rows[keep], cap.timestamps_ns[keep]
-    key_dtype = [
-        ("src", "u1", 16),
-        ("dst", "u1", 16),
-        ("sport", "u2"),
-        ("dport", "u2"),
-        ("proto", "u1"),
-        ("version", "u1"),
-    ]
-    keys = np.empty(len(rows), dtype=key_dtype)
-    for name in keys.dtype.names or ():
-        keys[name] = rows[name]
-    flows, inverse = np.unique(keys, return_inverse=True)
+    flows, inverse = np.unique(meshcore.flow_keys(rows), return_inverse=True)
     inverse = inverse.ravel()
     packets = np.bincount(inverse, minlength=len(flows))
     octets = np.bincount(inverse, weights=rows["length"], minlength=len(flows))

@@ -10,12 +10,14 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from meshcore import (
+    FLOW_DTYPE,
     PACKET_DTYPE,
     Packet,
     PacketError,
     _meshcore,
     build_packet,
     describe_error,
+    flow_keys,
     ipv4_as_uint32,
     parse_batch,
 )
@@ -157,6 +159,16 @@ def test_non_contiguous_buffer_is_refused() -> None:
     arr = np.zeros(200, np.uint8)[::2]
     with pytest.raises(PacketError, match="contiguous"):
         parse_batch(arr, [0, 10])
+
+
+def test_flow_keys_group_rows() -> None:
+    frames = [tcp4_frame(sport=1 + i % 3) for i in range(9)] + [build_packet("::1", "::2")]
+    keys = flow_keys(parse_batch(*pack(frames)))
+    assert keys.dtype == FLOW_DTYPE and len(keys) == 10
+    flows, counts = np.unique(keys, return_counts=True)
+    assert sorted(counts.tolist()) == [1, 3, 3, 3]
+    assert sorted(int(f["sport"]) for f in flows) == [0, 1, 2, 3]
+    assert {int(f["version"]) for f in flows} == {4, 6}
 
 
 def test_ipv4_as_uint32() -> None:

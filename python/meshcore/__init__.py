@@ -14,9 +14,10 @@ from meshcore._meshcore import (
     describe_error,
 )
 from meshcore.errors import CaptureError, ConfigError, InternalError, MeshcoreError, PacketError
-from meshcore.wire import PACKET_DTYPE, ipv4_as_uint32, parse_batch
+from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, parse_batch
 
 __all__ = [
+    "FLOW_DTYPE",
     "PACKET_DTYPE",
     "CaptureError",
     "ConfigError",
@@ -30,6 +31,7 @@ __all__ = [
     "decrement_ttl",
     "describe_error",
     "errors",
+    "flow_keys",
     "ipv4_as_uint32",
     "parse_batch",
 ]

@@ -22,7 +22,7 @@ from meshcore import _meshcore
 from meshcore._meshcore import Packet, build_packet, describe_error
 from meshcore.errors import PacketError
 from meshcore.io.pcap import Capture, read_pcap, write_pcap
-from meshcore.wire import FLAG_FRAGMENT, FLAG_HAS_PORTS
+from meshcore.wire import FLAG_FRAGMENT, FLAG_HAS_PORTS, flow_keys
 
 __all__ = ["make_traffic", "run_demo", "summarize"]
 
@@ -182,19 +182,7 @@ def summarize(rows: npt.NDArray[np.void], *, top: int = 8) -> str:
     # Top flows by bytes: group the 5-tuple columns with np.unique.
     flows = rows[ok & ((rows["flags"] & FLAG_HAS_PORTS) != 0)]
     if len(flows):
-        key = np.empty(
-            len(flows),
-            dtype=[
-                ("src", "u1", 16),
-                ("dst", "u1", 16),
-                ("sport", "u2"),
-                ("dport", "u2"),
-                ("proto", "u1"),
-                ("version", "u1"),
-            ],
-        )
-        for f in key.dtype.names or ():
-            key[f] = flows[f]
+        key = flow_keys(flows)
         uniq, inverse = np.unique(key, return_inverse=True)
         byte_counts = np.bincount(inverse.ravel(), weights=flows["length"].astype(np.float64))
         pkt_counts = np.bincount(inverse.ravel())

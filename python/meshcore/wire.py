@@ -51,7 +51,9 @@ __all__ = [
     "FLAG_IP_EXTENSIONS",
     "FLAG_MORE_FRAGMENTS",
     "FLAG_VLAN",
+    "FLOW_DTYPE",
     "PACKET_DTYPE",
+    "flow_keys",
     "ipv4_as_uint32",
     "parse_batch",
 ]
@@ -99,6 +101,19 @@ PACKET_DTYPE: np.dtype[np.void] = np.dtype(
 )
 
 
+#: The flow key of a row: the 5-tuple plus the IP version (see :func:`flow_keys`).
+FLOW_DTYPE: np.dtype[np.void] = np.dtype(
+    [
+        ("src", "u1", (16,)),
+        ("dst", "u1", (16,)),
+        ("sport", "u2"),
+        ("dport", "u2"),
+        ("proto", "u1"),
+        ("version", "u1"),
+    ]
+)
+
+
 def parse_batch(
     buffer: Any,
     offsets: npt.ArrayLike,
@@ -135,3 +150,15 @@ def ipv4_as_uint32(addresses: npt.NDArray[np.uint8]) -> npt.NDArray[np.uint32]:
     """IPv4 addresses of a ``src`` / ``dst`` column as uint32 values (10.0.0.1 -> 0x0a000001)."""
     first4 = np.ascontiguousarray(addresses[:, :4])
     return first4.view(">u4").reshape(-1).astype(np.uint32)
+
+
+def flow_keys(rows: npt.NDArray[np.void]) -> npt.NDArray[np.void]:
+    """The 5-tuple and IP version of each :data:`PACKET_DTYPE` row as a :data:`FLOW_DTYPE` array.
+
+    Ready for grouping: ``flows, inverse = np.unique(flow_keys(rows), return_inverse=True)``.
+    Rows without ports (ICMP, non-first fragments) have 0 in ``sport`` and ``dport``.
+    """
+    keys = np.empty(len(rows), dtype=FLOW_DTYPE)
+    for name in FLOW_DTYPE.names or ():
+        keys[name] = rows[name]
+    return keys
