@@ -21,6 +21,7 @@ step "pip install .[test] (builds the extension)"
 
 step "cargo fmt --check"
 cargo fmt --all -- --check
+cargo fmt --manifest-path rust/fuzz/Cargo.toml -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (core)"

@@ -13,6 +13,9 @@ fuzz_target!(|data: &[u8]| {
         assert_eq!(cap.interfaces.len(), n);
         assert_eq!(*cap.offsets.last().unwrap() as usize, cap.data.len());
         assert!(cap.offsets.windows(2).all(|w| w[0] <= w[1]));
-        assert!(cap.interfaces.iter().all(|&i| (i as usize) < cap.linktypes.len()));
+        assert!(cap
+            .interfaces
+            .iter()
+            .all(|&i| (i as usize) < cap.linktypes.len()));
     }
 });
