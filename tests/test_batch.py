@@ -74,6 +74,7 @@ def test_rows_agree_with_single_parse() -> None:
             continue
         assert row["error"] == 0
         assert row["version"] == (p.version or 0)
+        assert row["length"] == p.length
         if p.version:
             n = 4 if p.version == 4 else 16
             assert bytes(row["src"][:n]) == p.src_packed and bytes(row["dst"][:n]) == p.dst_packed
@@ -153,6 +154,17 @@ def test_out_array_is_filled_and_checked() -> None:
     frozen.flags.writeable = False
     with pytest.raises(PacketError, match="writable"):
         parse_batch(buf, offs, out=frozen)
+
+
+def test_out_must_not_alias_the_buffer() -> None:
+    frames = [tcp4_frame(), tcp4_frame()]
+    out = np.zeros(2, PACKET_DTYPE)
+    view = out.view(np.uint8)
+    view[:59] = np.frombuffer(frames[0], np.uint8)
+    with pytest.raises(PacketError, match="share memory"):
+        parse_batch(view, [0, 59, 128], out=out)
+    with pytest.raises(PacketError, match="PACKET_DTYPE"):
+        parse_batch(*pack(frames), out=[])  # type: ignore[arg-type]
 
 
 def test_non_contiguous_buffer_is_refused() -> None:

@@ -7,8 +7,8 @@ import ipaddress
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
-from scapy.layers.inet import ICMP, IP, TCP, UDP
-from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6
+from scapy.layers.inet import ICMP, IP, TCP, UDP, IPOption_LSRR
+from scapy.layers.inet6 import ICMPv6EchoRequest, IPv6, IPv6ExtHdrSegmentRouting
 from scapy.layers.l2 import Dot1AD, Dot1Q, Ether
 from scapy.packet import Packet as ScapyPacket
 from scapy.packet import Raw
@@ -74,7 +74,7 @@ def test_ipv4_bytes_equal_scapy(
         tos=tos,
         ident=ident,
         dont_fragment=df,
-        vlan=vlan,
+        vlan_tci=vlan,
         tcp_flags=flags,
         seq=seq,
         window=window,
@@ -147,8 +147,8 @@ def test_ipv6_bytes_equal_scapy(
     dport=ports,
     payload=payloads,
     ttl=st.integers(0, 255),
-    vlan=st.lists(tcis, max_size=3),
-    link=st.sampled_from(["ethernet", "ip", "sll"]),
+    vlan=st.lists(st.integers(0, 4095), max_size=3),
+    link=st.sampled_from(["ethernet", "ip", "sll", "sll2"]),
     proto=st.sampled_from(["tcp", "udp"]),
     ext=st.lists(st.tuples(st.sampled_from([43, 60]), st.binary(max_size=20)), max_size=3),
     hbh=st.booleans(),
@@ -195,7 +195,7 @@ def test_round_trip_through_the_parser(
     )
     p = Packet.parse(frame, link)
     assert (p.version, p.src, p.dst, p.ttl) == (6 if v6 else 4, src, dst, ttl)
-    assert p.vlan == ([t & 0xFFF for t in vlan] if link == "ethernet" else [])
+    assert p.vlan == (vlan if link == "ethernet" else [])
     assert p.is_fragment == (nonfirst or (more and frag is not None))
     if nonfirst:
         assert (p.sport, p.dport, p.proto) == (None, None, 17)
@@ -241,3 +241,71 @@ def test_ipaddress_objects_and_raw_protocols() -> None:
 def test_bad_build_arguments(kwargs: dict[str, object], message: str) -> None:
     with pytest.raises(PacketError, match=message):
         build_packet(**kwargs)  # type: ignore[arg-type]
+
+
+def _scapy_checksum_of(frame: bytes, layer: type[ScapyPacket]) -> int:
+    """Scapy recomputes the transport checksum of a frame we built."""
+    pkt = Ether(frame)
+    del pkt[layer].chksum
+    return int(Ether(bytes(pkt))[layer].chksum)
+
+
+def test_routed_checksums_agree_with_scapy() -> None:
+    # IPv4 loose source route: the pseudo-header uses the last hop of the route.
+    opts = [IPOption_LSRR(routers=["10.0.0.7", "203.0.113.9"])]
+    theirs = bytes(_eth([]) / IP(src="10.0.0.1", dst="10.0.0.7", options=opts) / UDP() / b"x")
+    assert Packet.parse(theirs).verify_checksums(strict=True)
+    ours = build_packet(
+        "10.0.0.1",
+        "10.0.0.7",
+        sport=53,
+        dport=53,
+        payload=b"x",
+        ident=1,
+        ip_options=bytes(opts[0]) + b"\x00",
+    )
+    assert ours == theirs
+    # IPv6 segment routing header with segments left: the pseudo-header uses Segment List[0].
+    srh = IPv6ExtHdrSegmentRouting(addresses=["2001:db8::99", "2001:db8::5"], segleft=1)
+    theirs6 = bytes(_eth([]) / IPv6(src="2001:db8::1", dst="2001:db8::5") / srh / UDP() / b"y")
+    p = Packet.parse(theirs6)
+    assert p.ext_headers == [43] and p.verify_checksums(strict=True)
+    body = theirs6[14 + 40 + 2 : p.l4_offset]
+    ours6 = build_packet(
+        "2001:db8::1", "2001:db8::5", sport=53, dport=53, payload=b"y", ext_headers=[(43, body)]
+    )
+    assert ours6 == theirs6
+    assert (
+        _scapy_checksum_of(ours6, UDP)
+        == Packet.parse(ours6).data[p.l4_offset + 6] * 256
+        + (Packet.parse(ours6).data[p.l4_offset + 7])
+    )
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"sport": 70000}, "sport must be in 0..=65535, got 70000"),
+        ({"dport": -1}, "dport must be in 0..=65535"),
+        ({"ttl": 256}, "ttl must be in 0..=255"),
+        ({"proto": 300}, "proto must be in 0..=255"),
+        ({"tcp_flags": -1, "proto": "tcp"}, "tcp_flags must be in 0..=511"),
+        ({"vlan": [5000]}, "vlan id must be in 0..=4095"),
+        ({"vlan": [1], "vlan_tci": [1]}, "not both"),
+        ({"icmp_type": 999, "proto": "icmp"}, "icmp_type must be in 0..=255"),
+        ({"ident": 2**33}, "ident must be in"),
+        ({"ip_options": b"\x07\x09"}, "would not parse: ipv4: malformed option"),
+    ],
+)
+def test_out_of_range_arguments_are_packet_errors(kwargs: dict[str, object], message: str) -> None:
+    with pytest.raises(PacketError, match=message.replace("(", r"\(").replace(".", r"\.")):
+        build_packet("10.0.0.1", "10.0.0.2", **kwargs)  # type: ignore[arg-type]
+
+
+def test_ipv6_argument_checks() -> None:
+    with pytest.raises(PacketError, match=r"flow_label must be in 0\.\.=1048575"):
+        build_packet("::1", "::2", flow_label=2**21 + 5)
+    with pytest.raises(PacketError, match="would not parse: ipv6: header out of order"):
+        build_packet("::1", "::2", ext_headers=[(60, b""), (0, b"")])
+    with pytest.raises(TypeError, match="sport must be an int, not str"):
+        build_packet("::1", "::2", sport="80")  # type: ignore[arg-type]

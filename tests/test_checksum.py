@@ -59,3 +59,15 @@ def test_hop_limit_and_errors() -> None:
         decrement_ttl(bytearray(ipv4(b"", 17)[:12]))
     with pytest.raises(PacketError):
         decrement_ttl(bytearray(10), 40)
+    with pytest.raises(PacketError, match="l3_offset must be in"):
+        decrement_ttl(bytearray(10), -1)
+    with pytest.raises(PacketError, match="l3_offset must be in"):
+        decrement_ttl(bytearray(10), 2**64 - 1)
+
+
+def test_ttl_decrement_needs_only_the_header() -> None:
+    # A router may hold just the headers (or a snapped frame): the header is enough.
+    frame = bytearray(eth(ipv4(udp(1, 2, b"x" * 100), 17, ttl=9), ETH_IPV4)[:34])
+    assert decrement_ttl(frame, 14) == 8
+    assert inet_sum(bytes(frame[14:34])) == 0
+    assert decrement_ttl(memoryview(frame)[14:]) == 7

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ipaddress
+import struct
+
 import numpy as np
 import pytest
 
@@ -196,7 +199,11 @@ def test_bytes_like_inputs() -> None:
         (ipv4(icmp(8, 0)[:6], 1), "ip", "icmp: truncated"),
         (ipv6(b"", 17)[:39], "ip", "ipv6: truncated: need 40 bytes"),
         (ipv6(icmp(128, 0)[:4], 58), "ip", "icmpv6: truncated"),
-        (ipv6(ext(0, b"") + ext(17, b""), 60), "ip", "ipv6: header type 0 not allowed"),
+        (
+            ipv6(ext(0, b"") + ext(17, b""), 60),
+            "ip",
+            "ipv6: header out of order: type 0 not allowed",
+        ),
         (ipv6(bytes([17, 0, 1, 9, 0, 0, 0, 0]), 0), "ip", "ipv6: malformed option"),
         (ipv6(bytes([17, 3]) + bytes(6), 0), "ip", "ipv6: truncated: need 72 bytes"),
         (ipv6(ext(60, b"") * 17 + udp(1, 2), 60), "ip", "ipv6: too many stacked headers"),
@@ -243,3 +250,48 @@ def test_packet_is_immutable() -> None:
     with pytest.raises(AttributeError):
         p.sport = 1  # type: ignore[misc]
     assert meshcore.Packet is Packet
+
+
+def test_sll2_link() -> None:
+    # SLL2: protocol, reserved, ifindex, ARPHRD, packet type, address length, 8 address bytes.
+    hdr = struct.pack("!HHIHBB8s", ETH_IPV4, 0, 3, 1, 4, 6, MAC_A + b"\x00\x00")
+    p = Packet.parse(hdr + ipv4(udp(7, 8), 17, S4, D4), link="sll2")
+    assert (p.l3_offset, p.sport, p.dport, p.link, p.eth_src) == (20, 7, 8, "sll2", None)
+    with pytest.raises(PacketError, match="sll: truncated: need 20 bytes"):
+        Packet.parse(hdr[:19], link="sll2")
+
+
+def test_snapped_capture_keeps_header_fields() -> None:
+    seg = tcp(40000, 443, b"x" * 500, pseudo=pseudo4(S4, D4, 6, 520))
+    frame = eth(ipv4(seg, 6, S4, D4), ETH_IPV4)
+    with pytest.raises(PacketError, match="ipv4: truncated: need 540 bytes, have 82"):
+        Packet.parse(frame[:96])
+    (row,) = meshcore.parse_batch(frame[:96], [0, 96])
+    assert meshcore.describe_error(int(row["error"])) == "ipv4: truncated"
+    assert (row["version"], row["sport"], row["dport"], row["length"]) == (4, 40000, 443, 540)
+    assert bytes(row["src"][:4]) == bytes([192, 0, 2, 1])
+    frame6 = eth(ipv6(ext(17, b"") + udp(53, 99, b"y" * 300), 0, S6, D6), ETH_IPV6)
+    (row,) = meshcore.parse_batch(frame6[:80], [0, 80])
+    assert meshcore.describe_error(int(row["error"])) == "ipv6: truncated"
+    assert (row["version"], row["proto"], row["sport"], row["dport"]) == (6, 17, 53, 99)
+
+
+def test_udp_length_bounds_the_datagram() -> None:
+    # RFC 768: a UDP length shorter than the IP payload leaves trailing bytes outside the
+    # datagram; the checksum and the payload stop at the UDP length.
+    u = udp(1, 2, b"hi", pseudo=pseudo4(S4, D4, 17, 10))
+    p = Packet.parse(eth(ipv4(u + b"TRAILR", 17, S4, D4), ETH_IPV4))
+    assert p.payload == b"hi" and p.verify_checksums(strict=True) and p.length == 36
+
+
+def test_source_routed_checksums_use_the_final_destination() -> None:
+    final = "203.0.113.9"
+    lsrr = bytes([131, 11, 4]) + bytes([10, 0, 0, 1]) + bytes(ipaddress.ip_address(final).packed)
+    seg = udp(1, 2, b"route", pseudo=pseudo4(S4, final, 17, 13))
+    p = Packet.parse(eth(ipv4(seg, 17, S4, D4, options=lsrr + b"\x00"), ETH_IPV4))
+    assert p.verify_checksums(strict=True)
+    final6 = "2001:db8::99"
+    srh = bytes([4, 1, 1, 0, 0, 0]) + ipaddress.ip_address(final6).packed + b"\x00" * 16
+    seg6 = udp(1, 2, b"srh", pseudo=pseudo6(S6, final6, 17, 11))
+    p6 = Packet.parse(ipv6(ext(17, srh) + seg6, 43, S6, D6), "ip")
+    assert p6.ext_headers == [43] and p6.verify_checksums(strict=True)

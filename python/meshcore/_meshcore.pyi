@@ -44,7 +44,8 @@ class Packet:
         """Parse one frame.
 
         ``link`` is "ethernet" (Ethernet II with optional 802.1Q / QinQ tags), "ip" (raw IPv4 or
-        IPv6, as read from a TUN device) or "sll" (Linux cooked capture). Raises
+        IPv6, as read from a TUN device), "sll" or "sll2" (Linux cooked captures v1 / v2, as
+        ``tcpdump -i any`` writes them). Raises
         :class:`meshcore.PacketError` naming the layer and the reason on malformed or truncated
         input, and :class:`meshcore.ConfigError` for an unknown ``link``.
         """
@@ -87,8 +88,9 @@ class Packet:
 
     @property
     def length(self) -> int:
-        """IP datagram length in bytes from the IP header (link header and padding excluded);
-        the frame length in bytes for a frame that is not IP."""
+        """IP datagram length in bytes from the IP header (link header and padding excluded;
+        larger than the captured bytes for a snapped capture); the frame length in bytes for a
+        frame that is not IP."""
 
     @property
     def vlan(self) -> list[int]:
@@ -199,7 +201,8 @@ class Packet:
     def verify_checksums(self, strict: bool = False) -> bool:
         """Check the IPv4 header checksum and the TCP / UDP / ICMP / ICMPv6 checksum (with the
         pseudo-header). Fragments' transport checksums are skipped (they cover the reassembled
-        datagram); a zero UDP checksum means "none" over IPv4 and is an error over IPv6.
+        datagram); a zero UDP checksum means "none" over IPv4 and is an error over IPv6. The
+        pseudo-header uses the final destination of a source route or routing header.
         Returns False on a mismatch, or with ``strict`` raises :class:`meshcore.PacketError`
         naming the checksum, the value found and the value expected."""
 
@@ -227,6 +230,7 @@ def build_packet(
     eth_src: str = "02:00:00:00:00:01",
     eth_dst: str = "02:00:00:00:00:02",
     vlan: Sequence[int] | None = None,
+    vlan_tci: Sequence[int] | None = None,
     tcp_flags: str | int | None = None,
     seq: int = 0,
     ack: int = 0,
@@ -245,11 +249,14 @@ def build_packet(
     traffic class. ``frag_offset`` is in bytes (a multiple of 8); over IPv6, ``more_fragments`` or
     a non-zero ``frag_offset`` adds a fragment header carrying ``ident``. ``ext_headers`` lists
     IPv6 extension headers as ``(type, body)``, body after the two-byte next/length prefix,
-    zero-padded to the header's unit. ``vlan`` lists tag control values, outermost first (the outer
-    one of several gets TPID 0x88a8). ``tcp_flags`` is an int or letters ("S", "SA", "FPU";
-    default "S"). ``icmp_type`` defaults to echo request (8, or 128 for ICMPv6); ``icmp_rest`` is
-    the four type-specific header bytes as an int. ``link`` is "ethernet", "ip" or "sll".
-    Raises :class:`meshcore.PacketError` when a length does not fit its field.
+    zero-padded to the header's unit. ``vlan`` lists VLAN ids (0 to 4095), outermost first;
+    ``vlan_tci`` instead gives whole tag control values (PCP << 13 | DEI << 12 | VID). The outer
+    tag of several gets TPID 0x88a8 (QinQ). ``tcp_flags`` is an int or letters ("S", "SA",
+    "FPU"; default "S"). ``icmp_type`` defaults to echo request (8, or 128 for ICMPv6);
+    ``icmp_rest`` is the four type-specific header bytes as an int. ``link`` is "ethernet",
+    "ip", "sll" or "sll2". The checksums use the final destination of an IPv4 source route or
+    IPv6 routing header. Raises :class:`meshcore.PacketError` when a value is out of range for
+    its field or the packet would not parse (bad option TLVs, hop-by-hop not first, ...).
     """
 
 def checksum(data: _Bytes) -> int:
@@ -264,7 +271,8 @@ def decrement_ttl(buffer: _Bytes, l3_offset: int = 0) -> int:
 
 def describe_error(code: int) -> str | None:
     """The message for a :func:`meshcore.parse_batch` ``error`` code ("ipv4: truncated"),
-    or None for 0."""
+    or None for 0 and for numbers that are no error code. A :class:`meshcore.PacketError`
+    message for the same problem starts with this text."""
 
 def _parse_batch(
     buffer: _Bytes,

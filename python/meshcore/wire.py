@@ -30,7 +30,10 @@ field               type         meaning
 ==================  ===========  ===================================================================
 
 A bad frame does not fail the batch: its ``error`` column is set and the fields parsed before the
-error stay filled in. Bad offsets (negative, past the end, decreasing) raise :class:`PacketError`.
+error stay filled in. A frame cut short by a capture's snapshot length has error
+``ipv4: truncated`` (or ``ipv6: truncated``) but still carries its IP header fields, and its
+ports when they were captured. Bad offsets (negative, past the end, decreasing) raise
+:class:`PacketError`.
 """
 
 from __future__ import annotations
@@ -125,9 +128,9 @@ def parse_batch(
     """Parse N frames from one buffer; return N rows of :data:`PACKET_DTYPE`.
 
     ``buffer`` is any C-contiguous bytes-like object (bytes, bytearray, memoryview, uint8 array).
-    ``offsets`` holds N + 1 integers. ``link`` is "ethernet", "ip" (raw IP, as from a TUN device)
-    or "sll". With ``verify_checksums`` the IPv4 header and transport checksums are checked too,
-    and a mismatch sets the row's ``error`` code. ``out``, a contiguous array of N
+    ``offsets`` holds N + 1 integers. ``link`` is "ethernet", "ip" (raw IP, as from a TUN
+    device), "sll" or "sll2". With ``verify_checksums`` the IPv4 header and transport checksums
+    are checked too, and a mismatch sets the row's ``error`` code. ``out``, a contiguous array of N
     :data:`PACKET_DTYPE` rows, is filled and returned instead of a new array: a polling loop
     that reuses it saves the allocation. Runs without the GIL.
     """
@@ -139,7 +142,12 @@ def parse_batch(
     offs = np.ascontiguousarray(offs, dtype=np.int64)
     raw_out = None
     if out is not None:
-        if out.dtype != PACKET_DTYPE or out.ndim != 1 or not out.flags.c_contiguous:
+        if (
+            not isinstance(out, np.ndarray)
+            or out.dtype != PACKET_DTYPE
+            or out.ndim != 1
+            or not out.flags.c_contiguous
+        ):
             raise PacketError("out must be a contiguous one-dimensional PACKET_DTYPE array")
         raw_out = out.view(np.uint8).reshape(len(out), _meshcore.ROW_LEN)
     raw = _meshcore._parse_batch(buffer, offs, link, verify_checksums, raw_out)

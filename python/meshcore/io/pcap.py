@@ -25,8 +25,16 @@ from meshcore.wire import parse_batch
 __all__ = ["LINKTYPES", "Capture", "read_pcap", "write_pcap"]
 
 #: pcap link-type numbers of the link names meshcore parses.
-LINKTYPES: dict[str, int] = {"ethernet": 1, "ip": 101, "sll": 113}
-_LINK_OF: dict[int, str] = {1: "ethernet", 12: "ip", 101: "ip", 228: "ip", 229: "ip", 113: "sll"}
+LINKTYPES: dict[str, int] = {"ethernet": 1, "ip": 101, "sll": 113, "sll2": 276}
+_LINK_OF: dict[int, str] = {
+    1: "ethernet",
+    12: "ip",
+    101: "ip",
+    228: "ip",
+    229: "ip",
+    113: "sll",
+    276: "sll2",
+}
 
 
 @dataclass(frozen=True, eq=False)
@@ -67,13 +75,13 @@ class Capture:
 
     @property
     def link(self) -> str:
-        """The link name shared by all records ("ethernet", "ip" or "sll")."""
+        """The link name shared by all records ("ethernet", "ip", "sll" or "sll2")."""
         used = {self.linktypes[i] for i in np.unique(self.interfaces)} or set(self.linktypes)
         names = {_LINK_OF.get(t) for t in used}
         if len(names) != 1 or None in names:
             raise CaptureError(
                 f"capture has link types {sorted(used)}; meshcore parses "
-                "1 (ethernet), 101/12/228/229 (raw ip) and 113 (sll) one at a time"
+                "1 (ethernet), 101/12/228/229 (raw ip), 113 (sll) and 276 (sll2) one at a time"
             )
         (name,) = names
         assert name is not None
@@ -99,7 +107,10 @@ def _load(source: str | os.PathLike[str] | bytes | BinaryIO) -> bytes:
     else:
         raw = source.read()
     if raw[:2] == b"\x1f\x8b":
-        raw = gzip.decompress(raw)
+        try:
+            raw = gzip.decompress(raw)
+        except (OSError, EOFError) as e:
+            raise CaptureError(f"capture: bad gzip data: {e}") from e
     return raw
 
 
@@ -127,6 +138,8 @@ def write_pcap(
     """
     if timestamps is not None and timestamps_ns is not None:
         raise ConfigError("pass timestamps or timestamps_ns, not both")
+    if not 0 < snaplen < 2**32:
+        raise ConfigError(f"snaplen must be in 1..2**32 - 1 bytes, got {snaplen}")
     if timestamps is not None:
         timestamps_ns = (round(t * 1e9) for t in timestamps)
     if link not in LINKTYPES:
@@ -137,8 +150,12 @@ def write_pcap(
     ts_iter = iter(timestamps_ns) if timestamps_ns is not None else None
     n = 0
     for n, pkt in enumerate(packets, start=1):
-        t_ns = next(ts_iter) if ts_iter is not None else (n - 1) * 1_000_000
+        t_ns = next(ts_iter, None) if ts_iter is not None else (n - 1) * 1_000_000
+        if t_ns is None:
+            raise ConfigError(f"fewer timestamps than packets ({n - 1})")
         sec, frac_ns = divmod(int(t_ns), 1_000_000_000)
+        if not 0 <= sec < 2**32:
+            raise ConfigError(f"timestamp of packet {n - 1} is outside the pcap range (1970-2106)")
         frac = (frac_ns + per_tick // 2) // per_tick
         if frac == 1_000_000_000 // per_tick:
             sec, frac = sec + 1, 0

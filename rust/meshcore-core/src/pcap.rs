@@ -303,6 +303,9 @@ fn scan_pcapng(data: &[u8]) -> Result<Capture, CaptureError> {
                 let Some(iface) = ifaces.first().copied() else {
                     return fail(at, "simple packet block before any interface");
                 };
+                if body.len() < 4 {
+                    return fail(at, "truncated simple packet block");
+                }
                 let orig = r.u32(body.start).unwrap_or(0);
                 let avail = body.end - (body.start + 4);
                 let caplen = (orig as usize).min(avail);
@@ -360,6 +363,29 @@ mod tests {
         f.truncate(f.len() - 2);
         let e = scan(&f).unwrap_err();
         assert_eq!(e.offset, 24);
+    }
+
+    #[test]
+    fn empty_simple_packet_block_is_an_error() {
+        let block = |t: u32, body: &[u8]| {
+            let n = (12 + body.len()) as u32;
+            let mut v = t.to_le_bytes().to_vec();
+            v.extend_from_slice(&n.to_le_bytes());
+            v.extend_from_slice(body);
+            v.extend_from_slice(&n.to_le_bytes());
+            v
+        };
+        let mut shb_body = PCAPNG_BOM.to_le_bytes().to_vec();
+        shb_body.extend_from_slice(&[1, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]);
+        let mut f = block(PCAPNG_SHB, &shb_body);
+        f.extend(block(1, &[1, 0, 0, 0, 0, 0, 0, 0]));
+        f.extend(block(3, &[]));
+        assert!(scan(&f)
+            .unwrap_err()
+            .message
+            .contains("simple packet block"));
+        f.extend(block(6, &[0; 20]));
+        assert!(scan(&f).is_err());
     }
 
     #[test]

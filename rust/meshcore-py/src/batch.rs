@@ -30,12 +30,24 @@ impl Pinned {
         Ok(Pinned { buf })
     }
 
+    /// Whether the pinned bytes share memory with `other`.
+    pub fn overlaps(&self, other: &[u8]) -> bool {
+        let start = self.buf.buf_ptr() as usize;
+        let end = start + self.buf.len_bytes();
+        let (o_start, o_end) = (
+            other.as_ptr() as usize,
+            other.as_ptr() as usize + other.len(),
+        );
+        start < o_end && o_start < end
+    }
+
     /// Run `f` over the bytes with the GIL released.
     ///
     /// The buffer export keeps the memory alive and its size fixed until `self` drops, which is
-    /// after `f` returns. Its contents are read while other Python threads may run: as with numpy's
-    /// own GIL-free loops, a caller that mutates the buffer concurrently gets unspecified results
-    /// for the packets it changed, never memory unsafety beyond the buffer.
+    /// after `f` returns. Its contents are read while other Python threads may run: as with
+    /// numpy's own GIL-free loops, the caller must not write to the buffer during the call. One
+    /// that does gets wrong rows for the packets it changed, or `InternalError` if a header read
+    /// twice disagreed with itself; reads never leave the buffer.
     pub fn detach<R: Send>(&self, py: Python<'_>, f: impl FnOnce(&[u8]) -> R + Send) -> R {
         let len = self.buf.len_bytes();
         let addr = self.buf.buf_ptr() as usize;
@@ -101,6 +113,13 @@ pub fn _parse_batch<'py>(
     let rows = rw
         .as_slice_mut()
         .map_err(|_| raise(py, Exc::Packet, "out must be C-contiguous"))?;
+    if pinned.overlaps(rows) {
+        return Err(raise(
+            py,
+            Exc::Packet,
+            "out must not share memory with buffer",
+        ));
+    }
     guard(py, || {
         let r = pinned.detach(py, |data| {
             stack::parse_batch(data, offs, link, verify_checksums, rows)

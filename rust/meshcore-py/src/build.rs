@@ -56,22 +56,13 @@ fn tcp_flags(obj: &Bound<'_, PyAny>) -> PyResult<u16> {
         }
         return Ok(v);
     }
-    let v: u16 = obj.extract()?;
-    if v > 0x1ff {
-        return Err(raise(
-            py,
-            Exc::Packet,
-            format!("tcp_flags 0x{v:x} has more than 9 bits"),
-        ));
-    }
-    Ok(v)
+    Ok(convert::int_in(obj, "tcp_flags", 0x1ff)? as u16)
 }
 
 fn protocol(obj: &Bound<'_, PyAny>, v6: bool) -> PyResult<(Option<&'static str>, u8)> {
     let py = obj.py();
     if obj.cast::<PyInt>().is_ok() {
-        let p: u8 = obj.extract()?;
-        return Ok((None, p));
+        return Ok((None, convert::int_in(obj, "proto", 0xff)? as u8));
     }
     let name: String = obj.extract()?;
     Ok(match name.to_ascii_lowercase().as_str() {
@@ -96,7 +87,7 @@ fn protocol(obj: &Bound<'_, PyAny>, v6: bool) -> PyResult<(Option<&'static str>,
     src, dst, *, proto = None, sport = 0, dport = 0, payload = None, link = "ethernet",
     ttl = 64, tos = 0, ident = 0, dont_fragment = false, more_fragments = false, frag_offset = 0,
     ip_options = None, flow_label = 0, ext_headers = None,
-    eth_src = "02:00:00:00:00:01", eth_dst = "02:00:00:00:00:02", vlan = None,
+    eth_src = "02:00:00:00:00:01", eth_dst = "02:00:00:00:00:02", vlan = None, vlan_tci = None,
     tcp_flags = None, seq = 0, ack = 0, window = 65535, urgent = 0, tcp_options = None,
     icmp_type = None, icmp_code = 0, icmp_rest = 0
 ))]
@@ -106,31 +97,32 @@ pub fn build_packet<'py>(
     src: &Bound<'py, PyAny>,
     dst: &Bound<'py, PyAny>,
     proto: Option<&Bound<'py, PyAny>>,
-    sport: u16,
-    dport: u16,
+    #[pyo3(from_py_with = convert::arg_sport)] sport: u16,
+    #[pyo3(from_py_with = convert::arg_dport)] dport: u16,
     payload: Option<PyBackedBytes>,
     link: &str,
-    ttl: u8,
-    tos: u8,
-    ident: u32,
+    #[pyo3(from_py_with = convert::arg_ttl)] ttl: u8,
+    #[pyo3(from_py_with = convert::arg_tos)] tos: u8,
+    #[pyo3(from_py_with = convert::arg_ident)] ident: u32,
     dont_fragment: bool,
     more_fragments: bool,
-    frag_offset: u16,
+    #[pyo3(from_py_with = convert::arg_frag_offset)] frag_offset: u16,
     ip_options: Option<PyBackedBytes>,
-    flow_label: u32,
+    #[pyo3(from_py_with = convert::arg_flow_label)] flow_label: u32,
     ext_headers: Option<Vec<(u8, PyBackedBytes)>>,
     eth_src: &str,
     eth_dst: &str,
-    vlan: Option<Vec<u16>>,
+    #[pyo3(from_py_with = convert::arg_vlan)] vlan: Option<Vec<u16>>,
+    #[pyo3(from_py_with = convert::arg_vlan_tci)] vlan_tci: Option<Vec<u16>>,
     tcp_flags: Option<&Bound<'py, PyAny>>,
-    seq: u32,
-    ack: u32,
-    window: u16,
-    urgent: u16,
+    #[pyo3(from_py_with = convert::arg_seq)] seq: u32,
+    #[pyo3(from_py_with = convert::arg_ack)] ack: u32,
+    #[pyo3(from_py_with = convert::arg_window)] window: u16,
+    #[pyo3(from_py_with = convert::arg_urgent)] urgent: u16,
     tcp_options: Option<PyBackedBytes>,
-    icmp_type: Option<u8>,
-    icmp_code: u8,
-    icmp_rest: u32,
+    #[pyo3(from_py_with = convert::arg_icmp_type)] icmp_type: Option<u8>,
+    #[pyo3(from_py_with = convert::arg_icmp_code)] icmp_code: u8,
+    #[pyo3(from_py_with = convert::arg_icmp_rest)] icmp_rest: u32,
 ) -> PyResult<Bound<'py, PyBytes>> {
     let link = convert::link(py, link)?;
     let (src, dst) = (convert::ip_addr(src, "src")?, convert::ip_addr(dst, "dst")?);
@@ -194,7 +186,7 @@ pub fn build_packet<'py>(
                 next_header: 0,
                 hop_limit: ttl,
                 traffic_class: tos,
-                flow_label: flow_label & 0xfffff,
+                flow_label,
                 payload_len: 0,
             },
             ext: ext_headers
@@ -210,7 +202,14 @@ pub fn build_packet<'py>(
         },
         _ => unreachable!("versions checked above"),
     };
-    let tags = vlan.unwrap_or_default();
+    if vlan.is_some() && vlan_tci.is_some() {
+        return Err(raise(
+            py,
+            Exc::Packet,
+            "pass vlan (ids) or vlan_tci, not both",
+        ));
+    }
+    let tags = vlan_tci.or(vlan).unwrap_or_default();
     let n_tags = tags.len();
     let spec = PacketSpec {
         link,
@@ -245,9 +244,17 @@ pub fn checksum(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u16> {
 }
 
 /// Decrement the TTL / hop limit in place, patching the IPv4 header checksum (RFC 1624).
+///
+/// The header is copied out, patched, and the changed bytes written back through the raw
+/// pointer: no Rust reference to the shared buffer is formed, so another thread writing the same
+/// buffer at the same time (free-threaded Python) gets unspecified bytes, never unsoundness here.
 #[pyfunction]
 #[pyo3(signature = (buffer, l3_offset = 0))]
-pub fn decrement_ttl(py: Python<'_>, buffer: &Bound<'_, PyAny>, l3_offset: usize) -> PyResult<u8> {
+pub fn decrement_ttl(
+    py: Python<'_>,
+    buffer: &Bound<'_, PyAny>,
+    #[pyo3(from_py_with = convert::arg_l3_offset)] l3_offset: usize,
+) -> PyResult<u8> {
     let buf = PyBuffer::<u8>::get(buffer).map_err(|_| {
         raise(
             py,
@@ -263,16 +270,29 @@ pub fn decrement_ttl(py: Python<'_>, buffer: &Bound<'_, PyAny>, l3_offset: usize
         ));
     }
     let len = buf.len_bytes();
-    let ptr = buf.buf_ptr().cast::<u8>();
-    // SAFETY: the buffer is writable, C-contiguous, `len` bytes long and exported to us (kept
-    // alive and unresizable) until `buf` drops at the end of this function; the GIL is held.
+    let avail = len.saturating_sub(l3_offset).min(MAX_IP_HEADER);
+    let mut header = [0u8; MAX_IP_HEADER];
+    let base = buf.buf_ptr().cast::<u8>();
+    if avail > 0 {
+        // SAFETY: `l3_offset + avail <= len`, the exported, C-contiguous buffer's size, and the
+        // export keeps it alive and unresizable until `buf` drops at the end of this function.
+        #[allow(unsafe_code)]
+        unsafe {
+            std::ptr::copy_nonoverlapping(base.add(l3_offset), header.as_mut_ptr(), avail);
+        }
+    }
+    let ttl = guard(py, || {
+        stack::decrement_ttl(&mut header[..avail], 0).map_err(|e| error::wire(py, e))
+    })?;
+    // Write back the TTL / hop-limit byte and the IPv4 checksum (bytes 8..12), or byte 7.
+    let (at, n) = if header[0] >> 4 == 4 { (8, 4) } else { (7, 1) };
+    // SAFETY: as above; `at + n <= avail` because the header check passed for `avail` bytes.
     #[allow(unsafe_code)]
-    let data: &mut [u8] = if len == 0 {
-        &mut []
-    } else {
-        unsafe { std::slice::from_raw_parts_mut(ptr, len) }
-    };
-    guard(py, || {
-        stack::decrement_ttl(data, l3_offset).map_err(|e| error::wire(py, e))
-    })
+    unsafe {
+        std::ptr::copy_nonoverlapping(header.as_ptr().add(at), base.add(l3_offset + at), n);
+    }
+    Ok(ttl)
 }
+
+/// The longest IP header `decrement_ttl` needs: IPv4 with 40 bytes of options.
+const MAX_IP_HEADER: usize = 60;

@@ -3,8 +3,9 @@
 use crate::error::{raise, Exc};
 use meshcore_core::wire::stack::LinkType;
 use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyString};
+use pyo3::types::{PyBytes, PyInt, PyString};
 use std::net::{IpAddr, Ipv6Addr};
 
 pub fn link(py: Python<'_>, name: &str) -> PyResult<LinkType> {
@@ -12,7 +13,7 @@ pub fn link(py: Python<'_>, name: &str) -> PyResult<LinkType> {
         raise(
             py,
             Exc::Config,
-            format!("unknown link type '{name}': expected 'ethernet', 'ip' or 'sll'"),
+            format!("unknown link type '{name}': expected 'ethernet', 'ip', 'sll' or 'sll2'"),
         )
     })
 }
@@ -87,4 +88,81 @@ pub fn packet_bytes<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes
     })?;
     let v = buf.to_vec(py)?;
     Ok(PyBytes::new(py, &v))
+}
+
+/// An int argument in `0..=max`, else `PacketError` naming the argument (not `OverflowError`).
+pub fn int_in(obj: &Bound<'_, PyAny>, what: &str, max: u64) -> PyResult<u64> {
+    let py = obj.py();
+    if obj.cast::<PyInt>().is_err() {
+        return Err(PyTypeError::new_err(format!(
+            "{what} must be an int, not {}",
+            obj.get_type().name()?
+        )));
+    }
+    match obj.extract::<i64>() {
+        Ok(v) if v >= 0 && v.unsigned_abs() <= max => Ok(v.unsigned_abs()),
+        _ => Err(raise(
+            py,
+            Exc::Packet,
+            format!("{what} must be in 0..={max}, got {obj}"),
+        )),
+    }
+}
+
+/// `#[pyo3(from_py_with = ...)]` extractors for range-checked integer arguments.
+macro_rules! ranged {
+    ($($fn_name:ident: $t:ty = $what:literal, $max:expr;)*) => {
+        $(
+            pub fn $fn_name(obj: &Bound<'_, PyAny>) -> PyResult<$t> {
+                // In range by construction: `int_in` checked against `$max`.
+                int_in(obj, $what, $max).map(|v| v as $t)
+            }
+        )*
+    };
+}
+
+ranged! {
+    arg_sport: u16 = "sport", 0xffff;
+    arg_dport: u16 = "dport", 0xffff;
+    arg_ttl: u8 = "ttl", 0xff;
+    arg_tos: u8 = "tos", 0xff;
+    arg_ident: u32 = "ident", 0xffff_ffff;
+    arg_frag_offset: u16 = "frag_offset", 0xfff8;
+    arg_flow_label: u32 = "flow_label", 0x000f_ffff;
+    arg_seq: u32 = "seq", 0xffff_ffff;
+    arg_ack: u32 = "ack", 0xffff_ffff;
+    arg_window: u16 = "window", 0xffff;
+    arg_urgent: u16 = "urgent", 0xffff;
+    arg_icmp_code: u8 = "icmp_code", 0xff;
+    arg_icmp_rest: u32 = "icmp_rest", 0xffff_ffff;
+    arg_l3_offset: usize = "l3_offset", u32::MAX as u64;
+}
+
+/// `icmp_type`: None or an int in 0..=255.
+pub fn arg_icmp_type(obj: &Bound<'_, PyAny>) -> PyResult<Option<u8>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    int_in(obj, "icmp_type", 0xff).map(|v| Some(v as u8))
+}
+
+fn int_list(obj: &Bound<'_, PyAny>, what: &str, max: u64) -> PyResult<Option<Vec<u16>>> {
+    if obj.is_none() {
+        return Ok(None);
+    }
+    let mut out = Vec::new();
+    for item in obj.try_iter()? {
+        out.push(int_in(&item?, what, max)? as u16);
+    }
+    Ok(Some(out))
+}
+
+/// `vlan`: VLAN ids, each in 0..=4095.
+pub fn arg_vlan(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u16>>> {
+    int_list(obj, "vlan id", 0x0fff)
+}
+
+/// `vlan_tci`: full tag control values (PCP << 13 | DEI << 12 | VID), each in 0..=65535.
+pub fn arg_vlan_tci(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u16>>> {
+    int_list(obj, "vlan tci", 0xffff)
 }

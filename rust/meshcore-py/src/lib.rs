@@ -15,8 +15,8 @@ use pyo3::prelude::*;
 
 /// The message for a `parse_batch` error code, or None for 0.
 #[pyfunction]
-fn describe_error(code: u8) -> Option<String> {
-    Error::describe_code(code)
+fn describe_error(code: i64) -> Option<String> {
+    u8::try_from(code).ok().and_then(Error::describe_code)
 }
 
 /// Panic on purpose, to check that a Rust panic surfaces as `meshcore.InternalError`.

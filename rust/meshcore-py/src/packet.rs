@@ -114,12 +114,8 @@ impl PyPacket {
     /// IP datagram length in bytes from the header (link header and padding excluded);
     /// the frame length for a frame that is not IP.
     #[getter]
-    fn length(&self, py: Python<'_>) -> usize {
-        if self.ip() {
-            self.s.length as usize
-        } else {
-            self.bytes(py).len()
-        }
+    fn length(&self) -> u32 {
+        self.s.length
     }
     /// VLAN ids of the 802.1Q / QinQ tags, outermost first.
     #[getter]
@@ -165,7 +161,7 @@ impl PyPacket {
         )
             .into_pyobject(py)
     }
-    /// "ethernet", "ip" or "sll".
+    /// "ethernet", "ip", "sll" or "sll2".
     #[getter]
     fn link(&self) -> &'static str {
         self.link.name()

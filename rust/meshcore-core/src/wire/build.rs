@@ -4,11 +4,14 @@
 //! Used by tests, the demo and the router to make packets; parse(build(spec)) gives back the spec.
 
 use super::checksum;
-use super::ethernet::{ethertype, EthernetAddress, EthernetRepr, VlanTag, SLL_HEADER_LEN};
+use super::ethernet::{
+    ethertype, EthernetAddress, EthernetRepr, VlanTag, SLL2_HEADER_LEN, SLL_HEADER_LEN,
+};
 use super::icmp::{self, IcmpRepr};
+use super::ipv4;
 use super::ipv4::Ipv4Repr;
 use super::ipv6::{self, Ipv6Repr};
-use super::stack::LinkType;
+use super::stack::{self, LinkType};
 use super::tcp::TcpRepr;
 use super::udp::{self, UdpRepr};
 use super::{proto, put16, put32};
@@ -186,8 +189,18 @@ impl PacketSpec {
                 out[6..12].copy_from_slice(&self.eth_src.0);
                 put16(&mut out, 14, ethertype);
             }
+            LinkType::Sll2 => {
+                // Protocol, reserved, interface 1, ARPHRD_ETHER, packet type 0, 6-byte address.
+                out.resize(SLL2_HEADER_LEN, 0);
+                put16(&mut out, 0, ethertype);
+                put32(&mut out, 4, 1);
+                put16(&mut out, 8, 1);
+                out[11] = 6;
+                out[12..18].copy_from_slice(&self.eth_src.0);
+            }
             LinkType::Ip => {}
         }
+        let l3_at = out.len();
         out.extend_from_slice(&l3_hdr);
         out.extend_from_slice(&ext_bytes);
         let l4_at = out.len();
@@ -199,10 +212,19 @@ impl PacketSpec {
             L4Spec::Raw(_) => {}
         }
         out.extend_from_slice(&self.payload);
+        // The pseudo-header names the final destination when a source route or a routing
+        // header says where that is (RFC 9293 section 3.1, RFC 8200 section 8.1).
         let pseudo = match &self.ip {
-            IpSpec::V4(r) => checksum::pseudo_v4(&r.src, &r.dst, l4_proto, upper_len as u32),
+            IpSpec::V4(r) => {
+                let dst = ipv4::source_route_destination(&r.options).unwrap_or(r.dst);
+                checksum::pseudo_v4(&r.src, &dst, l4_proto, upper_len as u32)
+            }
             IpSpec::V6 { repr, .. } => {
-                checksum::pseudo_v6(&repr.src, &repr.dst, l4_proto, upper_len as u32)
+                let dst = ipv6::walk_ext(&out[l3_at..l4_at])
+                    .ok()
+                    .and_then(|w| w.final_dst)
+                    .unwrap_or(repr.dst);
+                checksum::pseudo_v6(&repr.src, &dst, l4_proto, upper_len as u32)
             }
         };
         let field = match (&self.l4, l4_proto) {
@@ -218,6 +240,10 @@ impl PacketSpec {
                 c = 0xffff; // RFC 768: a computed zero is sent as all ones.
             }
             put16(&mut out, l4_at + at, c);
+        }
+        // Never emit what the parser would refuse (bad option TLVs, hop-by-hop not first, ...).
+        if let Err(e) = stack::parse(&out, self.link) {
+            return err(format!("the packet would not parse: {e}"));
         }
         Ok(out)
     }

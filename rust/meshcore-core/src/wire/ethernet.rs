@@ -11,6 +11,8 @@ pub const TAG_LEN: usize = 4;
 pub const MAX_VLAN_TAGS: usize = 8;
 /// Linux cooked capture v1 header length (pcap link type 113).
 pub const SLL_HEADER_LEN: usize = 16;
+/// Linux cooked capture v2 header length (pcap link type 276, `tcpdump -i any` today).
+pub const SLL2_HEADER_LEN: usize = 20;
 
 pub mod ethertype {
     pub const IPV4: u16 = 0x0800;
@@ -175,6 +177,18 @@ pub fn walk_sll(data: &[u8]) -> Result<LinkInfo> {
     Ok(LinkInfo {
         ethertype: be16(data, 14),
         l3_offset: SLL_HEADER_LEN,
+        vlan_count: 0,
+    })
+}
+
+/// Walk a Linux cooked v2 (SLL2) header: the protocol field sits at bytes 0..2.
+pub fn walk_sll2(data: &[u8]) -> Result<LinkInfo> {
+    if data.len() < SLL2_HEADER_LEN {
+        return Err(Error::truncated(Layer::Sll, SLL2_HEADER_LEN, data.len()));
+    }
+    Ok(LinkInfo {
+        ethertype: be16(data, 0),
+        l3_offset: SLL2_HEADER_LEN,
         vlan_count: 0,
     })
 }

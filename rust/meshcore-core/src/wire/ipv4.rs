@@ -14,33 +14,41 @@ pub struct Ipv4Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+/// Check the fixed header (length, version 4, IHL >= 5, header inside `b`); return its length.
+/// The total length field is not checked here.
+#[inline]
+pub fn check_header(b: &[u8]) -> Result<usize> {
+    if b.len() < MIN_HEADER_LEN {
+        return Err(Error::truncated(Layer::Ipv4, MIN_HEADER_LEN, b.len()));
+    }
+    let version = b[0] >> 4;
+    if version != 4 {
+        return Err(Error::new(
+            Layer::Ipv4,
+            ErrorKind::BadVersion,
+            version as usize,
+            4,
+        ));
+    }
+    let hl = usize::from(b[0] & 0x0f) * 4;
+    if hl < MIN_HEADER_LEN {
+        return Err(Error::new(
+            Layer::Ipv4,
+            ErrorKind::BadHeaderLength,
+            hl,
+            MIN_HEADER_LEN,
+        ));
+    }
+    if b.len() < hl {
+        return Err(Error::truncated(Layer::Ipv4, hl, b.len()));
+    }
+    Ok(hl)
+}
+
 impl<T: AsRef<[u8]>> Ipv4Packet<T> {
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < MIN_HEADER_LEN {
-            return Err(Error::truncated(Layer::Ipv4, MIN_HEADER_LEN, b.len()));
-        }
-        let version = b[0] >> 4;
-        if version != 4 {
-            return Err(Error::new(
-                Layer::Ipv4,
-                ErrorKind::BadVersion,
-                version as usize,
-                4,
-            ));
-        }
-        let hl = usize::from(b[0] & 0x0f) * 4;
-        if hl < MIN_HEADER_LEN {
-            return Err(Error::new(
-                Layer::Ipv4,
-                ErrorKind::BadHeaderLength,
-                hl,
-                MIN_HEADER_LEN,
-            ));
-        }
-        if b.len() < hl {
-            return Err(Error::truncated(Layer::Ipv4, hl, b.len()));
-        }
+        let hl = check_header(b)?;
         let total = usize::from(be16(b, 2));
         if total < hl {
             return Err(Error::new(Layer::Ipv4, ErrorKind::BadLength, total, hl));
@@ -129,6 +137,33 @@ pub fn check_options(opts: &[u8]) -> Result<()> {
     Ok(())
 }
 
+/// The final destination named by a loose or strict source route option (RFC 791 types 131
+/// and 137) whose route is not yet complete (pointer within the option): the last address of
+/// the route data. TCP and UDP checksums use it in the pseudo-header (RFC 9293 section 3.1).
+pub fn source_route_destination(opts: &[u8]) -> Option<[u8; 4]> {
+    let mut i = 0;
+    let mut found = None;
+    while i < opts.len() {
+        match opts[i] {
+            0 => break,
+            1 => i += 1,
+            kind => {
+                let len = usize::from(byte(opts, i + 1));
+                if len < 2 || i + len > opts.len() {
+                    break;
+                }
+                let ptr = usize::from(byte(opts, i + 2));
+                if (kind == 131 || kind == 137) && len >= 7 && ptr <= len {
+                    let last = i + 3 + (len - 3) / 4 * 4 - 4;
+                    found = Some([opts[last], opts[last + 1], opts[last + 2], opts[last + 3]]);
+                }
+                i += len;
+            }
+        }
+    }
+    found
+}
+
 /// The meaning of an IPv4 header.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Ipv4Repr {
@@ -200,8 +235,9 @@ impl Ipv4Repr {
 
 /// Decrement the TTL of the IPv4 header at the front of `buf` and patch its checksum
 /// incrementally (RFC 1624). Returns the new TTL; a TTL of 0 is left alone and reported as error.
+/// Only the header is checked: the rest of the datagram need not be in `buf`.
 pub fn decrement_ttl(buf: &mut [u8]) -> Result<u8> {
-    Ipv4Packet::new_checked(&buf[..])?;
+    check_header(buf)?;
     let ttl = buf[8];
     if ttl == 0 {
         return Err(Error::new(Layer::Ipv4, ErrorKind::TtlExpired, 0, 1));
@@ -242,6 +278,16 @@ mod tests {
         assert!(check_options(&[7, 9, 0, 0]).is_err());
         assert!(check_options(&[7, 1, 0, 0]).is_err());
         assert!(check_options(&[1, 1, 1, 7]).is_err());
+    }
+
+    #[test]
+    fn source_routes() {
+        let lsrr = [1, 131, 11, 4, 10, 0, 0, 1, 10, 0, 0, 2, 0];
+        assert_eq!(source_route_destination(&lsrr), Some([10, 0, 0, 2]));
+        let done = [137, 11, 12, 10, 0, 0, 1, 10, 0, 0, 2, 0];
+        assert_eq!(source_route_destination(&done), None);
+        assert_eq!(source_route_destination(&[131, 3, 4, 0]), None);
+        assert_eq!(source_route_destination(&[7, 7, 4, 1, 2, 3, 4]), None);
     }
 
     #[test]

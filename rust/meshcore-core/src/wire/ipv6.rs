@@ -17,21 +17,28 @@ pub struct Ipv6Packet<T: AsRef<[u8]>> {
     buffer: T,
 }
 
+/// Check the fixed header (40 bytes, version 6); the payload length is not checked here.
+#[inline]
+pub fn check_header(b: &[u8]) -> Result<()> {
+    if b.len() < HEADER_LEN {
+        return Err(Error::truncated(Layer::Ipv6, HEADER_LEN, b.len()));
+    }
+    let version = b[0] >> 4;
+    if version != 6 {
+        return Err(Error::new(
+            Layer::Ipv6,
+            ErrorKind::BadVersion,
+            version as usize,
+            6,
+        ));
+    }
+    Ok(())
+}
+
 impl<T: AsRef<[u8]>> Ipv6Packet<T> {
     pub fn new_checked(buffer: T) -> Result<Self> {
         let b = buffer.as_ref();
-        if b.len() < HEADER_LEN {
-            return Err(Error::truncated(Layer::Ipv6, HEADER_LEN, b.len()));
-        }
-        let version = b[0] >> 4;
-        if version != 6 {
-            return Err(Error::new(
-                Layer::Ipv6,
-                ErrorKind::BadVersion,
-                version as usize,
-                6,
-            ));
-        }
+        check_header(b)?;
         let total = HEADER_LEN + usize::from(be16(b, 4));
         if b.len() < total {
             return Err(Error::truncated(Layer::Ipv6, total, b.len()));
@@ -90,6 +97,9 @@ pub struct ExtWalk {
     pub count: usize,
     /// Their types, in order (the first `count` entries).
     pub types: [u8; MAX_EXT_HEADERS],
+    /// The final destination named by a routing header with segments left, for the
+    /// upper-layer checksum's pseudo-header (RFC 8200 section 8.1).
+    pub final_dst: Option<[u8; 16]>,
 }
 
 impl ExtWalk {
@@ -111,6 +121,25 @@ fn is_generic_ext(nh: u8) -> bool {
             | proto::HIP
             | proto::SHIM6
     )
+}
+
+/// The final destination of one routing header (RFC 8200 section 4.4) that still has segments
+/// left: the last address of a type 0 header, the home address of type 2 (RFC 6275), or
+/// Segment List[0] of a segment routing header (type 4, RFC 8754, listed in reverse). Type 3
+/// (RPL, compressed addresses) is not decoded.
+pub fn routing_destination(h: &[u8]) -> Option<[u8; 16]> {
+    let segments_left = byte(h, 3);
+    if segments_left == 0 {
+        return None;
+    }
+    let at = match byte(h, 2) {
+        0 => 8 + (h.len().checked_sub(8)? / 16).checked_sub(1)? * 16,
+        2 | 4 => 8,
+        _ => return None,
+    };
+    let mut a = [0u8; 16];
+    a.copy_from_slice(h.get(at..at + 16)?);
+    Some(a)
 }
 
 /// Check hop-by-hop / destination option TLVs (RFC 8200 section 4.2) inside one header.
@@ -158,6 +187,9 @@ pub fn walk_ext(d: &[u8]) -> Result<ExtWalk> {
             }
             if nh == proto::HOPOPT || nh == proto::IPV6_OPTS {
                 check_tlvs(&d[off + 2..off + len], off + 2)?;
+            }
+            if nh == proto::IPV6_ROUTE {
+                w.final_dst = routing_destination(&d[off..off + len]).or(w.final_dst);
             }
             len
         } else if nh == proto::IPV6_FRAG {
@@ -246,8 +278,9 @@ impl Ipv6Repr {
 }
 
 /// Decrement the hop limit of the IPv6 header at the front of `buf` (IPv6 has no header checksum).
+/// Only the fixed header is checked: the rest of the datagram need not be in `buf`.
 pub fn decrement_hop_limit(buf: &mut [u8]) -> Result<u8> {
-    Ipv6Packet::new_checked(&buf[..])?;
+    check_header(buf)?;
     let hl = buf[7];
     if hl == 0 {
         return Err(Error::new(Layer::Ipv6, ErrorKind::TtlExpired, 0, 1));
@@ -288,6 +321,24 @@ mod tests {
         assert_eq!(w.l4_offset, 64);
         assert_eq!(&w.types[..w.count], &[0, 43, 60]);
         assert!(!w.is_fragment);
+    }
+
+    #[test]
+    fn routing_header_final_destination() {
+        let last = [0x20, 0x01, 0x0d, 0xb8, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 9];
+        let mut srh = vec![17, 2, 4, 1, 0, 0, 0, 0];
+        srh.extend_from_slice(&last);
+        assert_eq!(routing_destination(&srh), Some(last));
+        srh[3] = 0;
+        assert_eq!(routing_destination(&srh), None);
+        let mut t0 = vec![17, 4, 0, 2, 0, 0, 0, 0];
+        t0.extend_from_slice(&[1; 16]);
+        t0.extend_from_slice(&last);
+        assert_eq!(routing_destination(&t0), Some(last));
+        let d = header(43, &t0);
+        assert_eq!(walk_ext(&d).unwrap().final_dst, Some(last));
+        assert_eq!(routing_destination(&[17, 0, 3, 1, 0, 0, 0, 0]), None);
+        assert_eq!(routing_destination(&[17, 0, 0, 1, 0, 0, 0, 0]), None);
     }
 
     #[test]

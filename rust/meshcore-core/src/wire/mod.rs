@@ -55,6 +55,8 @@ pub enum Layer {
     Sll = 10,
 }
 
+// (Layer codes fit in the high nibble of a batch error code: at most 15 layers.)
+
 impl Layer {
     pub const ALL: [Layer; 10] = [
         Layer::Ethernet,
@@ -216,7 +218,7 @@ impl fmt::Display for Error {
             ),
             ErrorKind::BadOrder => write!(
                 f,
-                "{layer}: header type {} not allowed at position {}",
+                "{layer}: header out of order: type {} not allowed at position {}",
                 self.need, self.have
             ),
             ErrorKind::BadChecksum => write!(
@@ -224,7 +226,9 @@ impl fmt::Display for Error {
                 "{layer}: bad checksum 0x{:04x} (expected 0x{:04x})",
                 self.need, self.have
             ),
-            ErrorKind::TtlExpired => write!(f, "{layer}: ttl / hop limit is already 0"),
+            ErrorKind::TtlExpired => {
+                write!(f, "{layer}: ttl expired: ttl / hop limit is already 0")
+            }
         }
     }
 }
@@ -267,5 +271,23 @@ pub(crate) fn put16(b: &mut [u8], at: usize, v: u16) {
 pub(crate) fn put32(b: &mut [u8], at: usize, v: u32) {
     if let Some(s) = b.get_mut(at..at + 4) {
         s.copy_from_slice(&v.to_be_bytes());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn messages_start_with_the_batch_description() {
+        for layer in Layer::ALL {
+            for kind in ErrorKind::ALL {
+                let e = Error::new(layer, kind, 20, 12);
+                let short = Error::describe_code(e.code()).unwrap();
+                assert!(e.to_string().starts_with(&short), "{e} vs {short}");
+            }
+        }
+        assert_eq!(Error::describe_code(0), None);
+        assert_eq!(Error::describe_code(0xff), None);
     }
 }

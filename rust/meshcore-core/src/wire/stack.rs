@@ -12,11 +12,11 @@
 use super::checksum;
 use super::ethernet::{self, ethertype, MAX_VLAN_TAGS};
 use super::icmp::IcmpPacket;
-use super::ipv4::{self, Ipv4Packet};
-use super::ipv6::{self, Ipv6Packet, MAX_EXT_HEADERS};
+use super::ipv4;
+use super::ipv6::{self, MAX_EXT_HEADERS};
 use super::tcp::TcpPacket;
 use super::udp::UdpPacket;
-use super::{be16, byte, proto, Error, ErrorKind, Layer, Result};
+use super::{be16, be32, byte, proto, Error, ErrorKind, Layer, Result};
 
 /// What the first byte of a buffer is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -25,8 +25,10 @@ pub enum LinkType {
     Ethernet,
     /// Raw IPv4 or IPv6, the version nibble decides (TUN devices; pcap link types 101, 228, 229).
     Ip,
-    /// Linux cooked capture v1 (pcap link type 113, `tcpdump -i any`).
+    /// Linux cooked capture v1 (pcap link type 113, `tcpdump -i any` before libpcap 1.10).
     Sll,
+    /// Linux cooked capture v2 (pcap link type 276, `tcpdump -i any` since libpcap 1.10).
+    Sll2,
 }
 
 impl LinkType {
@@ -35,6 +37,7 @@ impl LinkType {
             "ethernet" | "eth" | "en10mb" => Some(LinkType::Ethernet),
             "ip" | "raw" | "tun" => Some(LinkType::Ip),
             "sll" | "linux_sll" => Some(LinkType::Sll),
+            "sll2" | "linux_sll2" => Some(LinkType::Sll2),
             _ => None,
         }
     }
@@ -44,6 +47,7 @@ impl LinkType {
             LinkType::Ethernet => "ethernet",
             LinkType::Ip => "ip",
             LinkType::Sll => "sll",
+            LinkType::Sll2 => "sll2",
         }
     }
 }
@@ -158,8 +162,12 @@ pub fn parse_into(data: &[u8], link: LinkType, s: &mut Summary) -> Result<()> {
             s.l3_offset = info.l3_offset;
             info.ethertype
         }
-        LinkType::Sll => {
-            let info = ethernet::walk_sll(data)?;
+        LinkType::Sll | LinkType::Sll2 => {
+            let info = if link == LinkType::Sll {
+                ethernet::walk_sll(data)?
+            } else {
+                ethernet::walk_sll2(data)?
+            };
             s.l3_offset = info.l3_offset;
             info.ethertype
         }
@@ -176,6 +184,8 @@ pub fn parse_into(data: &[u8], link: LinkType, s: &mut Summary) -> Result<()> {
         ethertype::IPV4 => parse_ipv4(l3, s),
         ethertype::IPV6 => parse_ipv6(l3, s),
         _ => {
+            // Not IP: `length` is the whole frame.
+            s.length = u32::try_from(data.len()).unwrap_or(u32::MAX);
             s.end = data.len();
             s.l4_offset = s.l3_offset;
             s.payload_offset = s.l3_offset;
@@ -191,57 +201,78 @@ pub fn parse(data: &[u8], link: LinkType) -> Result<Summary> {
     Ok(s)
 }
 
+/// Parse IPv4. A datagram longer than the buffer (a capture cut at its snapshot length) is an
+/// `ipv4: truncated` error, but its header fields, and its ports when captured, are filled in.
 #[inline]
 fn parse_ipv4(d: &[u8], s: &mut Summary) -> Result<()> {
-    let p = Ipv4Packet::new_checked(d)?;
-    s.version = 4;
-    s.src[..4].copy_from_slice(&p.src());
-    s.dst[..4].copy_from_slice(&p.dst());
-    s.protocol = p.protocol();
-    s.ttl = p.ttl();
-    s.tos = p.tos();
-    s.length = u32::from(p.total_len());
-    s.ident = u32::from(p.ident());
-    s.frag_offset = p.frag_offset();
-    let hl = p.header_len();
-    if hl > ipv4::MIN_HEADER_LEN {
-        s.flags |= flag::IP_EXTENSIONS;
-        ipv4::check_options(p.options())?;
+    let hl = ipv4::check_header(d)?;
+    let total = usize::from(be16(d, 2));
+    if total < hl {
+        return Err(Error::new(Layer::Ipv4, ErrorKind::BadLength, total, hl));
     }
-    if p.dont_frag() {
+    s.version = 4;
+    s.src[..4].copy_from_slice(&d[12..16]);
+    s.dst[..4].copy_from_slice(&d[16..20]);
+    s.protocol = d[9];
+    s.ttl = d[8];
+    s.tos = d[1];
+    s.length = total as u32;
+    s.ident = u32::from(be16(d, 4));
+    let frag = be16(d, 6);
+    s.frag_offset = (frag & 0x1fff) << 3;
+    if frag & 0x4000 != 0 {
         s.flags |= flag::DONT_FRAGMENT;
     }
-    if p.more_frags() {
-        s.flags |= flag::MORE_FRAGMENTS;
+    if frag & 0x2000 != 0 {
+        s.flags |= flag::MORE_FRAGMENTS | flag::FRAGMENT;
     }
-    if p.more_frags() || s.frag_offset != 0 {
+    if s.frag_offset != 0 {
         s.flags |= flag::FRAGMENT;
     }
     s.l4_offset = s.l3_offset + hl;
     s.payload_offset = s.l4_offset;
-    s.end = s.l3_offset + usize::from(p.total_len());
-    if s.frag_offset != 0 {
-        return Ok(());
+    let avail = total.min(d.len());
+    s.end = s.l3_offset + avail;
+    if hl > ipv4::MIN_HEADER_LEN {
+        s.flags |= flag::IP_EXTENSIONS;
+        ipv4::check_options(&d[ipv4::MIN_HEADER_LEN..hl])?;
     }
-    parse_l4(&d[hl..usize::from(p.total_len())], s, Layer::Icmp)
+    let snapped = avail < total;
+    let l4 = if s.frag_offset == 0 {
+        parse_l4(&d[hl..avail], s, Layer::Icmp, snapped)
+    } else {
+        Ok(())
+    };
+    if snapped {
+        return Err(Error::truncated(Layer::Ipv4, total, d.len()));
+    }
+    l4
 }
 
+/// Parse IPv6 and walk its extension headers; a snapped datagram is handled as for IPv4.
 #[inline]
 fn parse_ipv6(d: &[u8], s: &mut Summary) -> Result<()> {
-    let p = Ipv6Packet::new_checked(d)?;
+    ipv6::check_header(d)?;
     s.version = 6;
-    s.src = p.src();
-    s.dst = p.dst();
-    s.ttl = p.hop_limit();
-    s.tos = p.traffic_class();
-    s.flow_label = p.flow_label();
-    let dgram = p.datagram();
-    s.length = dgram.len() as u32;
+    s.src.copy_from_slice(&d[8..24]);
+    s.dst.copy_from_slice(&d[24..40]);
+    s.ttl = d[7];
+    s.tos = ((be16(d, 0) >> 4) & 0xff) as u8;
+    s.flow_label = be32(d, 0) & 0x000f_ffff;
+    s.protocol = d[6];
+    let total = ipv6::HEADER_LEN + usize::from(be16(d, 4));
+    s.length = total as u32;
+    let dgram = &d[..total.min(d.len())];
+    let snapped = dgram.len() < total;
+    let truncated = Error::truncated(Layer::Ipv6, total, d.len());
     s.end = s.l3_offset + dgram.len();
-    s.protocol = p.next_header();
     s.l4_offset = s.l3_offset + ipv6::HEADER_LEN;
     s.payload_offset = s.l4_offset;
-    let w = ipv6::walk_ext(dgram)?;
+    let w = match ipv6::walk_ext(dgram) {
+        Ok(w) => w,
+        Err(_) if snapped => return Err(truncated),
+        Err(e) => return Err(e),
+    };
     s.protocol = w.protocol;
     s.ext_count = w.count as u8;
     s.ext_types = w.types;
@@ -258,15 +289,22 @@ fn parse_ipv6(d: &[u8], s: &mut Summary) -> Result<()> {
     }
     s.l4_offset = s.l3_offset + w.l4_offset;
     s.payload_offset = s.l4_offset;
-    if !w.has_transport() {
-        return Ok(());
+    let l4 = if w.has_transport() {
+        parse_l4(&dgram[w.l4_offset..], s, Layer::Icmpv6, snapped)
+    } else {
+        Ok(())
+    };
+    if snapped {
+        return Err(truncated);
     }
-    parse_l4(&dgram[w.l4_offset..], s, Layer::Icmpv6)
+    l4
 }
 
-/// Parse the transport header in `l4` (bounded by the datagram end).
+/// Parse the transport header in `l4` (bounded by the datagram end, or by the capture when
+/// `snapped`). In a fragment or a snapped capture the UDP length field describes bytes that
+/// are not all here, so only the 8-byte header must be; otherwise the datagram is bounded by it.
 #[inline]
-fn parse_l4(l4: &[u8], s: &mut Summary, icmp_layer: Layer) -> Result<()> {
+fn parse_l4(l4: &[u8], s: &mut Summary, icmp_layer: Layer, snapped: bool) -> Result<()> {
     match s.protocol {
         proto::TCP => {
             let t = TcpPacket::new_checked(l4)?;
@@ -276,9 +314,7 @@ fn parse_l4(l4: &[u8], s: &mut Summary, icmp_layer: Layer) -> Result<()> {
             s.flags |= flag::HAS_PORTS;
             s.payload_offset = s.l4_offset + t.header_len();
         }
-        proto::UDP if s.is_fragment() => {
-            // A first fragment: the UDP length field covers the reassembled datagram, so only
-            // the 8-byte header itself must be here.
+        proto::UDP if snapped || s.is_fragment() => {
             if l4.len() < super::udp::HEADER_LEN {
                 return Err(Error::truncated(
                     Layer::Udp,
@@ -297,6 +333,8 @@ fn parse_l4(l4: &[u8], s: &mut Summary, icmp_layer: Layer) -> Result<()> {
             s.dst_port = u.dst_port();
             s.flags |= flag::HAS_PORTS;
             s.payload_offset = s.l4_offset + super::udp::HEADER_LEN;
+            // RFC 768: the datagram (and its checksum) covers `length` bytes, not the IP rest.
+            s.end = s.l4_offset + usize::from(u.len());
         }
         proto::ICMP | proto::ICMPV6
             if (s.protocol == proto::ICMP) == (icmp_layer == Layer::Icmp) =>
@@ -326,10 +364,25 @@ pub fn verify_checksums(data: &[u8], s: &Summary) -> Result<()> {
                 return Err(bad_checksum(Layer::Ipv4, be16(l3, 10), l3.get(..hl)));
             }
             let src = [s.src[0], s.src[1], s.src[2], s.src[3]];
-            let dst = [s.dst[0], s.dst[1], s.dst[2], s.dst[3]];
+            let mut dst = [s.dst[0], s.dst[1], s.dst[2], s.dst[3]];
+            if hl > ipv4::MIN_HEADER_LEN {
+                // A source route names the final destination (RFC 9293 section 3.1).
+                let opts = l3.get(ipv4::MIN_HEADER_LEN..hl).unwrap_or(&[]);
+                dst = ipv4::source_route_destination(opts).unwrap_or(dst);
+            }
             checksum::pseudo_v4(&src, &dst, s.protocol, l4.len() as u32)
         }
-        6 => checksum::pseudo_v6(&s.src, &s.dst, s.protocol, l4.len() as u32),
+        6 => {
+            let mut dst = s.dst;
+            if s.ext_types[..usize::from(s.ext_count)].contains(&proto::IPV6_ROUTE) {
+                // RFC 8200 section 8.1: the final destination of a routing header.
+                let dgram = data.get(s.l3_offset..).unwrap_or(&[]);
+                if let Ok(w) = ipv6::walk_ext(dgram.get(..s.length as usize).unwrap_or(dgram)) {
+                    dst = w.final_dst.unwrap_or(dst);
+                }
+            }
+            checksum::pseudo_v6(&s.src, &dst, s.protocol, l4.len() as u32)
+        }
         _ => return Ok(()),
     };
     if s.is_fragment() {
