@@ -12,7 +12,10 @@ log=$(mktemp)
 trap 'rm -f "$log"' EXIT
 for target in parse pcap; do
     echo "fuzzing $target for ${seconds}s"
-    if ! cargo fuzz run --fuzz-dir rust/fuzz "$target" -- \
+    # The first corpus folder collects what the fuzzer finds; the second holds committed seeds.
+    mkdir -p "rust/fuzz/corpus/$target"
+    if ! cargo fuzz run --fuzz-dir rust/fuzz "$target" "rust/fuzz/corpus/$target" \
+        "rust/fuzz/seeds/$target" -- \
         -max_total_time="$seconds" -print_final_stats=1 >"$log" 2>&1; then
         tail -n 60 "$log"
         echo "fuzz target $target failed; the crashing input is under rust/fuzz/artifacts/$target/"

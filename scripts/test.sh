@@ -28,8 +28,8 @@ step "cargo test (core)"
 cargo test -p meshcore-core
 
 step "ruff"
-"$PYTHON" -m ruff check python tests benches examples
-"$PYTHON" -m ruff format --check python tests benches examples
+"$PYTHON" -m ruff check python tests benches examples scripts
+"$PYTHON" -m ruff format --check python tests benches examples scripts
 step "mypy"
 "$PYTHON" -m mypy
 step "stubtest"
