@@ -7,7 +7,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshcore import Packet, PacketError, checksum, decrement_ttl
+from meshcore import Packet, PacketError, build_packet, checksum, decrement_ttl, update_checksums
 from wirebytes import ETH_IPV4, eth, inet_sum, ipv4, ipv6, udp
 
 
@@ -71,3 +71,51 @@ def test_ttl_decrement_needs_only_the_header() -> None:
     assert decrement_ttl(frame, 14) == 8
     assert inet_sum(bytes(frame[14:34])) == 0
     assert decrement_ttl(memoryview(frame)[14:]) == 7
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    v6=st.booleans(),
+    proto=st.sampled_from(["tcp", "udp", "icmp"]),
+    payload=st.binary(max_size=64),
+    new_src=st.integers(0, 2**32 - 1),
+    new_port=st.integers(0, 65535),
+    link=st.sampled_from(["ethernet", "ip"]),
+)
+def test_update_checksums_after_nat(
+    v6: bool, proto: str, payload: bytes, new_src: int, new_port: int, link: str
+) -> None:
+    src, dst = ("2001:db8::1", "2001:db8::2") if v6 else ("10.0.0.1", "10.0.0.2")
+    frame = bytearray(
+        build_packet(src, dst, proto=proto, sport=1, dport=2, payload=payload, link=link)
+    )
+    p = Packet.parse(frame, link)
+    # Rewrite the source address (and port) the way a NAT does, checksums untouched.
+    at = p.l3_offset + (8 if v6 else 12)
+    frame[at : at + 4] = new_src.to_bytes(4, "big")
+    if p.sport is not None:
+        frame[p.l4_offset : p.l4_offset + 2] = new_port.to_bytes(2, "big")
+    assert update_checksums(frame, link) == (1 if v6 else 2)
+    fixed = Packet.parse(frame, link)
+    assert fixed.verify_checksums(strict=True)
+    # The same bytes built from scratch with the rewritten fields carry the same checksums.
+    new = fixed.src
+    assert new is not None
+    expect = build_packet(
+        new,
+        dst,
+        proto=proto,
+        sport=new_port if p.sport is not None else 1,
+        dport=2,
+        payload=payload,
+        link=link,
+    )
+    assert bytes(frame) == expect
+
+
+def test_update_checksums_errors() -> None:
+    with pytest.raises(PacketError, match="writable"):
+        update_checksums(build_packet("10.0.0.1", "10.0.0.2"))
+    with pytest.raises(PacketError, match="ipv4: truncated"):
+        update_checksums(bytearray(build_packet("10.0.0.1", "10.0.0.2")[:30]))
+    assert update_checksums(bytearray(eth(bytes(28), 0x0806))) == 0

@@ -12,6 +12,7 @@ from meshcore._meshcore import (
     checksum,
     decrement_ttl,
     describe_error,
+    update_checksums,
 )
 from meshcore.errors import CaptureError, ConfigError, InternalError, MeshcoreError, PacketError
 from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, parse_batch
@@ -34,4 +35,5 @@ __all__ = [
     "flow_keys",
     "ipv4_as_uint32",
     "parse_batch",
+    "update_checksums",
 ]

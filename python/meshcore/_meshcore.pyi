@@ -24,6 +24,7 @@ __all__ = [
     "checksum",
     "decrement_ttl",
     "describe_error",
+    "update_checksums",
 ]
 
 __version__: Final[str]
@@ -268,6 +269,13 @@ def decrement_ttl(buffer: _Bytes, l3_offset: int = 0) -> int:
     return the new value. The IPv4 header checksum is patched incrementally (RFC 1624, eqn. 3).
     ``buffer`` must be writable (bytearray, memoryview, numpy array). Raises
     :class:`meshcore.PacketError` when the header is malformed or the TTL is already 0."""
+
+def update_checksums(buffer: _Bytes, link: str = "ethernet") -> int:
+    """Recompute the IPv4 header checksum and the TCP / UDP / ICMP / ICMPv6 checksum (with the
+    pseudo-header) of the frame in ``buffer`` in place, after addresses or ports were rewritten
+    (NAT, load balancing). A fragment keeps its transport checksum, which covers the whole
+    datagram. Returns the number of checksums written (0 for a frame that is not IP). ``buffer``
+    must be writable; raises :class:`meshcore.PacketError` when the frame does not parse."""
 
 def describe_error(code: int) -> str | None:
     """The message for a :func:`meshcore.parse_batch` ``error`` code ("ipv4: truncated"),

@@ -255,20 +255,7 @@ pub fn decrement_ttl(
     buffer: &Bound<'_, PyAny>,
     #[pyo3(from_py_with = convert::arg_l3_offset)] l3_offset: usize,
 ) -> PyResult<u8> {
-    let buf = PyBuffer::<u8>::get(buffer).map_err(|_| {
-        raise(
-            py,
-            Exc::Packet,
-            "buffer must be a writable bytes-like object",
-        )
-    })?;
-    if buf.readonly() || !buf.is_c_contiguous() {
-        return Err(raise(
-            py,
-            Exc::Packet,
-            "buffer must be writable and contiguous (bytearray, memoryview, numpy array)",
-        ));
-    }
+    let buf = writable(py, buffer)?;
     let len = buf.len_bytes();
     let avail = len.saturating_sub(l3_offset).min(MAX_IP_HEADER);
     let mut header = [0u8; MAX_IP_HEADER];
@@ -296,3 +283,53 @@ pub fn decrement_ttl(
 
 /// The longest IP header `decrement_ttl` needs: IPv4 with 40 bytes of options.
 const MAX_IP_HEADER: usize = 60;
+
+/// Recompute the IPv4 header checksum and the transport checksum of the frame in `buffer`
+/// in place (after rewriting addresses or ports); returns how many checksums were written.
+///
+/// The frame is parsed from a copy; only the checksum fields are written back through the raw
+/// pointer, so no Rust reference to the shared buffer is formed (see `decrement_ttl`).
+#[pyfunction]
+#[pyo3(signature = (buffer, link = "ethernet"))]
+pub fn update_checksums(py: Python<'_>, buffer: &Bound<'_, PyAny>, link: &str) -> PyResult<usize> {
+    let link = convert::link(py, link)?;
+    let buf = writable(py, buffer)?;
+    let frame = buf.to_vec(py)?;
+    let base = buf.buf_ptr().cast::<u8>();
+    guard(py, || {
+        let s = stack::parse(&frame, link).map_err(|e| error::wire(py, e))?;
+        let mut fixed = frame.clone();
+        let written = stack::fill_checksums(&mut fixed, &s);
+        let mut n = 0;
+        for at in written.into_iter().flatten() {
+            // SAFETY: `at + 2 <= frame.len() == buf.len_bytes()` (the field lies inside the
+            // parsed frame), and the export keeps the buffer alive and unresizable until `buf`
+            // drops at the end of this function.
+            #[allow(unsafe_code)]
+            unsafe {
+                std::ptr::copy_nonoverlapping(fixed.as_ptr().add(at), base.add(at), 2);
+            }
+            n += 1;
+        }
+        Ok(n)
+    })
+}
+
+/// A writable, C-contiguous byte buffer, or `PacketError`.
+fn writable(py: Python<'_>, buffer: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
+    let buf = PyBuffer::<u8>::get(buffer).map_err(|_| {
+        raise(
+            py,
+            Exc::Packet,
+            "buffer must be a writable bytes-like object",
+        )
+    })?;
+    if buf.readonly() || !buf.is_c_contiguous() {
+        return Err(raise(
+            py,
+            Exc::Packet,
+            "buffer must be writable and contiguous (bytearray, memoryview, numpy array)",
+        ));
+    }
+    Ok(buf)
+}

@@ -350,19 +350,26 @@ fn parse_l4(l4: &[u8], s: &mut Summary, icmp_layer: Layer, snapped: bool) -> Res
     Ok(())
 }
 
-/// Verify the IPv4 header checksum and the transport checksum of an already parsed frame.
-/// Fragments' transport checksums cannot be checked (they cover the reassembled datagram) and are
-/// skipped; a zero UDP checksum over IPv4 means "none" (RFC 768) and passes, over IPv6 it fails.
-pub fn verify_checksums(data: &[u8], s: &Summary) -> Result<()> {
+/// The checksums a parsed frame carries: the IPv4 header's, and the transport one with the
+/// accumulator of its pseudo-header (0 for ICMPv4, which has none).
+struct ChecksumPlan {
+    /// Start and length of the IPv4 header (checksum field at +10).
+    ipv4_header: Option<(usize, usize)>,
+    /// Layer, absolute offset of the checksum field, pseudo-header accumulator.
+    transport: Option<(Layer, usize, u64)>,
+}
+
+fn checksum_plan(data: &[u8], s: &Summary) -> ChecksumPlan {
+    let mut plan = ChecksumPlan {
+        ipv4_header: None,
+        transport: None,
+    };
     let l3 = data.get(s.l3_offset..s.end).unwrap_or(&[]);
-    let l4 = data.get(s.l4_offset..s.end).unwrap_or(&[]);
+    let l4_len = s.end.saturating_sub(s.l4_offset) as u32;
     let pseudo = match s.version {
         4 => {
             let hl = s.l4_offset - s.l3_offset;
-            let acc = checksum::sum(l3.get(..hl).unwrap_or(&[]), 0);
-            if checksum::fold(acc) != 0xffff {
-                return Err(bad_checksum(Layer::Ipv4, be16(l3, 10), l3.get(..hl)));
-            }
+            plan.ipv4_header = Some((s.l3_offset, hl));
             let src = [s.src[0], s.src[1], s.src[2], s.src[3]];
             let mut dst = [s.dst[0], s.dst[1], s.dst[2], s.dst[3]];
             if hl > ipv4::MIN_HEADER_LEN {
@@ -370,7 +377,7 @@ pub fn verify_checksums(data: &[u8], s: &Summary) -> Result<()> {
                 let opts = l3.get(ipv4::MIN_HEADER_LEN..hl).unwrap_or(&[]);
                 dst = ipv4::source_route_destination(opts).unwrap_or(dst);
             }
-            checksum::pseudo_v4(&src, &dst, s.protocol, l4.len() as u32)
+            checksum::pseudo_v4(&src, &dst, s.protocol, l4_len)
         }
         6 => {
             let mut dst = s.dst;
@@ -381,55 +388,95 @@ pub fn verify_checksums(data: &[u8], s: &Summary) -> Result<()> {
                     dst = w.final_dst.unwrap_or(dst);
                 }
             }
-            checksum::pseudo_v6(&s.src, &dst, s.protocol, l4.len() as u32)
+            checksum::pseudo_v6(&s.src, &dst, s.protocol, l4_len)
         }
-        _ => return Ok(()),
+        _ => return plan,
     };
-    if s.is_fragment() {
-        return Ok(());
-    }
-    let (layer, field, acc) = match s.protocol {
-        proto::TCP if s.has_ports() => (Layer::Tcp, 16, pseudo),
-        proto::UDP if s.has_ports() => {
-            if be16(l4, 6) == 0 && s.version == 4 {
-                return Ok(());
+    // A fragment's transport checksum covers the reassembled datagram: not checkable here.
+    if !s.is_fragment() {
+        plan.transport = match s.protocol {
+            proto::TCP if s.has_ports() => Some((Layer::Tcp, s.l4_offset + 16, pseudo)),
+            proto::UDP if s.has_ports() => Some((Layer::Udp, s.l4_offset + 6, pseudo)),
+            proto::ICMP if s.has(flag::HAS_ICMP) => Some((Layer::Icmp, s.l4_offset + 2, 0)),
+            proto::ICMPV6 if s.has(flag::HAS_ICMP) => {
+                Some((Layer::Icmpv6, s.l4_offset + 2, pseudo))
             }
-            (Layer::Udp, 6, pseudo)
-        }
-        proto::ICMP if s.has(flag::HAS_ICMP) => (Layer::Icmp, 2, 0),
-        proto::ICMPV6 if s.has(flag::HAS_ICMP) => (Layer::Icmpv6, 2, pseudo),
-        _ => return Ok(()),
-    };
-    if checksum::fold(checksum::sum(l4, acc)) != 0xffff {
-        let mut copy = l4.to_vec();
-        if let Some(c) = copy.get_mut(field..field + 2) {
-            c.fill(0);
-        }
-        let expected = match (layer, checksum::finish(checksum::sum(&copy, acc))) {
-            (Layer::Udp, 0) => 0xffff,
-            (_, c) => c,
+            _ => None,
         };
-        return Err(Error::new(
-            layer,
-            ErrorKind::BadChecksum,
-            usize::from(be16(l4, field)),
-            usize::from(expected),
-        ));
+    }
+    plan
+}
+
+/// The checksum `region` should carry in its field at `field` (relative to the region).
+fn expected_checksum(layer: Layer, region: &[u8], field: usize, acc: u64) -> u16 {
+    let before = region.get(..field).unwrap_or(region);
+    let after = region.get(field + 2..).unwrap_or(&[]);
+    // Sum the two sides of the field; `before` has even length, so word alignment holds.
+    let c = checksum::finish(checksum::sum(after, checksum::sum(before, acc)));
+    if c == 0 && layer == Layer::Udp {
+        0xffff // RFC 768: a computed zero is sent as all ones (zero means "no checksum").
+    } else {
+        c
+    }
+}
+
+/// Verify the IPv4 header checksum and the transport checksum of an already parsed frame.
+/// Fragments' transport checksums cannot be checked (they cover the reassembled datagram) and are
+/// skipped; a zero UDP checksum over IPv4 means "none" (RFC 768) and passes, over IPv6 it fails.
+/// The pseudo-header uses the final destination of a source route or routing header.
+pub fn verify_checksums(data: &[u8], s: &Summary) -> Result<()> {
+    let plan = checksum_plan(data, s);
+    if let Some((at, hl)) = plan.ipv4_header {
+        let header = data.get(at..at + hl).unwrap_or(&[]);
+        if checksum::fold(checksum::sum(header, 0)) != 0xffff {
+            return Err(Error::new(
+                Layer::Ipv4,
+                ErrorKind::BadChecksum,
+                usize::from(be16(header, 10)),
+                usize::from(expected_checksum(Layer::Ipv4, header, 10, 0)),
+            ));
+        }
+    }
+    if let Some((layer, at, acc)) = plan.transport {
+        let l4 = data.get(s.l4_offset..s.end).unwrap_or(&[]);
+        let field = at - s.l4_offset;
+        let found = be16(l4, field);
+        if layer == Layer::Udp && found == 0 && s.version == 4 {
+            return Ok(());
+        }
+        if checksum::fold(checksum::sum(l4, acc)) != 0xffff {
+            return Err(Error::new(
+                layer,
+                ErrorKind::BadChecksum,
+                usize::from(found),
+                usize::from(expected_checksum(layer, l4, field, acc)),
+            ));
+        }
     }
     Ok(())
 }
 
-fn bad_checksum(layer: Layer, found: u16, header: Option<&[u8]>) -> Error {
-    let mut copy = header.unwrap_or(&[]).to_vec();
-    if let Some(c) = copy.get_mut(10..12) {
-        c.fill(0);
+/// Recompute and store the IPv4 header checksum and the transport checksum of a parsed frame
+/// (after NAT or any rewrite). Fragments keep their transport checksum. Returns the offsets
+/// of the two-byte fields written (IPv4 header, transport).
+pub fn fill_checksums(data: &mut [u8], s: &Summary) -> [Option<usize>; 2] {
+    let plan = checksum_plan(data, s);
+    let mut written = [None, None];
+    if let Some((at, hl)) = plan.ipv4_header {
+        if let Some(header) = data.get(at..at + hl) {
+            let c = expected_checksum(Layer::Ipv4, header, 10, 0);
+            super::put16(data, at + 10, c);
+            written[0] = Some(at + 10);
+        }
     }
-    Error::new(
-        layer,
-        ErrorKind::BadChecksum,
-        usize::from(found),
-        usize::from(checksum::checksum(&copy)),
-    )
+    if let Some((layer, at, acc)) = plan.transport {
+        if let Some(l4) = data.get(s.l4_offset..s.end) {
+            let c = expected_checksum(layer, l4, at - s.l4_offset, acc);
+            super::put16(data, at, c);
+            written[1] = Some(at);
+        }
+    }
+    written
 }
 
 /// Size of one batch row in bytes. The layout (native byte order) is mirrored by the numpy dtype
@@ -605,5 +652,40 @@ pub fn decrement_ttl(data: &mut [u8], l3_offset: usize) -> Result<u8> {
         6 => ipv6::decrement_hop_limit(l3),
         _ if l3.is_empty() => Err(Error::truncated(Layer::Ip, 1, 0)),
         v => Err(Error::new(Layer::Ip, ErrorKind::BadVersion, v as usize, 4)),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::wire::build::{ipv4_header, IpSpec, L4Spec, PacketSpec};
+    use crate::wire::ethernet::EthernetAddress;
+    use crate::wire::udp::UdpRepr;
+
+    #[test]
+    fn fill_restores_what_a_rewrite_broke() {
+        let spec = PacketSpec {
+            link: LinkType::Ip,
+            eth_src: EthernetAddress::default(),
+            eth_dst: EthernetAddress::default(),
+            vlans: vec![],
+            ip: IpSpec::V4(ipv4_header([10, 0, 0, 1], [10, 0, 0, 2])),
+            l4: L4Spec::Udp(UdpRepr {
+                src_port: 5,
+                dst_port: 6,
+            }),
+            payload: b"odd".to_vec(),
+        };
+        let good = spec.build().unwrap();
+        let mut nat = good.clone();
+        nat[12..16].copy_from_slice(&[192, 0, 2, 7]); // source NAT
+        let s = parse(&nat, LinkType::Ip).unwrap();
+        assert!(verify_checksums(&nat, &s).is_err());
+        assert_eq!(fill_checksums(&mut nat, &s), [Some(10), Some(26)]);
+        assert!(verify_checksums(&nat, &s).is_ok());
+        let mut again = good.clone();
+        let s = parse(&again, LinkType::Ip).unwrap();
+        fill_checksums(&mut again, &s);
+        assert_eq!(again, good);
     }
 }
