@@ -1,17 +1,28 @@
-//! Any bytes, any link type: the stack parser, checksum verification, the batch parser and the
-//! TTL patch must return (Ok or Err) without panicking, and batch rows must agree with `parse`.
+//! Any bytes, any link type: the stack parser, checksum verification and filling, the batch
+//! parser and the TTL patch must return (Ok or Err) without panicking; batch rows must agree with
+//! `parse`, and filled checksums must verify.
 #![no_main]
 
 use libfuzzer_sys::fuzz_target;
 use meshcore_core::wire::stack::{self, LinkType, Summary, ROW_LEN};
 
 fuzz_target!(|data: &[u8]| {
-    for link in [LinkType::Ethernet, LinkType::Ip, LinkType::Sll] {
+    for link in [
+        LinkType::Ethernet,
+        LinkType::Ip,
+        LinkType::Sll,
+        LinkType::Sll2,
+    ] {
         let single = stack::parse(data, link);
         if let Ok(s) = &single {
             let _ = stack::verify_checksums(data, s);
             assert!(s.l3_offset <= s.l4_offset && s.l4_offset <= s.payload_offset);
             assert!(s.payload_offset <= s.end && s.end <= data.len());
+            // Recomputed checksums always verify.
+            let mut filled = data.to_vec();
+            stack::fill_checksums(&mut filled, s);
+            let again = stack::parse(&filled, link).expect("checksums do not change structure");
+            assert!(stack::verify_checksums(&filled, &again).is_ok());
             let mut copy = data.to_vec();
             if s.version != 0 {
                 let before = stack::verify_checksums(&copy, s).is_ok();
