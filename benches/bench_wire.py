@@ -148,7 +148,7 @@ def make_frame(kind: str, rng: random.Random) -> bytes:
     if kw.get("proto") in ("tcp", "udp"):
         ports = {"sport": rng.randrange(1, 65536), "dport": rng.choice([53, 80, 443, 8080, 9000])}
     frame = build_packet(
-        src, dst, payload=payload, vlan=vlan, ttl=rng.randrange(1, 256), **ports, **kw
+        src, dst, payload=payload, vlan_tci=vlan, ttl=rng.randrange(1, 256), **ports, **kw
     )
     if kind == "v4frag_first":
         # The UDP length of a first fragment covers the reassembled datagram, not this frame.
@@ -405,7 +405,8 @@ def _numpy_rows(buffer: bytes, offsets: I64, out: Columns, lo: int) -> None:
     ip = is4 | is6
 
     out.version[lo:hi] = np.where(is4, 4, np.where(is6, 6, 0))
-    length = np.where(is4, s0[:, 1], np.where(is6, s0[:, 2].astype(np.int64) + 40, 0))
+    # A frame that is not IP reports its own length, as meshcore does.
+    length = np.where(is4, s0[:, 1], np.where(is6, s0[:, 2].astype(np.int64) + 40, end - start))
     out.length[lo:hi] = length
     proto = np.where(is4, b1[:, 1], np.where(is6, b0[:, 6], 0))
     out.proto[lo:hi] = proto
@@ -429,7 +430,7 @@ def _numpy_rows(buffer: bytes, offsets: I64, out: Columns, lo: int) -> None:
 
     # Transport ports: TCP needs 20 bytes, UDP 8, inside the datagram and the frame.
     l4 = np.where(is6, l3 + 40, l3 + ihl)
-    dgram_end = np.minimum(l3 + length, end)
+    dgram_end = np.minimum(l3 + np.where(ip, length, 0), end)
     is_tcp, is_udp = proto == 6, proto == 17
     fits = np.where(is_tcp, l4 + 20, l4 + 8) <= dgram_end
     ports = ip & ~later_frag & (is_tcp | is_udp) & fits

@@ -25,7 +25,7 @@ cargo fmt --manifest-path rust/fuzz/Cargo.toml -- --check
 step "cargo clippy -D warnings"
 cargo clippy --workspace --all-targets -- -D warnings
 step "cargo test (core)"
-cargo test -p meshcore-core
+cargo test --workspace
 
 step "ruff"
 "$PYTHON" -m ruff check python tests benches examples scripts

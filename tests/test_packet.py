@@ -7,9 +7,11 @@ import struct
 
 import numpy as np
 import pytest
+from hypothesis import given
+from hypothesis import strategies as st
 
 import meshcore
-from meshcore import ConfigError, MeshcoreError, Packet, PacketError
+from meshcore import ConfigError, MeshcoreError, Packet, PacketError, build_packet
 from wirebytes import (
     ETH_ARP,
     ETH_IPV4,
@@ -295,3 +297,19 @@ def test_source_routed_checksums_use_the_final_destination() -> None:
     seg6 = udp(1, 2, b"srh", pseudo=pseudo6(S6, final6, 17, 11))
     p6 = Packet.parse(ipv6(ext(17, srh) + seg6, 43, S6, D6), "ip")
     assert p6.ext_headers == [43] and p6.verify_checksums(strict=True)
+
+
+_groups = st.lists(st.sampled_from([0, 0, 0, 1, 0xFFFF, 0x0DB8, 0xABC]), min_size=8, max_size=8)
+
+
+@given(_groups, st.sampled_from(["ip", "ethernet"]))
+def test_address_text_matches_ipaddress(groups: list[int], link: str) -> None:
+    a6 = ipaddress.IPv6Address(b"".join(g.to_bytes(2, "big") for g in groups))
+    a4 = ipaddress.IPv4Address(bytes(g & 0xFF for g in groups[:4]))
+    p6 = Packet.parse(build_packet(a6, a6, link=link), link)
+    if a6.ipv4_mapped is None:
+        assert p6.src == str(a6)
+    else:  # RFC 5952 section 5 writes mapped addresses as ::ffff:a.b.c.d
+        assert p6.src == f"::ffff:{a6.ipv4_mapped}"
+    assert ipaddress.ip_address(p6.dst or "") == a6
+    assert Packet.parse(build_packet(a4, a4, link=link), link).src == str(a4)
