@@ -51,7 +51,7 @@ pub fn ip_addr(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<IpAddr> {
 pub fn format_addr<'py>(py: Python<'py>, version: u8, a: &[u8; 16]) -> Bound<'py, PyString> {
     let mut buf = [0u8; 48];
     let n = if version == 4 {
-        write_ipv4(&mut buf, 0, &[a[0], a[1], a[2], a[3]])
+        write_ipv4(&mut buf, 0, [a[0], a[1], a[2], a[3]])
     } else {
         write_ipv6(&mut buf, a)
     };
@@ -59,7 +59,7 @@ pub fn format_addr<'py>(py: Python<'py>, version: u8, a: &[u8; 16]) -> Bound<'py
     PyString::new(py, std::str::from_utf8(&buf[..n]).unwrap_or_default())
 }
 
-fn write_ipv4(buf: &mut [u8; 48], mut n: usize, octets: &[u8; 4]) -> usize {
+fn write_ipv4(buf: &mut [u8; 48], mut n: usize, octets: [u8; 4]) -> usize {
     for (i, &octet) in octets.iter().enumerate() {
         if i > 0 {
             buf[n] = b'.';
@@ -84,7 +84,7 @@ fn write_ipv6(buf: &mut [u8; 48], a: &[u8; 16]) -> usize {
     let groups: [u16; 8] = std::array::from_fn(|i| u16::from_be_bytes([a[2 * i], a[2 * i + 1]]));
     if groups[..5] == [0; 5] && groups[5] == 0xffff {
         buf[..7].copy_from_slice(b"::ffff:");
-        return write_ipv4(buf, 7, &[a[12], a[13], a[14], a[15]]);
+        return write_ipv4(buf, 7, [a[12], a[13], a[14], a[15]]);
     }
     // The longest run of zero groups (length >= 2), first one on a tie.
     let (mut best_at, mut best_len, mut run_at, mut run_len) = (0, 0, 0, 0);
