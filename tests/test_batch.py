@@ -221,3 +221,92 @@ def test_random_bytes_batch_matches_single(frames: list[bytes], link: str) -> No
         else:
             assert row["error"] == 0 and row["version"] == (p.version or 0)
             assert (row["sport"], row["dport"]) == (p.sport or 0, p.dport or 0)
+
+
+def _expected_row(p: Packet) -> dict[str, int]:
+    """Every row column, computed from the single-packet parser."""
+    flags = 0
+    if p.is_fragment:
+        flags |= 0x01
+    if p.more_fragments:
+        flags |= 0x02
+    if p.dont_fragment:
+        flags |= 0x04
+    if p.sport is not None:
+        flags |= FLAG_HAS_PORTS
+    if p.icmp_type is not None:
+        flags |= 0x10
+    if p.vlan:
+        flags |= FLAG_VLAN
+    if p.ip_options or p.ext_headers:
+        flags |= 0x40
+    return {
+        "version": p.version or 0,
+        "proto": p.proto or 0,
+        "ttl": p.ttl or 0,
+        "tos": p.tos or 0,
+        "length": p.length,
+        "sport": p.sport or 0,
+        "dport": p.dport or 0,
+        "vlan": p.vlan[0] if p.vlan else 0,
+        "vlan_count": len(p.vlan),
+        "l3_offset": p.l3_offset,
+        "l4_offset": p.l4_offset,
+        "payload_offset": p.payload_offset,
+        "flags": flags,
+        "tcp_flags": (p.tcp_flags or 0) & 0xFF,
+        "icmp_type": p.icmp_type or 0,
+        "icmp_code": p.icmp_code or 0,
+        "ethertype": p.ethertype,
+        "frag_offset": p.frag_offset,
+        "error": 0,
+    }
+
+
+@settings(max_examples=400, deadline=None)
+@given(
+    st.lists(
+        st.fixed_dictionaries(
+            {
+                "v6": st.booleans(),
+                "proto": st.sampled_from(["tcp", "udp", "icmp"]),
+                "vlan": st.lists(st.integers(0, 4095), max_size=2),
+                "link": st.sampled_from(["ethernet", "ip"]),
+                "df": st.booleans(),
+                "flags": st.integers(0, 0x1FF),
+                "payload": st.binary(max_size=40),
+                "tos": st.integers(0, 255),
+            }
+        ),
+        min_size=1,
+        max_size=12,
+    ),
+    st.booleans(),
+)
+def test_every_row_column_matches_single_parse(specs: list[dict[str, object]], pad: bool) -> None:
+    link = str(specs[0]["link"])
+    frames = []
+    for sp in specs:
+        src, dst = ("2001:db8::1", "2001:db8::2") if sp["v6"] else ("10.1.2.3", "10.3.2.1")
+        frame = build_packet(
+            src,
+            dst,
+            proto=str(sp["proto"]),
+            sport=1234,
+            dport=80,
+            payload=sp["payload"],  # type: ignore[arg-type]
+            vlan=sp["vlan"] if link == "ethernet" else None,  # type: ignore[arg-type]
+            link=link,
+            dont_fragment=bool(sp["df"]) and not sp["v6"],
+            tcp_flags=sp["flags"] if sp["proto"] == "tcp" else None,  # type: ignore[arg-type]
+            tos=sp["tos"],  # type: ignore[arg-type]
+        )
+        frames.append(frame + (b"\x00" * 7 if pad else b""))  # link padding
+    rows = parse_batch(*pack(frames), link)
+    for frame, row in zip(frames, rows, strict=True):
+        p = Packet.parse(frame, link)
+        got = {k: int(row[k]) for k in _expected_row(p)}
+        assert got == _expected_row(p)
+        n = 4 if p.version == 4 else 16
+        assert bytes(row["src"][:n]) == p.src_packed and not row["src"][n:].any()
+        assert bytes(row["dst"][:n]) == p.dst_packed and not row["dst"][n:].any()
