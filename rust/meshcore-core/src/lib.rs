@@ -6,9 +6,13 @@
 //!   headers, TCP, UDP, ICMP, ICMPv6), parsed representations that can be emitted again, the
 //!   Internet checksum, and the one-pass stack parser behind `Packet.parse` and `parse_batch`.
 //! - [`pcap`]: a scanner for pcap and pcapng capture files (records only, no I/O).
+//! - [`route`]: prefixes and the routing information base (route tables are being built on it).
+//! - [`rand`]: a seeded PRNG for reproducible simulations and tests.
 //!
 //! Invariants kept everywhere: no function panics on any input bytes (the fuzz targets in
 //! `rust/fuzz` check this), and no function reads a clock or a global random source.
 
 pub mod pcap;
+pub mod rand;
+pub mod route;
 pub mod wire;
