@@ -9,6 +9,7 @@
 //!
 //! Addresses are host-order integers: `10.0.0.1` is `0x0a00_0001`.
 
+pub mod poptrie;
 pub mod rib;
 
 use core::fmt;
@@ -29,6 +30,10 @@ pub trait Address: Copy + Ord + Eq + core::hash::Hash + fmt::Debug + Send + Sync
     fn not(self) -> Self;
     /// Text form of the address.
     fn format(self) -> String;
+    /// `width` (<= 32) bits starting `from` bits below the most significant one.
+    fn chunk(self, from: u8, width: u8) -> u32;
+    /// `v` shifted left by `shift` bits.
+    fn place(v: u32, shift: u8) -> Self;
 }
 
 impl Address for u32 {
@@ -54,6 +59,17 @@ impl Address for u32 {
     fn format(self) -> String {
         Ipv4Addr::from(self).to_string()
     }
+    #[inline]
+    fn chunk(self, from: u8, width: u8) -> u32 {
+        if width == 0 {
+            return 0;
+        }
+        (self << from) >> (32 - u32::from(width))
+    }
+    #[inline]
+    fn place(v: u32, shift: u8) -> u32 {
+        v.checked_shl(u32::from(shift)).unwrap_or(0)
+    }
 }
 
 impl Address for u128 {
@@ -78,6 +94,17 @@ impl Address for u128 {
     }
     fn format(self) -> String {
         Ipv6Addr::from(self).to_string()
+    }
+    #[inline]
+    fn chunk(self, from: u8, width: u8) -> u32 {
+        if width == 0 {
+            return 0;
+        }
+        ((self << from) >> (128 - u32::from(width))) as u32
+    }
+    #[inline]
+    fn place(v: u32, shift: u8) -> u128 {
+        u128::from(v).checked_shl(u32::from(shift)).unwrap_or(0)
     }
 }
 
