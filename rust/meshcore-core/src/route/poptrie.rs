@@ -17,7 +17,7 @@
 //! Values are next-hop ids in `0..=u32::MAX - 1`; `u32::MAX` inside means "no route".
 
 use super::rib::Rib;
-use super::Address;
+use super::{Address, Prefix};
 
 /// "No route" inside leaves and direct slots.
 const NONE: u32 = u32::MAX;
@@ -53,6 +53,10 @@ pub struct Poptrie<A: Address> {
     direct: Vec<u32>,
     is_tree: Vec<u64>,
     arena: Arena,
+    /// Node and leaf counts of each subtree, by slot, for garbage accounting.
+    sizes: std::collections::HashMap<u32, (u32, u32)>,
+    /// Arena entries no longer reachable (replaced subtrees).
+    garbage: usize,
     _family: core::marker::PhantomData<A>,
 }
 
@@ -83,6 +87,8 @@ impl<A: Address> Poptrie<A> {
             direct: vec![NONE; slots],
             is_tree: vec![0; slots.div_ceil(64)],
             arena: Arena::default(),
+            sizes: std::collections::HashMap::new(),
+            garbage: 0,
             _family: core::marker::PhantomData,
         };
         let routes: Vec<Route<A>> = rib
@@ -112,14 +118,109 @@ impl<A: Address> Poptrie<A> {
                 j += 1;
             }
             let inherited = t.direct[slot as usize];
-            let root = t.arena.nodes.len();
-            t.arena.nodes.push(Node::default());
-            build_node(&mut t.arena, root, &deep[i..j], s, inherited);
-            t.direct[slot as usize] = root as u32;
-            t.is_tree[slot as usize / 64] |= 1 << (slot % 64);
+            t.plant(slot, &deep[i..j], inherited);
             i = j;
         }
         t
+    }
+
+    fn is_tree(&self, slot: usize) -> bool {
+        self.is_tree[slot / 64] >> (slot % 64) & 1 == 1
+    }
+
+    /// Build a subtree for `slot` from its (non-empty, address-ordered) deep routes and make the
+    /// slot point at it; the subtree it replaces, if any, becomes garbage.
+    fn plant(&mut self, slot: u32, deep: &[Route<A>], inherited: u32) {
+        let (n0, l0) = (self.arena.nodes.len(), self.arena.leaves.len());
+        self.arena.nodes.push(Node::default());
+        build_node(&mut self.arena, n0, deep, self.s, inherited);
+        let size = (
+            (self.arena.nodes.len() - n0) as u32,
+            (self.arena.leaves.len() - l0) as u32,
+        );
+        self.retire(slot);
+        self.sizes.insert(slot, size);
+        self.direct[slot as usize] = n0 as u32;
+        self.is_tree[slot as usize / 64] |= 1 << (slot % 64);
+    }
+
+    /// Forget the subtree of `slot` (if any), counting its entries as garbage.
+    fn retire(&mut self, slot: u32) {
+        if let Some((n, l)) = self.sizes.remove(&slot) {
+            self.garbage += n as usize + l as usize;
+        }
+        self.is_tree[slot as usize / 64] &= !(1 << (slot % 64));
+    }
+
+    /// The prefix of direct slot `slot`.
+    fn slot_prefix(&self, slot: u32) -> Prefix<A> {
+        Prefix::new(A::place(slot, A::BITS - self.s), self.s, false)
+            .unwrap_or_else(|_| unreachable!("a slot is a valid prefix"))
+    }
+
+    /// Recompute `slot` from the RIB: a leaf with `base` (the leaf-pushed value of the routes no
+    /// longer than the direct width), or a new subtree when longer routes fall inside it.
+    fn refresh_slot(&mut self, rib: &Rib<A>, slot: u32, base: u32) {
+        let sp = self.slot_prefix(slot);
+        let deep: Vec<Route<A>> = rib
+            .covered(sp, false)
+            .filter(|(p, _)| p.len() > self.s)
+            .map(|(p, value)| Route {
+                addr: p.addr(),
+                len: p.len(),
+                value,
+            })
+            .collect();
+        if deep.is_empty() {
+            self.retire(slot);
+            self.direct[slot as usize] = base;
+        } else {
+            self.plant(slot, &deep, base);
+        }
+    }
+
+    /// Bring the table up to date after `changed` was inserted into, replaced in or removed
+    /// from `rib` (which must be the RIB the table was built from). Only the direct slots and
+    /// subtrees under `changed` are rebuilt; when replaced subtrees outweigh live ones the whole
+    /// table is rebuilt to reclaim their space (amortised over many updates).
+    pub fn update(&mut self, rib: &Rib<A>, changed: Prefix<A>) {
+        let s = self.s;
+        if changed.len() > s {
+            let slot = changed.addr().chunk(0, s);
+            let base = rib
+                .covering(self.slot_prefix(slot))
+                .first()
+                .map_or(NONE, |&(_, v)| v);
+            self.refresh_slot(rib, slot, base);
+        } else {
+            // Paint the slots under `changed`: the longest route covering all of them, then the
+            // routes inside it no longer than the direct width, shortest first.
+            let first = changed.addr().chunk(0, s) as usize;
+            let count = 1usize << (s - changed.len());
+            let base = rib.covering(changed).first().map_or(NONE, |&(_, v)| v);
+            let mut values = vec![base; count];
+            let mut inner: Vec<(Prefix<A>, u32)> = rib
+                .covered(changed, false)
+                .filter(|(p, _)| p.len() <= s)
+                .collect();
+            inner.sort_by_key(|(p, _)| p.len());
+            for (p, v) in inner {
+                let at = p.addr().chunk(0, s) as usize - first;
+                values[at..at + (1usize << (s - p.len()))].fill(v);
+            }
+            for (k, &v) in values.iter().enumerate() {
+                let slot = first + k;
+                if self.is_tree(slot) {
+                    self.refresh_slot(rib, slot as u32, v);
+                } else {
+                    self.direct[slot] = v;
+                }
+            }
+        }
+        let live = self.arena.nodes.len() + self.arena.leaves.len() - self.garbage;
+        if self.garbage > live.max(1 << 16) {
+            *self = Poptrie::build(rib);
+        }
     }
 
     /// The value of the longest route covering `addr`.
@@ -243,7 +344,6 @@ pub fn agrees_with<A: Address>(t: &Poptrie<A>, rib: &Rib<A>, addrs: &[A]) -> Opt
 mod tests {
     use super::*;
     use crate::rand::Rng;
-    use crate::route::Prefix;
 
     fn p4(s: &str) -> Prefix<u32> {
         match super::super::parse_prefix(s, true).unwrap() {
@@ -339,6 +439,68 @@ mod tests {
             probes.extend(rib.iter().map(|(p, _)| p.addr().wrapping_sub(1)));
             assert_eq!(agrees_with(&t, &rib, &probes), None);
         }
+    }
+
+    fn churn<A: Address>(seed: u64, addr: impl Fn(&mut Rng) -> A, len: impl Fn(&mut Rng) -> u8) {
+        let mut rng = Rng::new(seed);
+        let mut rib = random_table(&mut rng, 300, &addr, &len);
+        let mut t = Poptrie::build(&rib);
+        let mut known: Vec<Prefix<A>> = rib.iter().map(|(p, _)| p).collect();
+        for step in 0..2000u32 {
+            let p = if rng.below(2) == 0 {
+                known[rng.below(known.len() as u64) as usize]
+            } else {
+                let p = Prefix::new(addr(&mut rng), len(&mut rng), false).unwrap();
+                known.push(p);
+                p
+            };
+            if rng.below(3) == 0 {
+                rib.remove(p);
+            } else {
+                rib.insert(p, step % 50);
+            }
+            t.update(&rib, p);
+            if step % 50 == 0 {
+                let mut probes: Vec<A> = (0..2000).map(|_| addr(&mut rng)).collect();
+                probes.extend(known.iter().map(Prefix::last));
+                probes.extend(known.iter().map(Prefix::addr));
+                assert_eq!(agrees_with(&t, &rib, &probes), None, "step {step}");
+            }
+        }
+        let probes: Vec<A> = known.iter().map(Prefix::last).collect();
+        assert_eq!(agrees_with(&t, &rib, &probes), None);
+    }
+
+    #[test]
+    fn incremental_updates_ipv4() {
+        for seed in 0..3 {
+            churn::<u32>(
+                seed,
+                |r| ((r.below(2) as u32) << 31) | ((r.next_u64() as u32) >> 9),
+                |r| match r.below(8) {
+                    0 => 10 + r.below(9) as u8,
+                    1..=4 => 24,
+                    _ => 16 + r.below(17) as u8,
+                },
+            );
+        }
+    }
+
+    #[test]
+    fn incremental_updates_ipv6() {
+        churn::<u128>(
+            5,
+            |r| {
+                (0x2001u128 << 112)
+                    | (u128::from(r.below(2)) << 100)
+                    | (u128::from(r.next_u64()) << 40)
+            },
+            |r| match r.below(6) {
+                0 => 8 + r.below(9) as u8,
+                1..=3 => 48,
+                _ => 29 + r.below(36) as u8,
+            },
+        );
     }
 
     #[test]
