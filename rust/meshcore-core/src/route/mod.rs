@@ -11,6 +11,7 @@
 
 pub mod poptrie;
 pub mod rib;
+pub mod table;
 
 use core::fmt;
 use std::net::{Ipv4Addr, Ipv6Addr};
