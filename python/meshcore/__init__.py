@@ -1,12 +1,13 @@
 """meshcore: data-plane primitives for container networks and service meshes.
 
-A Rust core (packet parsing today; route tables, classifiers, queues and balancers as they land)
+A Rust core (packet parsing and route tables today; classifiers, queues and balancers as they land)
 with a Python face. The public surface is listed in ``__all__``; ``meshcore._meshcore`` is private.
 """
 
 from meshcore import errors
 from meshcore._meshcore import (
     Packet,
+    RouteTable,
     __version__,
     build_packet,
     checksum,
@@ -14,7 +15,14 @@ from meshcore._meshcore import (
     describe_error,
     update_checksums,
 )
-from meshcore.errors import CaptureError, ConfigError, InternalError, MeshcoreError, PacketError
+from meshcore.errors import (
+    CaptureError,
+    ConfigError,
+    InternalError,
+    MeshcoreError,
+    PacketError,
+    RouteError,
+)
 from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, parse_batch
 
 __all__ = [
@@ -26,6 +34,8 @@ __all__ = [
     "MeshcoreError",
     "Packet",
     "PacketError",
+    "RouteError",
+    "RouteTable",
     "__version__",
     "build_packet",
     "checksum",

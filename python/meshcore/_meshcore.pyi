@@ -3,8 +3,9 @@
 Users import these names from :mod:`meshcore`; the docstrings here are the reference.
 """
 
-from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv6Address
+import os
+from collections.abc import Iterator, Sequence
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from typing import Final, final
 
 import numpy as np
@@ -16,6 +17,7 @@ __all__ = [
     "ROW_FIELDS",
     "ROW_LEN",
     "Packet",
+    "RouteTable",
     "__version__",
     "_debug_panic",
     "_parse_batch",
@@ -33,6 +35,9 @@ ROW_FIELDS: Final[list[tuple[str, int, int]]]
 ERROR_CODES: Final[dict[int, str]]
 
 _Address = str | IPv4Address | IPv6Address
+# A route-table address also takes an int (IPv4 when it fits in 32 bits) or packed bytes.
+_RouteAddress = str | int | bytes | IPv4Address | IPv6Address
+_Prefix = str | IPv4Network | IPv6Network
 # Any C-contiguous bytes-like object; numpy arrays are listed because their stubs lack __buffer__.
 _Bytes = Buffer | npt.NDArray[np.uint8]
 
@@ -209,6 +214,73 @@ class Packet:
 
     def __len__(self) -> int:
         """Frame length in bytes."""
+
+@final
+class RouteTable:
+    """IPv4 and IPv6 routes (prefix -> next-hop id in 0..2**32 - 2) with longest-prefix match.
+
+    The routes are kept in order (the truth for exact queries, iteration, parents and children)
+    and compiled incrementally into a Poptrie for lookups. Lookups from several threads and
+    updates from another are safe: each lookup sees the table before or after an update.
+    Bad prefixes, addresses and values raise :class:`meshcore.RouteError`.
+    """
+
+    def __init__(self) -> None: ...
+    def insert(self, prefix: _Prefix, value: int, strict: bool = True) -> None:
+        """Add or replace a route. Host bits in ``prefix`` are an error unless ``strict`` is
+        false (then they are cleared); a bare address is a host route (/32 or /128)."""
+
+    def __setitem__(self, key: _Prefix, value: int, /) -> None: ...
+    def remove(self, prefix: _Prefix) -> int:
+        """Remove the route for exactly ``prefix`` and return its value (KeyError if absent)."""
+
+    def __delitem__(self, key: _Prefix, /) -> None: ...
+    def get(self, prefix: _Prefix, default: int | None = None) -> int | None:
+        """The value of exactly ``prefix`` (no longest-prefix match), or ``default``."""
+
+    def __getitem__(self, key: _Prefix, /) -> int: ...
+    def __contains__(self, key: object, /) -> bool: ...
+    def __len__(self) -> int: ...
+    def __iter__(self) -> Iterator[tuple[str, int]]:
+        """``(prefix, value)`` pairs, IPv4 then IPv6, each in address order (a snapshot)."""
+
+    def lookup(self, address: _RouteAddress) -> int | None:
+        """The value of the longest route containing ``address``, or None. An ``int`` address
+        is IPv4 when it fits in 32 bits; use a ``str``, ``bytes`` or ``ipaddress`` object for
+        IPv6 addresses below 2**32."""
+
+    def lookup_prefix(self, address: _RouteAddress) -> tuple[str, int] | None:
+        """The longest route containing ``address`` as ``(prefix, value)``, or None."""
+
+    def lookup_many(
+        self, addresses: npt.NDArray[np.uint32] | npt.NDArray[np.uint8]
+    ) -> npt.NDArray[np.int64]:
+        """Look up a batch without the GIL: a uint32 array holds IPv4 addresses (10.0.0.1 is
+        0x0a000001), an (n, 16) uint8 array IPv6 addresses in network byte order. Returns the
+        values as int64, -1 where no route matches."""
+
+    def insert_many(
+        self,
+        addresses: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        lengths: npt.ArrayLike,
+        values: npt.ArrayLike,
+        strict: bool = True,
+    ) -> None:
+        """Insert one route per row (addresses as for :meth:`lookup_many`, prefix lengths in
+        bits, values). All or nothing: a bad row raises RouteError naming it, and the table is
+        left unchanged."""
+
+    def parents(self, prefix_or_address: _Prefix | _RouteAddress) -> list[tuple[str, int]]:
+        """Covering routes, longest first: for a prefix its strict ancestors, for an address
+        every route that contains it."""
+
+    def children(self, prefix: _Prefix) -> list[tuple[str, int]]:
+        """Routes strictly inside ``prefix``, in address order."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str], strict: bool = True) -> RouteTable:
+        """Read "prefix value" lines (gzip too). ``-`` or a missing value means 0, ``#``
+        starts a comment; a bad line raises RouteError with its line number."""
 
 def build_packet(
     src: _Address,

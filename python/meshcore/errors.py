@@ -6,6 +6,7 @@ Every exception meshcore raises on purpose derives from :class:`MeshcoreError`::
      ├── PacketError(ValueError)    malformed or truncated packet bytes, bad packet arguments
      ├── ConfigError(ValueError)    bad parameters or configuration (unknown link type, ...)
      ├── CaptureError(ValueError)   malformed pcap / pcapng file
+ ├── RouteError(ValueError)     bad prefix, address, route value, batch row or route-file line
      └── InternalError(RuntimeError) a bug in meshcore (a Rust panic); please report it
 
 The value errors also subclass :class:`ValueError`, so code that already catches ``ValueError``
@@ -15,7 +16,14 @@ keeps working. Errors from the Rust core are mapped to these classes in one plac
 
 from __future__ import annotations
 
-__all__ = ["CaptureError", "ConfigError", "InternalError", "MeshcoreError", "PacketError"]
+__all__ = [
+    "CaptureError",
+    "ConfigError",
+    "InternalError",
+    "MeshcoreError",
+    "PacketError",
+    "RouteError",
+]
 
 
 class MeshcoreError(Exception):
@@ -32,6 +40,11 @@ class ConfigError(MeshcoreError, ValueError):
 
 class CaptureError(MeshcoreError, ValueError):
     """A capture file is malformed; the message gives the byte offset."""
+
+
+class RouteError(MeshcoreError, ValueError):
+    """A prefix, address or route value is invalid (host bits set, length out of range, value
+    outside 0..2**32 - 2); for batches and files the message names the row or line."""
 
 
 class InternalError(MeshcoreError, RuntimeError):

@@ -20,9 +20,11 @@ pub enum Exc {
     Config,
     Capture,
     Internal,
+    Route,
 }
 
-static CLASSES: [PyOnceLock<Py<PyType>>; 4] = [
+static CLASSES: [PyOnceLock<Py<PyType>>; 5] = [
+    PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
@@ -35,6 +37,7 @@ fn class(py: Python<'_>, which: Exc) -> PyResult<Bound<'_, PyType>> {
         Exc::Config => (&CLASSES[1], "ConfigError"),
         Exc::Capture => (&CLASSES[2], "CaptureError"),
         Exc::Internal => (&CLASSES[3], "InternalError"),
+        Exc::Route => (&CLASSES[4], "RouteError"),
     };
     let cls = slot.get_or_try_init(py, || -> PyResult<Py<PyType>> {
         let module = py.import("meshcore.errors")?;

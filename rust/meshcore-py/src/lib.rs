@@ -8,6 +8,7 @@ mod build;
 mod convert;
 mod error;
 mod packet;
+mod route;
 
 use meshcore_core::wire::stack::{ROW_FIELDS, ROW_LEN};
 use meshcore_core::wire::{Error, ErrorKind, Layer};
@@ -29,6 +30,7 @@ fn _debug_panic(py: Python<'_>, message: &str) -> PyResult<()> {
 fn _meshcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<packet::PyPacket>()?;
+    m.add_class::<route::PyRouteTable>()?;
     m.add_function(wrap_pyfunction!(batch::_parse_batch, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_read_capture, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_packet, m)?)?;

@@ -1,0 +1,295 @@
+"""RouteTable: the dict-like API, longest-prefix match against a naive reference, batches,
+files, and consistency under concurrent updates."""
+
+from __future__ import annotations
+
+import gzip
+import ipaddress
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from meshcore import MeshcoreError, RouteError, RouteTable
+
+
+def naive(routes: dict[str, int], address: str) -> int | None:
+    """Check every prefix length from longest to shortest."""
+    a = ipaddress.ip_address(address)
+    for length in range(a.max_prefixlen, -1, -1):
+        net = ipaddress.ip_network(f"{a}/{length}", strict=False)
+        if str(net) in routes:
+            return routes[str(net)]
+    return None
+
+
+def test_dict_like_api() -> None:
+    t = RouteTable()
+    t.insert("10.0.0.0/8", 1)
+    t["2001:db8::/32"] = 2
+    t[ipaddress.ip_network("192.0.2.0/24")] = 3
+    assert len(t) == 3 and "10.0.0.0/8" in t and "10.0.0.0/9" not in t
+    assert t.get("10.0.0.0/8") == 1 and t.get("10.0.0.0/16") is None and t.get("1.0.0.0/8", 7) == 7
+    assert t["2001:db8::/32"] == 2
+    assert list(t) == [("10.0.0.0/8", 1), ("192.0.2.0/24", 3), ("2001:db8::/32", 2)]
+    assert t.remove("10.0.0.0/8") == 1
+    del t["192.0.2.0/24"]
+    assert len(t) == 1 and repr(t) == "RouteTable(ipv4=0, ipv6=1)"
+    with pytest.raises(KeyError):
+        t.remove("10.0.0.0/8")
+    with pytest.raises(KeyError):
+        _ = t["10.0.0.0/8"]
+
+
+def test_lookups_take_every_address_form() -> None:
+    t = RouteTable()
+    t["10.0.0.0/8"] = 1
+    t["10.1.0.0/16"] = 2
+    t["2001:db8::/32"] = 3
+    t["::/0"] = 4
+    assert t.lookup("10.1.2.3") == 2 and t.lookup("10.2.0.0") == 1 and t.lookup("11.0.0.0") is None
+    assert t.lookup(0x0A010203) == 2 and t.lookup(bytes([10, 9, 9, 9])) == 1
+    assert t.lookup(ipaddress.ip_address("2001:db8::5")) == 3 and t.lookup("2002::") == 4
+    assert t.lookup(2**100) == 4  # ints above 32 bits are IPv6
+    assert t.lookup_prefix("10.1.2.3") == ("10.1.0.0/16", 2)
+    assert t.lookup_prefix("2001:db8:1::1") == ("2001:db8::/32", 3)
+    assert t.lookup_prefix("11.0.0.0") is None
+
+
+def test_bad_input() -> None:
+    t = RouteTable()
+    with pytest.raises(RouteError, match="host bits") as info:
+        t["10.0.0.1/8"] = 1
+    assert isinstance(info.value, ValueError) and isinstance(info.value, MeshcoreError)
+    t.insert("10.0.0.1/8", 1, strict=False)
+    assert list(t) == [("10.0.0.0/8", 1)]
+    for bad in ["10.0.0.0/33", "10.0.0/8", "banana", "::/129"]:
+        with pytest.raises(RouteError):
+            t[bad] = 1
+    for value in (-1, 2**32 - 1, 2**40):
+        with pytest.raises(RouteError, match="outside"):
+            t["10.0.0.0/8"] = value
+    t["10.0.0.0/8"] = 2**32 - 2
+    assert t.lookup("10.0.0.1") == 2**32 - 2
+    with pytest.raises(TypeError):
+        t["10.0.0.0/8"] = "1"  # type: ignore[assignment]
+    for bad_addr in ["10.0.0.256", b"\x01\x02\x03", -5, 2**128]:
+        with pytest.raises(RouteError):
+            t.lookup(bad_addr)  # type: ignore[arg-type]
+
+
+@pytest.mark.parametrize("order", [0, 1])
+def test_known_wrong_implementations(order: int) -> None:
+    # oxidecomputer/poptrie 0.1.0: the /19 must answer outside the /24, in either order.
+    t = RouteTable()
+    routes = [("1.0.128.0/19", 1), ("1.0.128.0/24", 2)]
+    for p, v in routes[::-1] if order else routes:
+        t[p] = v
+    assert t.lookup("1.0.146.52") == 1 and t.lookup("1.0.128.9") == 2
+    six = RouteTable()
+    for p, v in [("2001:db8:8000::/35", 1), ("2001:db8:8000::/40", 2)][:: -1 if order else 1]:
+        six[p] = v
+    assert six.lookup("2001:db8:9200::1") == 1 and six.lookup("2001:db8:8000::1") == 2
+    # cidr-trie 3.1.2: the covering /16 arrives after its more-specifics.
+    c = RouteTable()
+    for i, p in enumerate(
+        ["41.128.202.0/24", "41.128.92.0/24", "41.128.0.0/16", "41.128.185.0/24"]
+    ):
+        c[p] = i
+    assert c.lookup("41.128.227.47") == 2
+
+
+def test_parents_and_children() -> None:
+    t = RouteTable()
+    for i, p in enumerate(["0.0.0.0/0", "10.0.0.0/8", "10.1.0.0/16", "10.1.1.0/24", "11.0.0.0/8"]):
+        t[p] = i
+    assert t.parents("10.1.1.0/24") == [("10.1.0.0/16", 2), ("10.0.0.0/8", 1), ("0.0.0.0/0", 0)]
+    assert t.parents("10.1.1.7") == [
+        ("10.1.1.0/24", 3), ("10.1.0.0/16", 2), ("10.0.0.0/8", 1), ("0.0.0.0/0", 0),
+    ]  # fmt: skip
+    assert t.children("10.0.0.0/8") == [("10.1.0.0/16", 2), ("10.1.1.0/24", 3)]
+    assert len(t.children("0.0.0.0/0")) == 4 and t.children("12.0.0.0/8") == []
+
+
+_v4 = st.builds(
+    lambda hi, rest, length: str(
+        ipaddress.ip_network(f"{ipaddress.IPv4Address((hi << 30) | rest)}/{length}", strict=False)
+    ),
+    st.integers(0, 1),
+    st.integers(0, 2**30 - 1),
+    st.sampled_from([0, 1, 8, 12, 16, 17, 18, 19, 20, 22, 24, 24, 24, 25, 28, 31, 32]),
+)
+_v6 = st.builds(
+    lambda hi, rest, length: str(
+        ipaddress.ip_network(
+            f"{ipaddress.IPv6Address((0x2001 << 112) | (hi << 100) | (rest << 60))}/{length}",
+            strict=False,
+        )
+    ),
+    st.integers(0, 1),
+    st.integers(0, 2**40 - 1),
+    st.sampled_from([0, 3, 16, 17, 29, 32, 40, 44, 48, 48, 48, 56, 64, 68, 128]),
+)
+
+
+@settings(max_examples=150, deadline=None)
+@given(st.data(), st.sampled_from([_v4, _v6]))
+def test_differential_against_naive(data: st.DataObject, prefixes: st.SearchStrategy[str]) -> None:
+    t, model = RouteTable(), dict[str, int]()
+    ops = data.draw(st.lists(st.tuples(st.booleans(), prefixes, st.integers(0, 9)), max_size=60))
+    for i, (delete, p, v) in enumerate(ops):
+        if delete and model:
+            victim = sorted(model)[v % len(model)]
+            assert t.remove(victim) == model.pop(victim)
+        else:
+            t[p] = v
+            model[p] = v
+        if i % 5 == 0:
+            probes = [str(ipaddress.ip_network(q).network_address) for q in model]
+            probes += [str(ipaddress.ip_network(q).broadcast_address) for q in model]
+            for a in probes[:40]:
+                assert t.lookup(a) == naive(model, a), (a, sorted(model.items()))
+    assert sorted(t) == sorted(model.items())
+    extra = data.draw(st.lists(prefixes, max_size=20))
+    for q in extra:
+        a = str(ipaddress.ip_network(q).network_address)
+        assert t.lookup(a) == naive(model, a)
+
+
+def _v4_table(n: int, seed: int) -> tuple[RouteTable, np.ndarray, np.ndarray, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    lengths = rng.choice([8, 16, 20, 22, 24, 24, 24, 28, 32], size=n).astype(np.uint8)
+    addrs = rng.integers(0, 2**32, size=n, dtype=np.uint64).astype(np.uint32)
+    masks = (0xFFFFFFFF << (32 - lengths.astype(np.uint64))) & 0xFFFFFFFF
+    addrs &= masks.astype(np.uint32)
+    values = np.arange(n, dtype=np.int64) % 1000
+    t = RouteTable()
+    t.insert_many(addrs, lengths, values)
+    return t, addrs, lengths, values
+
+
+@pytest.mark.parametrize("n", [300, 20_000])
+def test_lookup_many_matches_single_lookups(n: int) -> None:
+    t, addrs, _, _ = _v4_table(n, 1)
+    rng = np.random.default_rng(2)
+    probes = np.concatenate(
+        [rng.integers(0, 2**32, 5000, dtype=np.uint64).astype(np.uint32), addrs[:2000]]
+    )  # network addresses always match
+    got = t.lookup_many(probes)
+    assert got.dtype == np.int64 and got.shape == probes.shape
+    want = [t.lookup(int(a)) for a in probes]
+    assert got.tolist() == [-1 if w is None else w for w in want]
+    assert (got[5000:] >= 0).all()
+    # Non-contiguous input works too.
+    assert t.lookup_many(probes[::2]).tolist() == got[::2].tolist()
+
+
+def test_ipv6_batches() -> None:
+    t = RouteTable()
+    nets = [ipaddress.ip_network(f"2001:db8:{i:x}::/48") for i in range(200)]
+    arr = np.array([list(n.network_address.packed) for n in nets], dtype=np.uint8)
+    t.insert_many(arr, np.full(200, 48), np.arange(200))
+    t["2001:db8::/32"] = 999
+    probes = np.array(
+        [list((n.network_address + 77).packed) for n in nets]
+        + [list(ipaddress.ip_address("2001:db8:ffff::1").packed)],
+        dtype=np.uint8,
+    )
+    assert t.lookup_many(probes).tolist() == [*range(200), 999]
+
+
+def test_insert_many_is_all_or_nothing() -> None:
+    t = RouteTable()
+    t["10.0.0.0/8"] = 1
+    addrs = np.array([0x0B000000, 0x0C000001, 0x0D000000], dtype=np.uint32)
+    with pytest.raises(RouteError, match=r"row 1: .*host bits"):
+        t.insert_many(addrs, [8, 8, 8], [5, 6, 7])
+    with pytest.raises(RouteError, match=r"row 2: .*outside 0\.\.=32"):
+        t.insert_many(addrs, [8, 32, 33], [5, 6, 7])
+    with pytest.raises(RouteError, match="row 0: value -1 is negative"):
+        t.insert_many(addrs, [8, 8, 8], [-1, 6, 7])
+    with pytest.raises(RouteError, match="differ in length"):
+        t.insert_many(addrs, [8, 8], [1, 2, 3])
+    with pytest.raises(RouteError, match="uint32 array"):
+        t.insert_many(addrs.astype(np.int64), [8, 8, 8], [1, 2, 3])  # type: ignore[arg-type]
+    with pytest.raises(RouteError, match="integer array"):
+        t.insert_many(addrs, [8.0, 8, 8], [1, 2, 3])
+    assert list(t) == [("10.0.0.0/8", 1)]
+    t.insert_many(addrs, [8, 32, 8], [5, 6, 7])
+    assert len(t) == 4 and t.lookup("12.0.0.1") == 6
+
+
+def test_bulk_and_incremental_builds_agree() -> None:
+    big, addrs, lengths, values = _v4_table(10_000, 3)  # bulk path
+    small = RouteTable()
+    for i in range(0, len(addrs), 1000):  # incremental path
+        small.insert_many(addrs[i : i + 1000], lengths[i : i + 1000], values[i : i + 1000])
+    probes = np.random.default_rng(4).integers(0, 2**32, 50_000, dtype=np.uint64).astype(np.uint32)
+    assert (big.lookup_many(probes) == small.lookup_many(probes)).all()
+    assert sorted(big) == sorted(small)
+
+
+def test_wrong_batch_shapes() -> None:
+    t = RouteTable()
+    for bad in [np.zeros(3, np.int64), np.zeros((3, 4), np.uint8), np.zeros((2, 2, 2), np.uint32)]:
+        with pytest.raises(RouteError):
+            t.lookup_many(bad)  # type: ignore[arg-type]
+
+
+def test_load_files(tmp_path: Path) -> None:
+    text = "# a comment\n10.0.0.0/8 5\n\n2001:db8::/32 -\n192.0.2.0/24\n"
+    (tmp_path / "r.txt").write_text(text)
+    (tmp_path / "r.txt.gz").write_bytes(gzip.compress(text.encode()))
+    for name in ("r.txt", "r.txt.gz"):
+        t = RouteTable.load(tmp_path / name)
+        assert sorted(t) == [("10.0.0.0/8", 5), ("192.0.2.0/24", 0), ("2001:db8::/32", 0)]
+    (tmp_path / "bad.txt").write_text("10.0.0.0/8 1\n\n10.0.0.1/8 2\n")
+    with pytest.raises(RouteError, match=r"line 3: .*host bits"):
+        RouteTable.load(tmp_path / "bad.txt")
+    assert len(RouteTable.load(str(tmp_path / "bad.txt"), strict=False)) == 1
+    (tmp_path / "bad2.txt").write_text("10.0.0.0/8 x\n")
+    with pytest.raises(RouteError, match="line 1: value"):
+        RouteTable.load(tmp_path / "bad2.txt")
+    with pytest.raises(FileNotFoundError):
+        RouteTable.load(tmp_path / "missing.txt")
+
+
+def test_readers_never_see_a_torn_update() -> None:
+    t, *_ = _v4_table(5000, 5)
+    t["10.0.0.0/8"] = 1
+    probes = np.full(20_000, 0x0A000001, dtype=np.uint32)
+    stop = threading.Event()
+    seen: set[int] = set()
+    torn: list[np.ndarray] = []
+
+    def writer() -> None:
+        v = 1
+        while not stop.is_set():
+            v = 3 - v
+            t["10.0.0.0/8"] = v
+            t.insert("10.0.0.0/9", 7)  # a more-specific appears and goes away
+            t.remove("10.0.0.0/9")
+
+    def reader() -> None:
+        for _ in range(200):
+            out = t.lookup_many(probes)
+            if len(set(out.tolist())) != 1:
+                torn.append(out)
+            seen.update(out[:1].tolist())
+            single = t.lookup("10.0.0.1")
+            assert single in (1, 2, 7)
+
+    w = threading.Thread(target=writer)
+    readers = [threading.Thread(target=reader) for _ in range(3)]
+    w.start()
+    for r in readers:
+        r.start()
+    for r in readers:
+        r.join()
+    stop.set()
+    w.join()
+    assert not torn  # each batch saw one state of the table
+    assert seen <= {1, 2, 7}
