@@ -187,6 +187,17 @@ fn address_batch(obj: &Bound<'_, PyAny>) -> PyResult<Batch> {
             return Err(wrong());
         }
         let r = a.readonly();
+        if let Ok(flat) = r.as_slice() {
+            let out = flat
+                .chunks_exact(16)
+                .map(|c| {
+                    let mut b = [0u8; 16];
+                    b.copy_from_slice(c);
+                    u128::from_be_bytes(b)
+                })
+                .collect();
+            return Ok(Batch::V6(out));
+        }
         let v = r.as_array();
         let out = v
             .rows()
@@ -331,6 +342,23 @@ impl PyRouteTable {
         py: Python<'py>,
         addresses: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        // The common case without a copy: a contiguous uint32 array, read in place.
+        if let Ok(a) = addresses.cast::<PyArray1<u32>>() {
+            let r = a.readonly();
+            if let Ok(slice) = r.as_slice() {
+                let mut out = vec![0i64; slice.len()];
+                let inner = &self.inner;
+                let ok = py.detach(|| {
+                    let Ok(t) = inner.read() else { return false };
+                    t.v4.lookup_many(slice, &mut out);
+                    true
+                });
+                if !ok {
+                    return Err(poisoned(py));
+                }
+                return Ok(PyArray1::from_vec(py, out));
+            }
+        }
         let batch = address_batch(addresses)?;
         let n = match &batch {
             Batch::V4(v) => v.len(),

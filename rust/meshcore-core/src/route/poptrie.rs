@@ -23,6 +23,17 @@ use super::{Address, Prefix};
 const NONE: u32 = u32::MAX;
 /// Stride of the nodes below the direct table, in bits.
 const STRIDE: u8 = 6;
+/// Lookups walked together by [`Poptrie::lookup_many`].
+pub const LANES: usize = 16;
+
+#[inline]
+fn leaf_value(v: u32) -> i64 {
+    if v == NONE {
+        -1
+    } else {
+        i64::from(v)
+    }
+}
 
 #[derive(Debug, Clone, Copy, Default)]
 struct Node {
@@ -53,11 +64,23 @@ pub struct Poptrie<A: Address> {
     direct: Vec<u32>,
     is_tree: Vec<u64>,
     arena: Arena,
-    /// Node and leaf counts of each subtree, by slot, for garbage accounting.
-    sizes: std::collections::HashMap<u32, (u32, u32)>,
+    /// Where each subtree lives in the arena, by slot.
+    regions: std::collections::HashMap<u32, Region>,
+    /// Leaf-pushed value of the routes no longer than the direct width, per slot: what a leaf
+    /// slot holds and what a subtree inherits.
+    base: Vec<u32>,
     /// Arena entries no longer reachable (replaced subtrees).
     garbage: usize,
     _family: core::marker::PhantomData<A>,
+}
+
+/// The arena space of one subtree; a rebuilt subtree that fits is written back in place.
+#[derive(Debug, Clone, Copy)]
+struct Region {
+    node_at: u32,
+    node_cap: u32,
+    leaf_at: u32,
+    leaf_cap: u32,
 }
 
 /// A route as the builder sees it.
@@ -87,7 +110,8 @@ impl<A: Address> Poptrie<A> {
             direct: vec![NONE; slots],
             is_tree: vec![0; slots.div_ceil(64)],
             arena: Arena::default(),
-            sizes: std::collections::HashMap::new(),
+            regions: std::collections::HashMap::new(),
+            base: Vec::new(),
             garbage: 0,
             _family: core::marker::PhantomData,
         };
@@ -108,6 +132,7 @@ impl<A: Address> Poptrie<A> {
             let count = 1usize << (s - r.len);
             t.direct[first..first + count].fill(r.value);
         }
+        t.base.clone_from(&t.direct);
         // Longer routes, grouped by slot (they are in address order), become subtrees.
         let deep: Vec<Route<A>> = routes.into_iter().filter(|r| r.len > s).collect();
         let mut i = 0;
@@ -129,25 +154,46 @@ impl<A: Address> Poptrie<A> {
     }
 
     /// Build a subtree for `slot` from its (non-empty, address-ordered) deep routes and make the
-    /// slot point at it; the subtree it replaces, if any, becomes garbage.
+    /// slot point at it. It is written over the slot's old subtree when it fits there (the
+    /// common case for an update), otherwise appended, the old space becoming garbage.
     fn plant(&mut self, slot: u32, deep: &[Route<A>], inherited: u32) {
-        let (n0, l0) = (self.arena.nodes.len(), self.arena.leaves.len());
-        self.arena.nodes.push(Node::default());
-        build_node(&mut self.arena, n0, deep, self.s, inherited);
-        let size = (
-            (self.arena.nodes.len() - n0) as u32,
-            (self.arena.leaves.len() - l0) as u32,
-        );
-        self.retire(slot);
-        self.sizes.insert(slot, size);
-        self.direct[slot as usize] = n0 as u32;
+        let mut tmp = Arena::default();
+        tmp.nodes.push(Node::default());
+        build_node(&mut tmp, 0, deep, self.s, inherited);
+        let (nn, nl) = (tmp.nodes.len(), tmp.leaves.len());
+        let region = match self.regions.get(&slot) {
+            Some(r) if r.node_cap as usize >= nn && r.leaf_cap as usize >= nl => *r,
+            _ => {
+                self.retire(slot);
+                let r = Region {
+                    node_at: self.arena.nodes.len() as u32,
+                    node_cap: nn as u32,
+                    leaf_at: self.arena.leaves.len() as u32,
+                    leaf_cap: nl as u32,
+                };
+                self.arena
+                    .nodes
+                    .resize(self.arena.nodes.len() + nn, Node::default());
+                self.arena.leaves.resize(self.arena.leaves.len() + nl, NONE);
+                r
+            }
+        };
+        for (k, mut n) in tmp.nodes.into_iter().enumerate() {
+            n.child_base += region.node_at;
+            n.leaf_base += region.leaf_at;
+            self.arena.nodes[region.node_at as usize + k] = n;
+        }
+        let at = region.leaf_at as usize;
+        self.arena.leaves[at..at + nl].copy_from_slice(&tmp.leaves);
+        self.regions.insert(slot, region);
+        self.direct[slot as usize] = region.node_at;
         self.is_tree[slot as usize / 64] |= 1 << (slot % 64);
     }
 
-    /// Forget the subtree of `slot` (if any), counting its entries as garbage.
+    /// Forget the subtree of `slot` (if any), counting its space as garbage.
     fn retire(&mut self, slot: u32) {
-        if let Some((n, l)) = self.sizes.remove(&slot) {
-            self.garbage += n as usize + l as usize;
+        if let Some(r) = self.regions.remove(&slot) {
+            self.garbage += r.node_cap as usize + r.leaf_cap as usize;
         }
         self.is_tree[slot as usize / 64] &= !(1 << (slot % 64));
     }
@@ -187,10 +233,7 @@ impl<A: Address> Poptrie<A> {
         let s = self.s;
         if changed.len() > s {
             let slot = changed.addr().chunk(0, s);
-            let base = rib
-                .covering(self.slot_prefix(slot))
-                .first()
-                .map_or(NONE, |&(_, v)| v);
+            let base = self.base[slot as usize];
             self.refresh_slot(rib, slot, base);
         } else {
             // Paint the slots under `changed`: the longest route covering all of them, then the
@@ -208,6 +251,7 @@ impl<A: Address> Poptrie<A> {
                 let at = p.addr().chunk(0, s) as usize - first;
                 values[at..at + (1usize << (s - p.len()))].fill(v);
             }
+            self.base[first..first + count].copy_from_slice(&values);
             for (k, &v) in values.iter().enumerate() {
                 let slot = first + k;
                 if self.is_tree(slot) {
@@ -251,9 +295,52 @@ impl<A: Address> Poptrie<A> {
         (v != NONE).then_some(v)
     }
 
+    /// Look up a batch; -1 where no route matches.
+    ///
+    /// Lookups run in groups of [`LANES`] that advance one level at a time together, so the
+    /// loads of a level are independent of each other and their cache misses overlap, instead
+    /// of each lookup waiting on its own chain of dependent loads.
+    pub fn lookup_many(&self, addrs: &[A], out: &mut [i64]) {
+        for (group, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            let mut node = [0u32; LANES];
+            let mut pending = 0u32;
+            for (i, (&a, o)) in group.iter().zip(out.iter_mut()).enumerate() {
+                let slot = a.chunk(0, self.s) as usize;
+                let entry = self.direct[slot];
+                if self.is_tree[slot / 64] >> (slot % 64) & 1 == 1 {
+                    node[i] = entry;
+                    pending |= 1 << i;
+                } else {
+                    *o = leaf_value(entry);
+                }
+            }
+            let mut depth = self.s;
+            while pending != 0 {
+                let width = STRIDE.min(A::BITS - depth);
+                let mut lanes = pending;
+                while lanes != 0 {
+                    let i = lanes.trailing_zeros() as usize;
+                    lanes &= lanes - 1;
+                    let n = &self.arena.nodes[node[i] as usize];
+                    let c = group[i].chunk(depth, width);
+                    let upto = if c == 63 { u64::MAX } else { (2u64 << c) - 1 };
+                    if n.vector >> c & 1 == 1 {
+                        node[i] = n.child_base + (n.vector & upto).count_ones() - 1;
+                    } else {
+                        let k = n.leaf_base + (n.leafvec & upto).count_ones() - 1;
+                        out[i] = leaf_value(self.arena.leaves[k as usize]);
+                        pending &= !(1 << i);
+                    }
+                }
+                depth += width;
+            }
+        }
+    }
+
     /// Bytes of memory held by the table.
     pub fn memory(&self) -> usize {
         self.direct.capacity() * 4
+            + self.base.capacity() * 4
             + self.is_tree.capacity() * 8
             + self.arena.nodes.capacity() * core::mem::size_of::<Node>()
             + self.arena.leaves.capacity() * 4
@@ -501,6 +588,25 @@ mod tests {
                 _ => 29 + r.below(36) as u8,
             },
         );
+    }
+
+    #[test]
+    fn batch_equals_single() {
+        let mut rng = Rng::new(21);
+        let addr = |r: &mut Rng| ((r.below(3) as u32) << 28) | (r.next_u64() as u32 >> 6);
+        let len = |r: &mut Rng| 8 + r.below(25) as u8;
+        let rib = random_table(&mut rng, 3000, &addr, &len);
+        let t = Poptrie::build(&rib);
+        for n in [0, 1, 15, 16, 17, 1000] {
+            let probes: Vec<u32> = (0..n).map(|_| addr(&mut rng)).collect();
+            let mut out = vec![7i64; n];
+            t.lookup_many(&probes, &mut out);
+            let want: Vec<i64> = probes
+                .iter()
+                .map(|&a| t.lookup(a).map_or(-1, i64::from))
+                .collect();
+            assert_eq!(out, want);
+        }
     }
 
     #[test]

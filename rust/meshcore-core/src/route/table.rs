@@ -130,9 +130,7 @@ impl<A: Address> Family<A> {
 
     /// Look up every address; -1 where no route matches.
     pub fn lookup_many(&self, addrs: &[A], out: &mut [i64]) {
-        for (o, &a) in out.iter_mut().zip(addrs) {
-            *o = self.fib.lookup(a).map_or(-1, i64::from);
-        }
+        self.fib.lookup_many(addrs, out);
     }
 
     pub fn clear(&mut self) {
