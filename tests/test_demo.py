@@ -43,6 +43,7 @@ def test_demo_command_runs(capsys) -> None:  # type: ignore[no-untyped-def]
     assert main(["demo", "--packets", "2000"]) == 0
     out = capsys.readouterr().out
     assert "2,000 frames" in out and "PacketError" in out
+    assert "routed" in out and "10.0.137.0/24 -> hop 3" in out
 
 
 def test_inspect_reports_bad_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]
@@ -50,3 +51,26 @@ def test_inspect_reports_bad_files(tmp_path: Path, capsys) -> None:  # type: ign
     bad.write_bytes(b"not a capture at all")
     assert main(["inspect", str(bad)]) == 1
     assert "unknown magic" in capsys.readouterr().err
+
+
+def test_route_summary_counts_match_a_naive_router() -> None:
+    import ipaddress
+
+    from meshcore import parse_batch
+    from meshcore.demo import route_summary
+
+    frames = make_traffic(3000, seed=5)
+    buf = b"".join(frames)
+    offsets = [0]
+    for f in frames:
+        offsets.append(offsets[-1] + len(f))
+    rows = parse_batch(buf, offsets)
+    text = route_summary(rows)
+    nets = [("10.0.137.0/24", 3), ("10.0.128.0/17", 2), ("10.0.0.0/16", 1), ("0.0.0.0/0", 0)]
+    counts = dict.fromkeys(range(4), 0)
+    for r in rows[(rows["version"] == 4) & (rows["error"] == 0)]:
+        dst = ipaddress.IPv4Address(bytes(r["dst"][:4]))
+        hop = next(h for n, h in nets if dst in ipaddress.IPv4Network(n))
+        counts[hop] += 1
+    for n, h in nets:
+        assert f"{n} -> hop {h}: {counts[h]:,}" in text
