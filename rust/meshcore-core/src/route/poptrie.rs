@@ -251,15 +251,16 @@ impl<A: Address> Poptrie<A> {
                 let at = p.addr().chunk(0, s) as usize - first;
                 values[at..at + (1usize << (s - p.len()))].fill(v);
             }
-            self.base[first..first + count].copy_from_slice(&values);
             for (k, &v) in values.iter().enumerate() {
                 let slot = first + k;
-                if self.is_tree(slot) {
-                    self.refresh_slot(rib, slot as u32, v);
-                } else {
+                if !self.is_tree(slot) {
                     self.direct[slot] = v;
+                } else if self.base[slot] != v {
+                    // Its deep routes did not change: only a new inherited value needs a rebuild.
+                    self.refresh_slot(rib, slot as u32, v);
                 }
             }
+            self.base[first..first + count].copy_from_slice(&values);
         }
         let live = self.arena.nodes.len() + self.arena.leaves.len() - self.garbage;
         if self.garbage > live.max(1 << 16) {
