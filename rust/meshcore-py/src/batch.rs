@@ -16,17 +16,7 @@ pub struct Pinned {
 
 impl Pinned {
     pub fn get(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Pinned> {
-        let py = obj.py();
-        let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
-            raise(
-                py,
-                Exc::Packet,
-                format!("{what} must be a bytes-like object of unsigned bytes"),
-            )
-        })?;
-        if !buf.is_c_contiguous() {
-            return Err(raise(py, Exc::Packet, format!("{what} must be contiguous")));
-        }
+        let buf = convert::byte_buffer(obj, what, false)?;
         Ok(Pinned { buf })
     }
 

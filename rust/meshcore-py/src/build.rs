@@ -12,7 +12,6 @@ use meshcore_core::wire::proto;
 use meshcore_core::wire::stack;
 use meshcore_core::wire::tcp::TcpRepr;
 use meshcore_core::wire::udp::UdpRepr;
-use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::pybacked::PyBackedBytes;
 use pyo3::types::{PyBytes, PyInt, PyString};
@@ -255,7 +254,7 @@ pub fn decrement_ttl(
     buffer: &Bound<'_, PyAny>,
     #[pyo3(from_py_with = convert::arg_l3_offset)] l3_offset: usize,
 ) -> PyResult<u8> {
-    let buf = writable(py, buffer)?;
+    let buf = convert::byte_buffer(buffer, "buffer", true)?;
     let len = buf.len_bytes();
     let avail = len.saturating_sub(l3_offset).min(MAX_IP_HEADER);
     let mut header = [0u8; MAX_IP_HEADER];
@@ -293,7 +292,7 @@ const MAX_IP_HEADER: usize = 60;
 #[pyo3(signature = (buffer, link = "ethernet"))]
 pub fn update_checksums(py: Python<'_>, buffer: &Bound<'_, PyAny>, link: &str) -> PyResult<usize> {
     let link = convert::link(py, link)?;
-    let buf = writable(py, buffer)?;
+    let buf = convert::byte_buffer(buffer, "buffer", true)?;
     let frame = buf.to_vec(py)?;
     let base = buf.buf_ptr().cast::<u8>();
     guard(py, || {
@@ -313,23 +312,4 @@ pub fn update_checksums(py: Python<'_>, buffer: &Bound<'_, PyAny>, link: &str) -
         }
         Ok(n)
     })
-}
-
-/// A writable, C-contiguous byte buffer, or `PacketError`.
-fn writable(py: Python<'_>, buffer: &Bound<'_, PyAny>) -> PyResult<PyBuffer<u8>> {
-    let buf = PyBuffer::<u8>::get(buffer).map_err(|_| {
-        raise(
-            py,
-            Exc::Packet,
-            "buffer must be a writable bytes-like object",
-        )
-    })?;
-    if buf.readonly() || !buf.is_c_contiguous() {
-        return Err(raise(
-            py,
-            Exc::Packet,
-            "buffer must be writable and contiguous (bytearray, memoryview, numpy array)",
-        ));
-    }
-    Ok(buf)
 }

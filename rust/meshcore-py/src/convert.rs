@@ -151,6 +151,31 @@ pub fn packet_bytes<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Bound<'py, PyBytes
     Ok(PyBytes::new(py, &v))
 }
 
+/// The byte buffer of `obj`, C-contiguous and, with `writable`, writable; else `PacketError`
+/// naming `what`.
+pub fn byte_buffer(obj: &Bound<'_, PyAny>, what: &str, writable: bool) -> PyResult<PyBuffer<u8>> {
+    let py = obj.py();
+    let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
+        let msg = if writable {
+            format!("{what} must be a writable bytes-like object")
+        } else {
+            format!("{what} must be a bytes-like object of unsigned bytes")
+        };
+        raise(py, Exc::Packet, msg)
+    })?;
+    if writable && (buf.readonly() || !buf.is_c_contiguous()) {
+        return Err(raise(
+            py,
+            Exc::Packet,
+            format!("{what} must be writable and contiguous (bytearray, memoryview, numpy array)"),
+        ));
+    }
+    if !buf.is_c_contiguous() {
+        return Err(raise(py, Exc::Packet, format!("{what} must be contiguous")));
+    }
+    Ok(buf)
+}
+
 /// An int argument in `0..=max`, else `PacketError` naming the argument (not `OverflowError`).
 pub fn int_in(obj: &Bound<'_, PyAny>, what: &str, max: u64) -> PyResult<u64> {
     let py = obj.py();
