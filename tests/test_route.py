@@ -3,8 +3,13 @@ files, and consistency under concurrent updates."""
 
 from __future__ import annotations
 
+import copy
 import gzip
 import ipaddress
+import json
+import pickle
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -209,7 +214,7 @@ def test_insert_many_is_all_or_nothing() -> None:
         t.insert_many(addrs, [8, 8, 8], [5, 6, 7])
     with pytest.raises(RouteError, match=r"row 2: .*outside 0\.\.=32"):
         t.insert_many(addrs, [8, 32, 33], [5, 6, 7])
-    with pytest.raises(RouteError, match="row 0: value -1 is negative"):
+    with pytest.raises(RouteError, match=r"row 0: value -1 is outside 0\.\.=4294967294"):
         t.insert_many(addrs, [8, 8, 8], [-1, 6, 7])
     with pytest.raises(RouteError, match="differ in length"):
         t.insert_many(addrs, [8, 8], [1, 2, 3])
@@ -293,3 +298,251 @@ def test_readers_never_see_a_torn_update() -> None:
     w.join()
     assert not torn  # each batch saw one state of the table
     assert seen <= {1, 2, 7}
+
+
+# A finalizer that writes to the table runs whenever the garbage collector does. Until a table
+# built its Python results only after releasing its lock, a collection started by one of those
+# allocations ran the write on the thread holding the read lock: a self-deadlock (with the GIL
+# held, so the whole process hung). Run in a subprocess so that a hang fails the test.
+_GC_REENTRY = """
+import gc, json, os, threading
+from meshcore import RouteTable
+
+t = RouteTable()
+for n in range(33):
+    t.insert(f"10.1.2.3/{n}", n, strict=False)
+t["2001:db8::/32"] = 1
+inside = [False]
+ran_inside = {}
+
+class Writer:
+    '''Garbage in a reference cycle whose finalizer writes to the table.'''
+    def __init__(self, name):
+        self.me, self.name = self, name
+    def __del__(self):
+        if inside[0]:
+            ran_inside[self.name] = ran_inside.get(self.name, 0) + 1
+        t["192.0.2.0/24"] = 7
+        del t["192.0.2.0/24"]
+
+calls = {
+    "children": lambda: t.children("0.0.0.0/0"),
+    "parents": lambda: t.parents("10.1.2.3"),
+    "iter": lambda: iter(t),
+    "lookup_prefix": lambda: t.lookup_prefix("10.1.2.3"),
+    "lookup_prefix6": lambda: t.lookup_prefix("2001:db8::1"),
+    "get": lambda: t.get("10.1.2.0/24"),
+    "repr": lambda: repr(t),
+}
+
+def hammer(name):
+    call = calls[name]
+    for i in range(40):
+        gc.collect()
+        if i % 2:  # a collection at the first fresh container allocation
+            gc.disable()
+            drain = [(j, j) for j in range(3000)]  # empty the free lists of small tuples
+            Writer(name)
+            gc.enable()
+        else:  # a collection at nearly every allocation
+            drain = []
+            gc.set_threshold(1, 1, 1)
+            Writer(name)
+        inside[0] = True
+        call()
+        inside[0] = False
+        gc.set_threshold(700, 10, 10)
+        del drain
+
+for name in calls:
+    th = threading.Thread(target=hammer, args=(name,), daemon=True)
+    th.start()
+    th.join(60)
+    if th.is_alive():
+        print("stuck in", name, flush=True)
+        os._exit(1)
+print(json.dumps({"ran_inside": sorted(ran_inside), "size": len(t), "left": "192.0.2.0/24" in t}))
+"""
+
+
+def test_finalizers_may_write_during_any_read() -> None:
+    r = subprocess.run(
+        [sys.executable, "-c", _GC_REENTRY], capture_output=True, text=True, timeout=120
+    )
+    assert r.returncode == 0, r.stdout + r.stderr
+    out = json.loads(r.stdout)
+    assert out["size"] == 34 and not out["left"]
+    if sys.version_info < (3, 12):  # later versions run the collector between bytecodes only
+        # The finalizers did run in the middle of the calls that build lists and tuples.
+        for name in ("children", "parents", "iter", "lookup_prefix", "lookup_prefix6"):
+            assert name in out["ran_inside"], out
+
+
+def test_updates_and_python_work_go_on_during_long_batch_lookups() -> None:
+    # One thread holds the read lock for long batches with the GIL released; the main thread
+    # meanwhile updates the table (waiting for the write lock without the GIL) and runs other
+    # Python code, and so does a third thread. Everything finishes, and every batch sees one
+    # whole state of the table.
+    t, *_ = _v4_table(100_000, 7)
+    for p, _ in t.parents("198.18.5.1") + t.children("198.18.0.0/15"):
+        del t[p]
+    t["198.18.0.0/16"] = 1
+    rng = np.random.default_rng(8)
+    static = rng.integers(0, 2**32, 400_000, dtype=np.uint64).astype(np.uint32)
+    static = static[(static >> 17) != (0xC612 >> 1)]  # nothing inside 198.18.0.0/15
+    static_want = t.lookup_many(static)
+    dynamic = np.full(100_000, int(ipaddress.IPv4Address("198.18.5.1")), dtype=np.uint32)
+    probes = np.concatenate([static, dynamic])
+    stop = threading.Event()
+    batches: list[int] = []
+    problems: list[str] = []
+
+    def reader() -> None:
+        while not stop.is_set() or len(batches) < 5:
+            out = t.lookup_many(probes)
+            if not (out[: len(static)] == static_want).all():
+                problems.append("static part changed")
+            seen = set(out[len(static) :].tolist())
+            if len(seen) != 1 or not seen <= {1, 2, 7}:
+                problems.append(f"torn or wrong batch: {sorted(seen)[:5]}")
+            batches.append(len(out))
+
+    ticks = [0]
+
+    def busy() -> None:
+        while not stop.is_set():
+            ticks[0] += sum(range(100)) > 0
+
+    threads = [threading.Thread(target=reader, daemon=True), threading.Thread(target=busy)]
+    for th in threads:
+        th.start()
+    try:
+        extra = np.arange(0xCB007100, 0xCB007100 + 40, dtype=np.uint32)  # in 203.0.113.0/24
+        for i in range(60):
+            t["198.18.0.0/16"] = 1 + i % 2
+            t.insert("198.18.5.0/24", 7)
+            assert t.lookup("198.18.5.1") == 7 and t.get("198.18.0.0/16") == 1 + i % 2
+            assert sorted({str(k) for k in range(50)}) != []  # other Python work
+            del t["198.18.5.0/24"]
+            t.insert_many(extra[i % 40 : i % 40 + 1], [32], [i])
+            assert "198.18.5.0/24" not in t and len(t.children("198.18.0.0/16")) == 0
+    finally:
+        stop.set()
+        for th in threads:
+            th.join(120)
+    assert not any(th.is_alive() for th in threads)
+    assert not problems, problems[:3]
+    assert len(batches) >= 5 and ticks[0] > 0
+    assert t.lookup("198.18.5.1") == 2 and t.lookup("203.0.113.0") is not None
+
+
+def test_values_out_of_range_name_the_value() -> None:
+    t = RouteTable()
+    for value in (-1, 2**32 - 1, 2**63, 2**64, 2**200, -(2**70)):
+        with pytest.raises(RouteError, match=rf"value {value} is outside 0\.\.=4294967294"):
+            t["10.0.0.0/8"] = value
+        with pytest.raises(RouteError, match=rf"row 1: value {value} is outside 0\.\.=4294967294"):
+            t.insert_many(np.array([1 << 24, 2 << 24], np.uint32), [8, 8], [0, value])
+    big = np.array([0, 2**63], dtype=np.uint64)
+    with pytest.raises(RouteError, match=r"row 1: value 9223372036854775808 is outside 0\.\.="):
+        t.insert_many(np.array([1 << 24, 2 << 24], np.uint32), [8, 8], big)
+    with pytest.raises(RouteError, match=r"row 0: prefix length 9223372036854775808 is outside"):
+        t.insert_many(np.array([1 << 24], np.uint32), np.array([2**63], np.uint64), [1])
+    assert len(t) == 0
+    t.insert_many(np.array([1 << 24], np.uint32), np.array([8], ">u8"), np.array([2**32 - 2]))
+    assert list(t) == [("1.0.0.0/8", 2**32 - 2)]
+
+
+def test_malformed_batches_and_packed_attributes_raise_route_error() -> None:
+    t = RouteTable()
+    addrs = np.array([1 << 24, 2 << 24], np.uint32)
+    with pytest.raises(RouteError, match="lengths"):
+        t.insert_many(addrs, [[1, 2], [3]], [1, 2])
+    with pytest.raises(RouteError, match="values"):
+        t.insert_many(addrs, [8, 8], [[1, 2], [3]])
+    with pytest.raises(RouteError, match="values"):
+        t.insert_many(addrs, [8, 8], [1, None])  # type: ignore[arg-type]
+    with pytest.raises(RouteError, match="lengths"):
+        t.insert_many(addrs, np.array([True, False]), [1, 2])
+
+    class Fake:
+        packed = "10.0.0.1"
+
+    with pytest.raises(RouteError, match="packed"):
+        t.lookup(Fake())  # type: ignore[arg-type]
+    with pytest.raises(RouteError, match="packed"):
+        t.parents(Fake())  # type: ignore[arg-type]
+    assert len(t) == 0
+
+
+def test_address_and_value_types() -> None:
+    t = RouteTable()
+    t["10.0.0.0/8"] = np.int64(5)
+    t[np.uint32(0x0B000001)] = np.uint32(6)  # type: ignore[index]  # a host route
+    assert t.get("10.0.0.0/8") == 5 and type(t.get("10.0.0.0/8")) is int
+    assert t.get("11.0.0.1/32") == 6
+    for a in (np.uint32(0x0A000001), np.int64(0x0A000001), np.uint64(0x0A000001), np.uint8(10)):
+        assert t.lookup(a) == (5 if a > 255 else None)
+    assert t.lookup_prefix(np.int64(0x0B000001)) == ("11.0.0.1/32", 6)
+    for packed in (b"\x0a\x00\x00\x01", bytearray(b"\x0a\x00\x00\x01")):
+        assert t.lookup(packed) == 5
+    assert t.lookup(memoryview(b"\xff\x0a\x00\x00\x01")[1:]) == 5
+    t["2001:db8::/32"] = 3
+    six = ipaddress.IPv6Address("2001:db8::1").packed
+    assert t.lookup(bytearray(six)) == 3 and t.lookup(memoryview(six)) == 3
+    for bad_length in (b"\x0a\x00\x00", bytearray(5), memoryview(bytes(17))):
+        with pytest.raises(RouteError, match="4 or 16 bytes"):
+            t.lookup(bad_length)
+    # Booleans are ints to Python but never addresses or next hops.
+    for flag in (True, False, np.True_):
+        with pytest.raises(RouteError, match="bool"):
+            t.lookup(flag)  # type: ignore[arg-type]
+        with pytest.raises(RouteError, match="bool"):
+            t[flag] = 1  # type: ignore[index]
+        with pytest.raises(TypeError, match="bool"):
+            t["12.0.0.0/8"] = flag  # type: ignore[assignment]
+    with pytest.raises(RouteError, match="outside"):
+        t["12.0.0.0/8"] = np.int64(-1)
+    assert len(t) == 3
+
+
+def test_big_endian_arrays() -> None:
+    t, addrs, lengths, values = _v4_table(3000, 9)
+    probes = np.random.default_rng(10).integers(0, 2**32, 5000, dtype=np.uint64)
+    native = probes.astype(np.uint32)
+    want = t.lookup_many(native)
+    assert t.lookup_many(native.astype(">u4")).tolist() == want.tolist()
+    assert t.lookup_many(native.astype(">u4")[::3]).tolist() == want[::3].tolist()
+    other = RouteTable()
+    other.insert_many(addrs.astype(">u4"), lengths.astype(">u2"), values.astype(">i8"))
+    assert sorted(other) == sorted(t)
+    assert other.lookup_many(native).tolist() == want.tolist()
+
+
+def test_pickle_round_trip() -> None:
+    t, *_ = _v4_table(5000, 11)  # bulk-built
+    t["0.0.0.0/0"] = 0
+    t["255.255.255.255"] = 2**32 - 2
+    t["::/0"] = 1
+    t["2001:db8::/32"] = 2
+    t["2001:db8::1"] = 3
+    t["ffff::/16"] = 4
+    for proto in range(2, pickle.HIGHEST_PROTOCOL + 1):
+        back = pickle.loads(pickle.dumps(t, protocol=proto))
+        assert isinstance(back, RouteTable) and back is not t
+        assert list(back) == list(t) and repr(back) == repr(t)
+    probes = np.random.default_rng(12).integers(0, 2**32, 20_000, dtype=np.uint64)
+    assert (
+        back.lookup_many(probes.astype(np.uint32)) == t.lookup_many(probes.astype(np.uint32))
+    ).all()
+    assert back.lookup("2001:db8::1") == 3 and back.lookup("2001:db8::2") == 2
+    assert back.lookup("::1") == 1 and back.lookup("ffff::1") == 4
+    assert list(pickle.loads(pickle.dumps(RouteTable()))) == []
+    clone = copy.deepcopy(t)
+    clone["10.0.0.0/8"] = 77
+    assert t.get("10.0.0.0/8") != 77 and clone.get("10.0.0.0/8") == 77
+    state = t.__reduce__()[1][0]
+    assert isinstance(state, bytes) and len(state) < 12 * len(t) + 64  # compact
+    for bad in (b"", b"junk", state[:-1], state + b"\x00", state[:16] + b"\xff" * 32):
+        with pytest.raises(RouteError, match="state"):
+            RouteTable._from_state(bad)

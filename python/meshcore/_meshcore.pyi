@@ -4,9 +4,9 @@ Users import these names from :mod:`meshcore`; the docstrings here are the refer
 """
 
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Final, final
+from typing import Any, Final, final
 
 import numpy as np
 import numpy.typing as npt
@@ -35,8 +35,13 @@ ROW_FIELDS: Final[list[tuple[str, int, int]]]
 ERROR_CODES: Final[dict[int, str]]
 
 _Address = str | IPv4Address | IPv6Address
-# A route-table address also takes an int (IPv4 when it fits in 32 bits) or packed bytes.
-_RouteAddress = str | int | bytes | IPv4Address | IPv6Address
+# A route-table address also takes an int or numpy integer (IPv4 when it fits in 32 bits) or
+# packed bytes (4 or 16, network order). A bool is refused although it is an int.
+_RouteAddress = (
+    str | int | np.integer[Any] | bytes | bytearray | memoryview | IPv4Address | IPv6Address
+)
+# A next-hop id in 0..2**32 - 2: an int or numpy integer, not a bool.
+_RouteValue = int | np.integer[Any]
 _Prefix = str | IPv4Network | IPv6Network
 # Any C-contiguous bytes-like object; numpy arrays are listed because their stubs lack __buffer__.
 _Bytes = Buffer | npt.NDArray[np.uint8]
@@ -221,16 +226,23 @@ class RouteTable:
 
     The routes are kept in order (the truth for exact queries, iteration, parents and children)
     and compiled incrementally into a Poptrie for lookups. Lookups from several threads and
-    updates from another are safe: each lookup sees the table before or after an update.
-    Bad prefixes, addresses and values raise :class:`meshcore.RouteError`.
+    updates from another are safe: each lookup sees the table before or after an update. A
+    thread waiting for the table (an update behind a long :meth:`lookup_many`) does so without
+    the GIL, and the table runs no Python code while it is locked, so finalizers and other
+    threads may use it at any time. Tables pickle (and copy) by value, both families at once.
+
+    Bad prefixes, addresses and values raise :class:`meshcore.RouteError`: a value outside
+    0..2**32 - 2 names the value, a bad batch row its index. ``True`` and ``False`` are
+    refused as addresses (RouteError) and as values (TypeError), although Python counts them as
+    ints; numpy integer scalars are accepted wherever an int is.
     """
 
     def __init__(self) -> None: ...
-    def insert(self, prefix: _Prefix, value: int, strict: bool = True) -> None:
+    def insert(self, prefix: _Prefix, value: _RouteValue, strict: bool = True) -> None:
         """Add or replace a route. Host bits in ``prefix`` are an error unless ``strict`` is
         false (then they are cleared); a bare address is a host route (/32 or /128)."""
 
-    def __setitem__(self, key: _Prefix, value: int, /) -> None: ...
+    def __setitem__(self, key: _Prefix, value: _RouteValue, /) -> None: ...
     def remove(self, prefix: _Prefix) -> int:
         """Remove the route for exactly ``prefix`` and return its value (KeyError if absent)."""
 
@@ -247,7 +259,8 @@ class RouteTable:
     def lookup(self, address: _RouteAddress) -> int | None:
         """The value of the longest route containing ``address``, or None. An ``int`` address
         is IPv4 when it fits in 32 bits; use a ``str``, ``bytes`` or ``ipaddress`` object for
-        IPv6 addresses below 2**32."""
+        IPv6 addresses below 2**32. ``bytes``, ``bytearray`` and ``memoryview`` hold a packed
+        address: 4 bytes (IPv4) or 16 (IPv6), network order."""
 
     def lookup_prefix(self, address: _RouteAddress) -> tuple[str, int] | None:
         """The longest route containing ``address`` as ``(prefix, value)``, or None."""
@@ -256,8 +269,9 @@ class RouteTable:
         self, addresses: npt.NDArray[np.uint32] | npt.NDArray[np.uint8]
     ) -> npt.NDArray[np.int64]:
         """Look up a batch without the GIL: a uint32 array holds IPv4 addresses (10.0.0.1 is
-        0x0a000001), an (n, 16) uint8 array IPv6 addresses in network byte order. Returns the
-        values as int64, -1 where no route matches."""
+        0x0a000001; either byte order of dtype, a non-native one is converted), an (n, 16)
+        uint8 array IPv6 addresses in network byte order. Returns the values as int64, -1 where
+        no route matches."""
 
     def insert_many(
         self,
@@ -267,8 +281,9 @@ class RouteTable:
         strict: bool = True,
     ) -> None:
         """Insert one route per row (addresses as for :meth:`lookup_many`, prefix lengths in
-        bits, values). All or nothing: a bad row raises RouteError naming it, and the table is
-        left unchanged."""
+        bits, values in 0..2**32 - 2), each column one-dimensional of integers (a list or an
+        array of any integer dtype). All or nothing: a malformed column or a bad row raises
+        RouteError naming it, and the table is left unchanged."""
 
     def parents(self, prefix_or_address: _Prefix | _RouteAddress) -> list[tuple[str, int]]:
         """Covering routes, longest first: for a prefix its strict ancestors, for an address
@@ -281,6 +296,14 @@ class RouteTable:
     def load(cls, path: str | os.PathLike[str], strict: bool = True) -> RouteTable:
         """Read "prefix value" lines (gzip too). ``-`` or a missing value means 0, ``#``
         starts a comment; a bad line raises RouteError with its line number."""
+
+    def __reduce__(self) -> tuple[Callable[[bytes], RouteTable], tuple[bytes]]:
+        """Pickle support: rebuild with :meth:`_from_state` from compact bytes (about 9 bytes
+        per IPv4 route and 21 per IPv6 route)."""
+
+    @classmethod
+    def _from_state(cls, state: bytes) -> RouteTable:
+        """Private: a table from the bytes of :meth:`__reduce__`; RouteError for other bytes."""
 
 def build_packet(
     src: _Address,

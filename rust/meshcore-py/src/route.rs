@@ -1,17 +1,33 @@
 //! `meshcore.RouteTable`: the core route table behind a reader-writer lock.
 //!
 //! Lookups take the read lock and updates the write lock, so a lookup sees the table before or
-//! after an update, never half of one; batch lookups hold the read lock with the GIL released.
+//! after an update, never half of one. Two rules keep the lock and the GIL from deadlocking:
+//!
+//! - No Python object is created and no Python code runs while a guard is held. Creating an
+//!   object can start the garbage collector, whose finalizers may write to this same table (a
+//!   self-deadlock) or hand the GIL to another thread. Arguments are converted before the lock
+//!   is taken; results are copied out into Rust values and converted after it is released. The
+//!   closures run under the lock ([`PyRouteTable::read`], [`PyRouteTable::write`]) must be
+//!   `Send`, which keeps `Python` tokens and Python objects out of them.
+//! - Nothing waits for the lock with the GIL held: updates take the write lock with the GIL
+//!   released, and reads try the lock first and release the GIL only when it would block.
 
 use crate::error::{guard, raise, Exc};
-use meshcore_core::route::table::{check_value, parse_routes, RouteError, RouteTable};
-use meshcore_core::route::{parse_prefix, AnyPrefix, Prefix, PrefixError};
-use numpy::{PyArray1, PyArrayMethods, PyUntypedArrayMethods};
+use meshcore_core::route::table::{parse_routes, Family, RouteError, RouteTable, MAX_VALUE};
+use meshcore_core::route::{parse_prefix, Address, AnyPrefix, Prefix, PrefixError};
+use numpy::{
+    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+};
+use pyo3::buffer::PyBuffer;
+use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyInt, PyList, PyMemoryView, PyString, PyTuple, PyType,
+};
+use std::fmt::Display;
 use std::io::Read;
 use std::net::IpAddr;
-use std::sync::{RwLock, RwLockReadGuard, RwLockWriteGuard};
+use std::sync::{RwLock, TryLockError};
 
 #[pyclass(frozen, module = "meshcore", name = "RouteTable")]
 pub struct PyRouteTable {
@@ -26,20 +42,143 @@ fn prefix_error(py: Python<'_>, e: &PrefixError) -> PyErr {
     raise(py, Exc::Route, e.to_string())
 }
 
+/// The message for a route value outside the allowed range (the core's wording).
+fn value_range(v: impl Display) -> String {
+    format!("value {v} is outside 0..={MAX_VALUE}")
+}
+
+fn type_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(obj.get_type().name()?.to_cow()?.into_owned())
+}
+
+/// The family of the table that holds routes of address type `A`.
+trait Fam: Address {
+    fn of(t: &RouteTable) -> &Family<Self>;
+    fn of_mut(t: &mut RouteTable) -> &mut Family<Self>;
+    fn any(p: Prefix<Self>) -> AnyPrefix;
+}
+
+impl Fam for u32 {
+    fn of(t: &RouteTable) -> &Family<u32> {
+        &t.v4
+    }
+    fn of_mut(t: &mut RouteTable) -> &mut Family<u32> {
+        &mut t.v4
+    }
+    fn any(p: Prefix<u32>) -> AnyPrefix {
+        AnyPrefix::V4(p)
+    }
+}
+
+impl Fam for u128 {
+    fn of(t: &RouteTable) -> &Family<u128> {
+        &t.v6
+    }
+    fn of_mut(t: &mut RouteTable) -> &mut Family<u128> {
+        &mut t.v6
+    }
+    fn any(p: Prefix<u128>) -> AnyPrefix {
+        AnyPrefix::V6(p)
+    }
+}
+
+/// Routes copied out of the table, to become Python objects once the lock is released.
+type Routes = Vec<(AnyPrefix, u32)>;
+
+fn routes_of<A: Fam>(it: impl Iterator<Item = (Prefix<A>, u32)>) -> Routes {
+    it.map(|(p, v)| (A::any(p), v)).collect()
+}
+
+fn route_list(py: Python<'_>, routes: Routes) -> PyResult<Bound<'_, PyList>> {
+    PyList::new(py, routes.into_iter().map(|(p, v)| (p.to_string(), v)))
+}
+
 /// An address: `str`, `int` (IPv4 when it fits in 32 bits), packed `bytes` (4 or 16) or an
 /// `ipaddress` address.
+#[derive(Clone, Copy)]
 enum Addr {
     V4(u32),
     V6(u128),
 }
 
-fn addr_arg(obj: &Bound<'_, PyAny>) -> PyResult<Addr> {
+/// An `int`, or an object with `__index__` (numpy integers) as one; None for anything else,
+/// `bool` and numpy's `bool` included: True is no address and no next hop.
+fn int_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyInt>>> {
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(None);
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        return Ok(Some(i.clone()));
+    }
+    if !obj.hasattr("__index__")? {
+        return Ok(None);
+    }
+    match obj.py().import("operator")?.call_method1("index", (obj,)) {
+        Ok(i) => Ok(i.cast_into::<PyInt>().ok()),
+        Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn int_addr(i: &Bound<'_, PyInt>) -> PyResult<Addr> {
+    // u64 first: 128-bit extraction is much slower under the stable ABI.
+    if let Ok(v) = i.extract::<u64>() {
+        return Ok(u32::try_from(v).map_or(Addr::V6(u128::from(v)), Addr::V4));
+    }
+    i.extract::<u128>().map(Addr::V6).map_err(|_| {
+        raise(
+            i.py(),
+            Exc::Route,
+            format!("address {i} is outside 0..=2**128 - 1"),
+        )
+    })
+}
+
+/// The bytes of a `bytes`, `bytearray` or `memoryview`; None for other types.
+fn packed_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
+    let py = obj.py();
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Some(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Some(b.to_vec()));
+    }
+    if obj.is_instance_of::<PyMemoryView>() {
+        let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
+            raise(
+                py,
+                Exc::Route,
+                "a packed address must be a memoryview of unsigned bytes",
+            )
+        })?;
+        return buf.to_vec(py).map(Some);
+    }
+    Ok(None)
+}
+
+fn packed_addr(py: Python<'_>, b: &[u8], what: &str) -> PyResult<Addr> {
+    if let Ok(a) = <[u8; 4]>::try_from(b) {
+        return Ok(Addr::V4(u32::from_be_bytes(a)));
+    }
+    if let Ok(a) = <[u8; 16]>::try_from(b) {
+        return Ok(Addr::V6(u128::from_be_bytes(a)));
+    }
+    Err(raise(
+        py,
+        Exc::Route,
+        format!("{what} must be 4 or 16 bytes, not {}", b.len()),
+    ))
+}
+
+/// An address, or None when `obj` is of no address type (the caller names the types it takes).
+/// Bad values of an address type (and `bool`) raise `RouteError` saying why.
+fn addr_arg(obj: &Bound<'_, PyAny>) -> PyResult<Option<Addr>> {
     let py = obj.py();
     if let Ok(s) = obj.cast::<PyString>() {
         let text = s.to_cow()?;
         return match text.trim().parse::<IpAddr>() {
-            Ok(IpAddr::V4(a)) => Ok(Addr::V4(u32::from(a))),
-            Ok(IpAddr::V6(a)) => Ok(Addr::V6(u128::from(a))),
+            Ok(IpAddr::V4(a)) => Ok(Some(Addr::V4(u32::from(a)))),
+            Ok(IpAddr::V6(a)) => Ok(Some(Addr::V6(u128::from(a)))),
             Err(_) => Err(raise(
                 py,
                 Exc::Route,
@@ -47,36 +186,50 @@ fn addr_arg(obj: &Bound<'_, PyAny>) -> PyResult<Addr> {
             )),
         };
     }
-    if obj.cast::<PyInt>().is_ok() {
-        return match obj.extract::<u128>() {
-            Ok(v) => Ok(u32::try_from(v).map_or(Addr::V6(v), Addr::V4)),
-            Err(_) => Err(raise(
+    if let Ok(i) = obj.cast::<PyInt>() {
+        if obj.is_instance_of::<PyBool>() {
+            return Err(raise(
                 py,
                 Exc::Route,
-                format!("address {obj} is out of range"),
+                format!("{obj} is a bool, not an address"),
+            ));
+        }
+        return int_addr(i).map(Some);
+    }
+    if let Some(b) = packed_bytes(obj)? {
+        return packed_addr(py, &b, "a packed address").map(Some);
+    }
+    if obj.hasattr("packed")? && !obj.hasattr("prefixlen")? {
+        let what = format!("{}.packed", type_name(obj)?);
+        let packed = obj.getattr("packed")?;
+        return match packed_bytes(&packed)? {
+            Some(b) => packed_addr(py, &b, &what).map(Some),
+            None => Err(raise(
+                py,
+                Exc::Route,
+                format!("{what} must be 4 or 16 bytes, not {}", type_name(&packed)?),
             )),
         };
     }
-    let packed = if let Ok(b) = obj.cast::<PyBytes>() {
-        Some(b.as_bytes().to_vec())
-    } else if obj.hasattr("packed")? && !obj.hasattr("prefixlen")? {
-        Some(obj.getattr("packed")?.extract::<Vec<u8>>()?)
-    } else {
-        None
-    };
-    match packed.as_deref() {
-        Some(b) if b.len() == 4 => Ok(Addr::V4(u32::from_be_bytes([b[0], b[1], b[2], b[3]]))),
-        Some(b) if b.len() == 16 => {
-            let mut a = [0u8; 16];
-            a.copy_from_slice(b);
-            Ok(Addr::V6(u128::from_be_bytes(a)))
-        }
-        _ => Err(raise(
-            py,
-            Exc::Route,
-            "an address must be a str, int, 4- or 16-byte bytes or an ipaddress address",
-        )),
+    match int_arg(obj)? {
+        Some(i) => int_addr(&i).map(Some),
+        None => Ok(None),
     }
+}
+
+/// An address, or `RouteError`.
+fn address(obj: &Bound<'_, PyAny>) -> PyResult<Addr> {
+    addr_arg(obj)?.ok_or_else(|| {
+        let name = type_name(obj).unwrap_or_default();
+        raise(
+            obj.py(),
+            Exc::Route,
+            format!(
+                "an address must be a str, int, 4- or 16-byte bytes or an ipaddress address, \
+                 not {name}"
+            ),
+        )
+    })
 }
 
 /// A prefix: `str` ("10.0.0.0/8"; a bare address is a host route) or an `ipaddress` network.
@@ -88,13 +241,16 @@ fn prefix_arg(obj: &Bound<'_, PyAny>, strict: bool) -> PyResult<(AnyPrefix, bool
     } else if obj.hasattr("prefixlen")? && obj.hasattr("network_address")? {
         obj.str()?.to_cow()?.into_owned()
     } else {
-        return match addr_arg(obj) {
-            Ok(Addr::V4(a)) => Ok((AnyPrefix::V4(host(a)), false)),
-            Ok(Addr::V6(a)) => Ok((AnyPrefix::V6(host(a)), false)),
-            Err(_) => Err(raise(
+        return match addr_arg(obj)? {
+            Some(Addr::V4(a)) => Ok((AnyPrefix::V4(host(a)), false)),
+            Some(Addr::V6(a)) => Ok((AnyPrefix::V6(host(a)), false)),
+            None => Err(raise(
                 py,
                 Exc::Route,
-                "a prefix must be a str like '10.0.0.0/8' or an ipaddress network",
+                format!(
+                    "a prefix must be a str like '10.0.0.0/8' or an ipaddress network, not {}",
+                    type_name(obj)?
+                ),
             )),
         };
     };
@@ -102,34 +258,21 @@ fn prefix_arg(obj: &Bound<'_, PyAny>, strict: bool) -> PyResult<(AnyPrefix, bool
     Ok((p, text.contains('/')))
 }
 
-fn host<A: meshcore_core::route::Address>(a: A) -> Prefix<A> {
+fn host<A: Address>(a: A) -> Prefix<A> {
     Prefix::new(a, A::BITS, true).unwrap_or_else(|_| unreachable!("a host route is valid"))
 }
 
+/// A route value: an int (numpy integers too, not bools) in `0..=MAX_VALUE`.
 fn value_arg(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
-    let py = obj.py();
-    if obj.cast::<PyInt>().is_err() {
-        return Err(pyo3::exceptions::PyTypeError::new_err(format!(
+    let Some(int) = int_arg(obj)? else {
+        return Err(PyTypeError::new_err(format!(
             "a route value must be an int, not {}",
-            obj.get_type().name()?
+            type_name(obj)?
         )));
-    }
-    match obj.extract::<u64>() {
-        Ok(v) => check_value(v).map_err(|e| route_error(py, &e)),
-        Err(_) => Err(route_error(py, &RouteError::Value(u64::MAX))),
-    }
-}
-
-fn pair(py: Python<'_>, p: AnyPrefix, v: u32) -> PyResult<Bound<'_, PyTuple>> {
-    (p.to_string(), v).into_pyobject(py)
-}
-
-impl PyRouteTable {
-    fn read(&self, py: Python<'_>) -> PyResult<RwLockReadGuard<'_, RouteTable>> {
-        self.inner.read().map_err(|_| poisoned(py))
-    }
-    fn write(&self, py: Python<'_>) -> PyResult<RwLockWriteGuard<'_, RouteTable>> {
-        self.inner.write().map_err(|_| poisoned(py))
+    };
+    match int.extract::<u32>() {
+        Ok(v) if v <= MAX_VALUE => Ok(v),
+        _ => Err(raise(obj.py(), Exc::Route, value_range(&int))),
     }
 }
 
@@ -141,23 +284,159 @@ fn poisoned(py: Python<'_>) -> PyErr {
     )
 }
 
-/// Contiguous integers of a numpy array (any integer dtype) as i64, or `RouteError`.
-fn int_column(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Vec<i64>> {
+impl PyRouteTable {
+    /// Run `f` under the read lock: at once when the lock is free, else waiting for it without
+    /// the GIL. For short reads (one lookup), where releasing the GIL would cost more than `f`.
+    fn read<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&RouteTable) -> R + Send,
+    ) -> PyResult<R> {
+        let inner = &self.inner;
+        let r = guard(py, || {
+            Ok(match inner.try_read() {
+                Ok(t) => Some(f(&t)),
+                Err(TryLockError::WouldBlock) => py.detach(|| inner.read().ok().map(|t| f(&t))),
+                Err(TryLockError::Poisoned(_)) => None,
+            })
+        })?;
+        r.ok_or_else(|| poisoned(py))
+    }
+
+    /// Run `f` under the read lock with the GIL released throughout (long reads).
+    fn read_detached<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&RouteTable) -> R + Send,
+    ) -> PyResult<R> {
+        let inner = &self.inner;
+        let r = guard(py, || Ok(py.detach(|| inner.read().ok().map(|t| f(&t)))))?;
+        r.ok_or_else(|| poisoned(py))
+    }
+
+    /// Run `f` under the write lock with the GIL released, waiting for the lock included.
+    fn write<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut RouteTable) -> R + Send,
+    ) -> PyResult<R> {
+        let inner = &self.inner;
+        let r = guard(py, || {
+            Ok(py.detach(|| inner.write().ok().map(|mut t| f(&mut t))))
+        })?;
+        r.ok_or_else(|| poisoned(py))
+    }
+
+    /// Apply the rows of a batch to the family of `A`, all or nothing.
+    fn insert_rows<A: Fam>(
+        &self,
+        py: Python<'_>,
+        addrs: &[A],
+        lengths: &[i128],
+        values: &[i128],
+        strict: bool,
+    ) -> PyResult<()> {
+        let routes = py
+            .detach(|| batch_routes(addrs, lengths, values, strict))
+            .map_err(|e| route_error(py, &e))?;
+        self.write(py, move |t| A::of_mut(t).extend(&routes))
+    }
+}
+
+/// Check the rows of a batch: values first, then each row's length and prefix.
+fn batch_routes<A: Address>(
+    addrs: &[A],
+    lengths: &[i128],
+    values: &[i128],
+    strict: bool,
+) -> Result<Vec<(Prefix<A>, u32)>, RouteError> {
+    let row = |index: usize, message: String| RouteError::Row { index, message };
+    let values = values
+        .iter()
+        .enumerate()
+        .map(|(i, &v)| {
+            u32::try_from(v)
+                .ok()
+                .filter(|&v| v <= MAX_VALUE)
+                .ok_or_else(|| row(i, value_range(v)))
+        })
+        .collect::<Result<Vec<u32>, _>>()?;
+    addrs
+        .iter()
+        .zip(lengths)
+        .zip(values)
+        .enumerate()
+        .map(|(i, ((&a, &len), v))| {
+            let len = u8::try_from(len)
+                .ok()
+                .filter(|&l| l <= A::BITS)
+                .ok_or_else(|| row(i, format!("prefix length {len} is outside 0..={}", A::BITS)))?;
+            let p = Prefix::new(a, len, strict).map_err(|e| row(i, e.to_string()))?;
+            Ok((p, v))
+        })
+        .collect()
+}
+
+/// A one-dimensional column of integers (numpy array, list, ...) as i128, or `RouteError`.
+/// A list keeps its Python ints exact (numpy would make `[0, 2**63]` float64). An integer too
+/// large even for i128 is a row error at once: `{noun} {value} is outside 0..={max}`.
+fn int_column(obj: &Bound<'_, PyAny>, what: &str, noun: &str, max: u64) -> PyResult<Vec<i128>> {
     let py = obj.py();
-    let np = py.import("numpy")?;
-    let arr = np.call_method1("asarray", (obj,))?;
-    let kind: String = arr.getattr("dtype")?.getattr("kind")?.extract()?;
-    let ndim: usize = arr.getattr("ndim")?.extract()?;
-    if !(kind == "i" || kind == "u") || ndim != 1 {
-        return Err(raise(
+    let wrong = |why: String| {
+        raise(
             py,
             Exc::Route,
-            format!("{what} must be a one-dimensional integer array"),
-        ));
+            format!("{what} must be a one-dimensional integer array{why}"),
+        )
+    };
+    let np = py.import("numpy")?;
+    let as_array = |dtype: Option<&str>| match np.call_method1("asarray", (obj, dtype)) {
+        Ok(arr) => Ok(arr.cast_into::<PyUntypedArray>()?),
+        Err(e) => {
+            let err = wrong(format!(" ({})", e.value(py)));
+            err.set_cause(py, Some(e));
+            Err(err)
+        }
+    };
+    let mut arr = as_array(None)?;
+    let kind = arr.dtype().kind();
+    if matches!(kind, b'f' | b'c') && !obj.is_instance_of::<PyUntypedArray>() {
+        arr = as_array(Some("object"))?;
     }
-    let as64 = np.call_method1("ascontiguousarray", (arr, "int64"))?;
-    let typed = as64.cast::<PyArray1<i64>>()?;
-    Ok(typed.readonly().as_slice()?.to_vec())
+    if arr.ndim() != 1 {
+        return Err(wrong(format!(", not {}-dimensional", arr.ndim())));
+    }
+    let dtype = arr.dtype();
+    match dtype.kind() {
+        b'i' => {
+            let a = np.call_method1("ascontiguousarray", (&arr, "int64"))?;
+            let a = a.cast::<PyArray1<i64>>()?.readonly();
+            Ok(a.as_slice()?.iter().map(|&v| i128::from(v)).collect())
+        }
+        b'u' => {
+            let a = np.call_method1("ascontiguousarray", (&arr, "uint64"))?;
+            let a = a.cast::<PyArray1<u64>>()?.readonly();
+            Ok(a.as_slice()?.iter().map(|&v| i128::from(v)).collect())
+        }
+        b'O' => {
+            let mut out = Vec::with_capacity(arr.len());
+            for (i, item) in arr.try_iter()?.enumerate() {
+                let item = item?;
+                let Some(int) = int_arg(&item)? else {
+                    return Err(wrong(format!(
+                        " (row {i} is a {}, not an int)",
+                        type_name(&item)?
+                    )));
+                };
+                out.push(int.extract::<i128>().map_err(|_| {
+                    let message = format!("{noun} {int} is outside 0..={max}");
+                    route_error(py, &RouteError::Row { index: i, message })
+                })?);
+            }
+            Ok(out)
+        }
+        _ => Err(wrong(format!(", not {}", dtype.str()?))),
+    }
 }
 
 /// Addresses of a batch: a 1-D uint32 array (IPv4) or an (n, 16) uint8 array (IPv6).
@@ -175,6 +454,19 @@ fn address_batch(obj: &Bound<'_, PyAny>) -> PyResult<Batch> {
             "addresses must be a uint32 array (IPv4) or an (n, 16) uint8 array (IPv6)",
         )
     };
+    // uint32 in the other byte order ('>u4' here): one converting copy.
+    let native;
+    let obj = match obj.cast::<PyUntypedArray>() {
+        Ok(a)
+            if a.dtype().kind() == b'u'
+                && a.dtype().itemsize() == 4
+                && a.dtype().is_native_byteorder() == Some(false) =>
+        {
+            native = a.call_method1("astype", ("=u4",))?;
+            &native
+        }
+        _ => obj,
+    };
     if let Ok(a) = obj.cast::<PyArray1<u32>>() {
         let r = a.readonly();
         return Ok(Batch::V4(match r.as_slice() {
@@ -182,37 +474,152 @@ fn address_batch(obj: &Bound<'_, PyAny>) -> PyResult<Batch> {
             Err(_) => r.as_array().iter().copied().collect(),
         }));
     }
-    if let Ok(a) = obj.cast::<numpy::PyArray2<u8>>() {
+    if let Ok(a) = obj.cast::<PyArray2<u8>>() {
         if a.shape()[1] != 16 {
             return Err(wrong());
         }
         let r = a.readonly();
-        if let Ok(flat) = r.as_slice() {
-            let out = flat
+        let row = |bytes: &mut dyn Iterator<Item = u8>| {
+            let mut b = [0u8; 16];
+            for (d, s) in b.iter_mut().zip(bytes) {
+                *d = s;
+            }
+            u128::from_be_bytes(b)
+        };
+        return Ok(Batch::V6(match r.as_slice() {
+            Ok(flat) => flat
                 .chunks_exact(16)
-                .map(|c| {
-                    let mut b = [0u8; 16];
-                    b.copy_from_slice(c);
-                    u128::from_be_bytes(b)
-                })
-                .collect();
-            return Ok(Batch::V6(out));
-        }
-        let v = r.as_array();
-        let out = v
-            .rows()
-            .into_iter()
-            .map(|row| {
-                let mut b = [0u8; 16];
-                for (d, s) in b.iter_mut().zip(row.iter()) {
-                    *d = *s;
-                }
-                u128::from_be_bytes(b)
-            })
-            .collect();
-        return Ok(Batch::V6(out));
+                .map(|c| row(&mut c.iter().copied()))
+                .collect(),
+            Err(_) => r
+                .as_array()
+                .rows()
+                .into_iter()
+                .map(|c| row(&mut c.iter().copied()))
+                .collect(),
+        }));
     }
     Err(wrong())
+}
+
+/// The pickled form of a table: a header, then the IPv4 and the IPv6 routes in order.
+///
+/// Header: `MCRT`, format version 1, the IPv4 and IPv6 route counts (u64, little-endian). Each
+/// route: the address (big-endian, 4 or 16 bytes), the length (1 byte), the value (u32,
+/// little-endian).
+mod state {
+    use super::{Fam, RouteTable, MAX_VALUE};
+    use meshcore_core::route::Prefix;
+
+    const MAGIC: &[u8; 4] = b"MCRT";
+    const VERSION: u8 = 1;
+    const HEADER: usize = 4 + 1 + 8 + 8;
+
+    /// An address type that can be written and read as big-endian bytes.
+    trait Packed: Fam {
+        const BYTES: usize;
+        fn put(self, out: &mut Vec<u8>);
+        fn take(b: &[u8]) -> Self;
+    }
+
+    impl Packed for u32 {
+        const BYTES: usize = 4;
+        fn put(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_be_bytes());
+        }
+        fn take(b: &[u8]) -> u32 {
+            u32::from_be_bytes(b.try_into().unwrap_or_default())
+        }
+    }
+
+    impl Packed for u128 {
+        const BYTES: usize = 16;
+        fn put(self, out: &mut Vec<u8>) {
+            out.extend_from_slice(&self.to_be_bytes());
+        }
+        fn take(b: &[u8]) -> u128 {
+            u128::from_be_bytes(b.try_into().unwrap_or_default())
+        }
+    }
+
+    fn put_routes<A: Packed>(t: &RouteTable, out: &mut Vec<u8>) {
+        for (p, v) in A::of(t).rib().iter() {
+            p.addr().put(out);
+            out.push(p.len());
+            out.extend_from_slice(&v.to_le_bytes());
+        }
+    }
+
+    pub fn encode(t: &RouteTable) -> Vec<u8> {
+        let (n4, n6) = (t.v4.len(), t.v6.len());
+        let mut out = Vec::with_capacity(HEADER + n4 * 9 + n6 * 21);
+        out.extend_from_slice(MAGIC);
+        out.push(VERSION);
+        out.extend_from_slice(&(n4 as u64).to_le_bytes());
+        out.extend_from_slice(&(n6 as u64).to_le_bytes());
+        put_routes::<u32>(t, &mut out);
+        put_routes::<u128>(t, &mut out);
+        out
+    }
+
+    fn take_routes<A: Packed>(
+        records: &[u8],
+        first: usize,
+    ) -> Result<Vec<(Prefix<A>, u32)>, String> {
+        let mut routes: Vec<(Prefix<A>, u32)> = Vec::with_capacity(records.len() / (A::BYTES + 5));
+        for (i, r) in records.chunks_exact(A::BYTES + 5).enumerate() {
+            let (addr, rest) = r.split_at(A::BYTES);
+            let p = Prefix::new(A::take(addr), rest[0], true)
+                .map_err(|e| format!("route {}: {e}", first + i))?;
+            let v = u32::from_le_bytes([rest[1], rest[2], rest[3], rest[4]]);
+            if v > MAX_VALUE {
+                return Err(format!(
+                    "route {}: value {v} is outside 0..={MAX_VALUE}",
+                    first + i
+                ));
+            }
+            if routes
+                .last()
+                .is_some_and(|&(q, _)| (q.addr(), q.len()) >= (p.addr(), p.len()))
+            {
+                return Err(format!("route {}: routes out of order", first + i));
+            }
+            routes.push((p, v));
+        }
+        Ok(routes)
+    }
+
+    pub fn decode(b: &[u8]) -> Result<RouteTable, String> {
+        if b.len() < HEADER || &b[..4] != MAGIC {
+            return Err("not a pickled RouteTable".into());
+        }
+        if b[4] != VERSION {
+            return Err(format!("unknown format version {}", b[4]));
+        }
+        let count = |at: usize| {
+            let n = u64::from_le_bytes(b[at..at + 8].try_into().unwrap_or_default());
+            usize::try_from(n).unwrap_or(usize::MAX)
+        };
+        let (n4, n6) = (count(5), count(13));
+        let size4 = n4.checked_mul(u32::BYTES + 5);
+        let size6 = n6.checked_mul(u128::BYTES + 5);
+        let want = size4
+            .zip(size6)
+            .and_then(|(a, b)| a.checked_add(b)?.checked_add(HEADER));
+        let Some(want) = want.filter(|&w| w == b.len()) else {
+            return Err(format!(
+                "{} bytes for {n4} IPv4 and {n6} IPv6 routes",
+                b.len()
+            ));
+        };
+        let split = want - n6 * (u128::BYTES + 5);
+        let v4 = take_routes::<u32>(&b[HEADER..split], 0)?;
+        let v6 = take_routes::<u128>(&b[split..], n4)?;
+        let mut t = RouteTable::default();
+        t.v4.extend(&v4);
+        t.v6.extend(&v6);
+        Ok(t)
+    }
 }
 
 #[pymethods]
@@ -235,9 +642,8 @@ impl PyRouteTable {
     ) -> PyResult<()> {
         let (p, _) = prefix_arg(prefix, strict)?;
         let v = value_arg(value)?;
-        guard(py, || {
-            self.write(py)?.insert(p, v);
-            Ok(())
+        self.write(py, move |t| {
+            t.insert(p, v);
         })
     }
 
@@ -253,8 +659,8 @@ impl PyRouteTable {
     /// Remove the route for exactly `prefix` and return its value; KeyError when absent.
     fn remove(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<u32> {
         let (p, _) = prefix_arg(prefix, true)?;
-        let old = guard(py, || Ok(self.write(py)?.remove(p)))?;
-        old.ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(p.to_string()))
+        let old = self.write(py, move |t| t.remove(p))?;
+        old.ok_or_else(|| PyKeyError::new_err(p.to_string()))
     }
 
     fn __delitem__(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<()> {
@@ -270,7 +676,7 @@ impl PyRouteTable {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let (p, _) = prefix_arg(prefix, true)?;
-        match self.read(py)?.get(p) {
+        match self.read(py, move |t| t.get(p))? {
             Some(v) => Ok(Some(v.into_pyobject(py)?.into_any())),
             None => Ok(default),
         }
@@ -278,41 +684,35 @@ impl PyRouteTable {
 
     fn __getitem__(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<u32> {
         let (p, _) = prefix_arg(prefix, true)?;
-        self.read(py)?
-            .get(p)
-            .ok_or_else(|| pyo3::exceptions::PyKeyError::new_err(p.to_string()))
+        self.read(py, move |t| t.get(p))?
+            .ok_or_else(|| PyKeyError::new_err(p.to_string()))
     }
 
     fn __contains__(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<bool> {
         let (p, _) = prefix_arg(prefix, true)?;
-        Ok(self.read(py)?.get(p).is_some())
+        self.read(py, move |t| t.get(p).is_some())
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        Ok(self.read(py)?.len())
+        self.read(py, RouteTable::len)
     }
 
     /// `(prefix, value)` pairs, IPv4 then IPv6, each in address order (a snapshot).
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let t = self.read(py)?;
-        let list = PyList::empty(py);
-        for (p, v) in t.v4.rib().iter() {
-            list.append(pair(py, AnyPrefix::V4(p), v)?)?;
-        }
-        for (p, v) in t.v6.rib().iter() {
-            list.append(pair(py, AnyPrefix::V6(p), v)?)?;
-        }
-        Ok(list.try_iter()?.into_any())
+        let routes = self.read_detached(py, |t| {
+            let mut all = routes_of(t.v4.rib().iter());
+            all.extend(routes_of(t.v6.rib().iter()));
+            all
+        })?;
+        Ok(route_list(py, routes)?.try_iter()?.into_any())
     }
 
     /// The value of the longest route matching `address`, or None.
     fn lookup(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<Option<u32>> {
-        let a = addr_arg(address)?;
-        let t = self.read(py)?;
-        Ok(match a {
-            Addr::V4(a) => t.v4.lookup(a),
-            Addr::V6(a) => t.v6.lookup(a),
-        })
+        match self::address(address)? {
+            Addr::V4(a) => self.read(py, move |t| t.v4.lookup(a)),
+            Addr::V6(a) => self.read(py, move |t| t.v6.lookup(a)),
+        }
     }
 
     /// The longest route matching `address` as `(prefix, value)`, or None.
@@ -321,19 +721,17 @@ impl PyRouteTable {
         py: Python<'py>,
         address: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
-        let a = addr_arg(address)?;
-        let t = self.read(py)?;
-        match a {
-            Addr::V4(a) => {
-                t.v4.lookup_prefix(a)
-                    .map(|(p, v)| pair(py, AnyPrefix::V4(p), v))
-            }
-            Addr::V6(a) => {
-                t.v6.lookup_prefix(a)
-                    .map(|(p, v)| pair(py, AnyPrefix::V6(p), v))
-            }
-        }
-        .transpose()
+        let found = match self::address(address)? {
+            Addr::V4(a) => self.read(py, move |t| {
+                t.v4.lookup_prefix(a).map(|(p, v)| (AnyPrefix::V4(p), v))
+            })?,
+            Addr::V6(a) => self.read(py, move |t| {
+                t.v6.lookup_prefix(a).map(|(p, v)| (AnyPrefix::V6(p), v))
+            })?,
+        };
+        found
+            .map(|(p, v)| (p.to_string(), v).into_pyobject(py))
+            .transpose()
     }
 
     /// Look up a batch: int64 values, -1 where no route matches. The GIL is released.
@@ -347,36 +745,24 @@ impl PyRouteTable {
             let r = a.readonly();
             if let Ok(slice) = r.as_slice() {
                 let mut out = vec![0i64; slice.len()];
-                let inner = &self.inner;
-                let ok = py.detach(|| {
-                    let Ok(t) = inner.read() else { return false };
-                    t.v4.lookup_many(slice, &mut out);
-                    true
-                });
-                if !ok {
-                    return Err(poisoned(py));
-                }
+                let o = &mut out;
+                self.read_detached(py, move |t| t.v4.lookup_many(slice, o))?;
                 return Ok(PyArray1::from_vec(py, out));
             }
         }
         let batch = address_batch(addresses)?;
-        let n = match &batch {
-            Batch::V4(v) => v.len(),
-            Batch::V6(v) => v.len(),
-        };
-        let mut out = vec![0i64; n];
-        let inner = &self.inner;
-        let ok = py.detach(|| {
-            let Ok(t) = inner.read() else { return false };
-            match &batch {
-                Batch::V4(v) => t.v4.lookup_many(v, &mut out),
-                Batch::V6(v) => t.v6.lookup_many(v, &mut out),
+        let out = self.read_detached(py, move |t| match &batch {
+            Batch::V4(v) => {
+                let mut out = vec![0i64; v.len()];
+                t.v4.lookup_many(v, &mut out);
+                out
             }
-            true
-        });
-        if !ok {
-            return Err(poisoned(py));
-        }
+            Batch::V6(v) => {
+                let mut out = vec![0i64; v.len()];
+                t.v6.lookup_many(v, &mut out);
+                out
+            }
+        })?;
         Ok(PyArray1::from_vec(py, out))
     }
 
@@ -392,12 +778,12 @@ impl PyRouteTable {
         strict: bool,
     ) -> PyResult<()> {
         let batch = address_batch(addresses)?;
-        let lengths = int_column(lengths, "lengths")?;
-        let values = int_column(values, "values")?;
-        let n = match &batch {
-            Batch::V4(v) => v.len(),
-            Batch::V6(v) => v.len(),
+        let (n, bits) = match &batch {
+            Batch::V4(v) => (v.len(), <u32 as Address>::BITS),
+            Batch::V6(v) => (v.len(), <u128 as Address>::BITS),
         };
+        let lengths = int_column(lengths, "lengths", "prefix length", bits.into())?;
+        let values = int_column(values, "values", "value", MAX_VALUE.into())?;
         if lengths.len() != n || values.len() != n {
             return Err(raise(
                 py,
@@ -409,49 +795,9 @@ impl PyRouteTable {
                 ),
             ));
         }
-        let row_err =
-            |index: usize, message: String| route_error(py, &RouteError::Row { index, message });
-        let mut checked_values = Vec::with_capacity(n);
-        for (i, &v) in values.iter().enumerate() {
-            let v = u64::try_from(v).map_err(|_| row_err(i, format!("value {v} is negative")))?;
-            checked_values.push(check_value(v).map_err(|e| row_err(i, e.to_string()))?);
-        }
-        let len_of = |i: usize, max: u8| -> PyResult<u8> {
-            u8::try_from(lengths[i])
-                .ok()
-                .filter(|&l| l <= max)
-                .ok_or_else(|| {
-                    row_err(
-                        i,
-                        format!("prefix length {} is outside 0..={max}", lengths[i]),
-                    )
-                })
-        };
-        match batch {
-            Batch::V4(addrs) => {
-                let mut routes = Vec::with_capacity(n);
-                for (i, &a) in addrs.iter().enumerate() {
-                    let p = Prefix::new(a, len_of(i, 32)?, strict)
-                        .map_err(|e| row_err(i, e.to_string()))?;
-                    routes.push((p, checked_values[i]));
-                }
-                guard(py, || {
-                    self.write(py)?.v4.extend(&routes);
-                    Ok(())
-                })
-            }
-            Batch::V6(addrs) => {
-                let mut routes = Vec::with_capacity(n);
-                for (i, &a) in addrs.iter().enumerate() {
-                    let p = Prefix::new(a, len_of(i, 128)?, strict)
-                        .map_err(|e| row_err(i, e.to_string()))?;
-                    routes.push((p, checked_values[i]));
-                }
-                guard(py, || {
-                    self.write(py)?.v6.extend(&routes);
-                    Ok(())
-                })
-            }
+        match &batch {
+            Batch::V4(a) => self.insert_rows(py, a, &lengths, &values, strict),
+            Batch::V6(a) => self.insert_rows(py, a, &lengths, &values, strict),
         }
     }
 
@@ -462,26 +808,16 @@ impl PyRouteTable {
         py: Python<'py>,
         prefix_or_address: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
-        let (p, is_prefix) = prefix_arg(prefix_or_address, true)?;
-        let t = self.read(py)?;
-        let list = PyList::empty(py);
-        match p {
-            AnyPrefix::V4(p) => {
-                for (q, v) in t.v4.rib().covering(p) {
-                    if !(is_prefix && q == p) {
-                        list.append(pair(py, AnyPrefix::V4(q), v)?)?;
-                    }
-                }
-            }
-            AnyPrefix::V6(p) => {
-                for (q, v) in t.v6.rib().covering(p) {
-                    if !(is_prefix && q == p) {
-                        list.append(pair(py, AnyPrefix::V6(q), v)?)?;
-                    }
-                }
-            }
+        fn covering<A: Fam>(t: &RouteTable, p: Prefix<A>, is_prefix: bool) -> Routes {
+            let all = A::of(t).rib().covering(p);
+            routes_of(all.into_iter().filter(|&(q, _)| !(is_prefix && q == p)))
         }
-        Ok(list)
+        let (p, is_prefix) = prefix_arg(prefix_or_address, true)?;
+        let routes = self.read(py, move |t| match p {
+            AnyPrefix::V4(p) => covering(t, p, is_prefix),
+            AnyPrefix::V6(p) => covering(t, p, is_prefix),
+        })?;
+        route_list(py, routes)
     }
 
     /// Routes strictly inside `prefix`, in address order.
@@ -491,21 +827,11 @@ impl PyRouteTable {
         prefix: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let (p, _) = prefix_arg(prefix, true)?;
-        let t = self.read(py)?;
-        let list = PyList::empty(py);
-        match p {
-            AnyPrefix::V4(p) => {
-                for (q, v) in t.v4.rib().covered(p, false) {
-                    list.append(pair(py, AnyPrefix::V4(q), v)?)?;
-                }
-            }
-            AnyPrefix::V6(p) => {
-                for (q, v) in t.v6.rib().covered(p, false) {
-                    list.append(pair(py, AnyPrefix::V6(q), v)?)?;
-                }
-            }
-        }
-        Ok(list)
+        let routes = self.read_detached(py, move |t| match p {
+            AnyPrefix::V4(p) => routes_of(t.v4.rib().covered(p, false)),
+            AnyPrefix::V6(p) => routes_of(t.v6.rib().covered(p, false)),
+        })?;
+        route_list(py, routes)
     }
 
     /// Read "prefix value" lines (gzip-compressed files too; "-" or a missing value means 0).
@@ -563,12 +889,33 @@ impl PyRouteTable {
         })
     }
 
+    /// Pickle support: `RouteTable._from_state(state)` rebuilds the table from compact bytes.
+    fn __reduce__<'py>(
+        slf: &Bound<'py, Self>,
+        py: Python<'py>,
+    ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
+        let state = slf.get().read_detached(py, state::encode)?;
+        let rebuild = slf.get_type().getattr("_from_state")?;
+        Ok((rebuild, (PyBytes::new(py, &state),)))
+    }
+
+    /// A table from the bytes `__reduce__` made; RouteError when they are not such bytes.
+    #[classmethod]
+    fn _from_state(
+        _cls: &Bound<'_, PyType>,
+        py: Python<'_>,
+        state: &Bound<'_, PyBytes>,
+    ) -> PyResult<PyRouteTable> {
+        let bytes = state.as_bytes();
+        let t = guard(py, || Ok(py.detach(|| state::decode(bytes))))?
+            .map_err(|e| raise(py, Exc::Route, format!("bad RouteTable state: {e}")))?;
+        Ok(PyRouteTable {
+            inner: RwLock::new(t),
+        })
+    }
+
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let t = self.read(py)?;
-        Ok(format!(
-            "RouteTable(ipv4={}, ipv6={})",
-            t.v4.len(),
-            t.v6.len()
-        ))
+        let (n4, n6) = self.read(py, |t| (t.v4.len(), t.v6.len()))?;
+        Ok(format!("RouteTable(ipv4={n4}, ipv6={n6})"))
     }
 }
