@@ -43,18 +43,79 @@ fn main() {
         t.elapsed().as_secs_f64(),
         f4.memory() as f64 / (1 << 20) as f64
     );
+    println!(
+        "  nodes, leaves: {:?}, narrow leaves: {}",
+        f4.counts(),
+        f4.narrow_leaves()
+    );
     let mut rng = Rng::new(1);
     let addrs: Vec<u32> = (0..n).map(|_| rng.next_u64() as u32).collect();
-    let t = Instant::now();
     let mut hits = 0u64;
-    for &a in &addrs {
-        hits += u64::from(f4.lookup(a).is_some());
+    let mut dt = f64::MAX;
+    for _ in 0..5 {
+        let t = Instant::now();
+        hits = 0;
+        for &a in &addrs {
+            hits += u64::from(f4.lookup(a).is_some());
+        }
+        dt = dt.min(t.elapsed().as_secs_f64());
     }
-    let dt = t.elapsed().as_secs_f64();
     println!(
         "v4 uniform: {:.1} M lookups/s ({hits} hits)",
         n as f64 / dt / 1e6
     );
+    let mut out = vec![0i64; n];
+    let mut dt = f64::MAX;
+    for _ in 0..10 {
+        let t = Instant::now();
+        f4.lookup_many(&addrs, &mut out);
+        dt = dt.min(t.elapsed().as_secs_f64());
+    }
+    println!(
+        "v4 uniform batch: {:.1} M lookups/s (best of 10)",
+        n as f64 / dt / 1e6
+    );
+    if std::env::var_os("LPM_CEILING").is_some() {
+        // Memory ceiling: a bare gather from a table the size of the direct table.
+        for bits in [18u32, 20, 24] {
+            let table: Vec<u32> = (0..1u32 << bits).collect();
+            let mut dt = f64::MAX;
+            let mut sum = 0u64;
+            for _ in 0..5 {
+                let t = Instant::now();
+                for (o, &a) in out.iter_mut().zip(&addrs) {
+                    *o = i64::from(table[(a >> (32 - bits)) as usize]);
+                }
+                dt = dt.min(t.elapsed().as_secs_f64());
+                sum = sum.wrapping_add(out[n / 2].unsigned_abs());
+            }
+            println!(
+                "bare gather 2^{bits} x 4 B: {:.1} M/s ({sum})",
+                n as f64 / dt / 1e6
+            );
+            let mut dt = f64::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                f4.lookup_many(&addrs, &mut out);
+                dt = dt.min(t.elapsed().as_secs_f64());
+            }
+            println!("  lookup_many again: {:.1} M/s", n as f64 / dt / 1e6);
+        }
+        // Compute ceiling: the same code with every address in a few cached slots.
+        for (mask, name) in [
+            (0x0000_3fffu32, "one direct slot"),
+            (0x0003_ffff, "16 slots"),
+        ] {
+            let hot: Vec<u32> = addrs.iter().map(|&a| (a & mask) | 0x0800_0000).collect();
+            let mut dt = f64::MAX;
+            for _ in 0..5 {
+                let t = Instant::now();
+                f4.lookup_many(&hot, &mut out);
+                dt = dt.min(t.elapsed().as_secs_f64());
+            }
+            println!("v4 batch, {name}: {:.1} M lookups/s", n as f64 / dt / 1e6);
+        }
+    }
     if !v6.is_empty() {
         let t = Instant::now();
         let f6 = Poptrie::build(&v6);
@@ -81,6 +142,17 @@ fn main() {
         let dt = t.elapsed().as_secs_f64();
         println!(
             "v6 hit: {:.1} M lookups/s ({hits} hits)",
+            addrs.len() as f64 / dt / 1e6
+        );
+        let mut out = vec![0i64; addrs.len()];
+        let mut dt = f64::MAX;
+        for _ in 0..10 {
+            let t = Instant::now();
+            f6.lookup_many(&addrs, &mut out);
+            dt = dt.min(t.elapsed().as_secs_f64());
+        }
+        println!(
+            "v6 hit batch: {:.1} M lookups/s (best of 10)",
             addrs.len() as f64 / dt / 1e6
         );
     }

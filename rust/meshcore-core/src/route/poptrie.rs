@@ -3,28 +3,45 @@
 //!
 //! Layout:
 //! - a **direct table** indexed by the top `S` bits of the address (`S` = 18 for IPv4, 16 for
-//!   IPv6): each slot is either a leaf (the answer for the whole slot) or the root of a subtree,
-//!   told apart by a one-bit-per-slot bitmap that stays in L1/L2;
+//!   IPv6): each slot is either a value (the answer for the whole slot) or the root of a
+//!   subtree, told apart by a one-bit-per-slot bitmap that stays in L1/L2;
 //! - **subtrees** of 64-way nodes (6-bit strides; the last stride of IPv4 is narrower). A node
 //!   holds `vector` (bit i: child i is a node) and `leafvec` (bit i: a new run of equal leaves
 //!   starts at child i) and two base indices; child or leaf i is found at
 //!   `base + popcount(bits up to i) - 1`, so there are no per-child pointers;
 //! - **leaf pushing**: every leaf holds the final answer for its range, so a lookup ends at the
-//!   first leaf without tracking a best match so far; runs of equal leaves are stored once.
+//!   first leaf without tracking a best match so far; runs of equal leaves are stored once, and
+//!   a child whose routes all carry the value it inherits is a leaf, not a node (route
+//!   aggregation);
+//! - **16-bit leaves**: while the table has fewer than 32,768 distinct values, a leaf is a
+//!   16-bit index into a small next-hop table, which halves the leaf array; above that, leaves
+//!   hold the values themselves. Direct slots always hold values.
 //!
 //! All subtrees share one node array and one leaf array (a subtree's nodes are contiguous), so
 //! a lookup touches the direct table, one node per stride and one leaf, and nothing else.
 //! Values are next-hop ids in `0..=u32::MAX - 1`; `u32::MAX` inside means "no route".
+//!
+//! On x86-64 the lookups run in a copy compiled for `popcnt` and BMI, chosen at run time, so the
+//! library still loads on CPUs without them.
+
+// The lookup bodies must inline into the copies compiled for detected CPU features.
+#![allow(clippy::inline_always)]
 
 use super::rib::Rib;
 use super::{Address, Prefix};
+use std::collections::HashMap;
 
 /// "No route" inside leaves and direct slots.
 const NONE: u32 = u32::MAX;
 /// Stride of the nodes below the direct table, in bits.
 const STRIDE: u8 = 6;
-/// Lookups walked together by [`Poptrie::lookup_many`].
-pub const LANES: usize = 16;
+/// Lookups resolved together by [`Poptrie::lookup_many`].
+pub const LANES: usize = 64;
+/// Distinct values up to which a build picks 16-bit leaves; the rest of the 65,536 indices
+/// are headroom for values that updates add later.
+const NARROW_BUILD: usize = 1 << 15;
+/// Size of the 16-bit index space of the next-hop table.
+const NARROW_MAX: usize = 1 << 16;
 
 #[inline]
 fn leaf_value(v: u32) -> i64 {
@@ -35,52 +52,144 @@ fn leaf_value(v: u32) -> i64 {
     }
 }
 
+/// Whether this CPU runs the lookup copies compiled for `popcnt` and BMI.
+#[cfg(target_arch = "x86_64")]
+fn fast_cpu() -> bool {
+    std::is_x86_feature_detected!("popcnt")
+        && std::is_x86_feature_detected!("bmi1")
+        && std::is_x86_feature_detected!("bmi2")
+        && std::is_x86_feature_detected!("lzcnt")
+}
+
 #[derive(Debug, Clone, Copy, Default)]
 struct Node {
     /// Bit i: child i is an internal node.
     vector: u64,
     /// Bit i: child i is a leaf whose value differs from the previous leaf child's.
     leafvec: u64,
-    /// Index of the first leaf of this node in `Subtree::leaves`.
+    /// Index of the first leaf of this node in the leaf array.
     leaf_base: u32,
-    /// Index of the first child node in `Subtree::nodes`.
+    /// Index of the first child node in the node array.
     child_base: u32,
 }
 
-/// Nodes and leaves of all subtrees, each subtree in one contiguous run of both arrays.
-#[derive(Debug, Clone, Default)]
-struct Arena {
-    nodes: Vec<Node>,
-    leaves: Vec<u32>,
+/// Bits `0..=c` of `bits`, counted.
+#[inline(always)]
+fn rank(bits: u64, c: u32) -> u32 {
+    (bits << (63 - c)).count_ones()
 }
+
+/// Ask for the cache line holding `*p` (the pointer is never dereferenced, so it may point
+/// anywhere).
+#[inline(always)]
+#[allow(unsafe_code)]
+fn prefetch<T>(p: *const T) {
+    #[cfg(target_arch = "x86_64")]
+    // SAFETY: a prefetch is a hint and never faults, whatever the address.
+    unsafe {
+        core::arch::x86_64::_mm_prefetch::<{ core::arch::x86_64::_MM_HINT_T0 }>(p.cast::<i8>());
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    let _ = p;
+}
+
+/// A leaf as stored: a next-hop index (16-bit) or the value itself (32-bit).
+trait Leaf: Copy + core::fmt::Debug {
+    fn value(self, hops: &[u32]) -> u32;
+}
+
+impl Leaf for u16 {
+    #[inline(always)]
+    fn value(self, hops: &[u32]) -> u32 {
+        hops[usize::from(self)]
+    }
+}
+
+impl Leaf for u32 {
+    #[inline(always)]
+    fn value(self, _: &[u32]) -> u32 {
+        self
+    }
+}
+
+#[derive(Debug, Clone)]
+enum Leaves {
+    /// Indices into `Poptrie::hops`; index 0 is "no route".
+    Narrow(Vec<u16>),
+    /// The values themselves.
+    Wide(Vec<u32>),
+}
+
+impl Leaves {
+    fn len(&self) -> usize {
+        match self {
+            Leaves::Narrow(v) => v.len(),
+            Leaves::Wide(v) => v.len(),
+        }
+    }
+    fn bytes(&self) -> usize {
+        match self {
+            Leaves::Narrow(v) => v.capacity() * 2,
+            Leaves::Wide(v) => v.capacity() * 4,
+        }
+    }
+    fn grow(&mut self, n: usize) {
+        match self {
+            Leaves::Narrow(v) => v.resize(v.len() + n, 0),
+            Leaves::Wide(v) => v.resize(v.len() + n, NONE),
+        }
+    }
+}
+
+/// Hasher for the next-hop map's `u32` keys: one multiply, high bits folded down.
+#[derive(Debug, Default, Clone, Copy)]
+struct IdHasher(u64);
+
+impl core::hash::Hasher for IdHasher {
+    fn finish(&self) -> u64 {
+        self.0.rotate_left(26)
+    }
+    fn write(&mut self, bytes: &[u8]) {
+        for &b in bytes {
+            self.write_u32(u32::from(b));
+        }
+    }
+    fn write_u32(&mut self, v: u32) {
+        self.0 = (self.0 ^ u64::from(v)).wrapping_mul(0x9e37_79b9_7f4a_7c15);
+    }
+}
+
+type HopMap = HashMap<u32, u16, core::hash::BuildHasherDefault<IdHasher>>;
 
 /// A compiled longest-prefix-match table for one address family.
 #[derive(Debug, Clone)]
 pub struct Poptrie<A: Address> {
-    /// Direct-table width in bits.
-    s: u8,
-    /// Leaf value, or the index of the subtree's root in `arena.nodes` when the slot's bit in
-    /// `is_tree` is set.
+    /// Value, or the index of the subtree's root in `nodes` when the slot's bit in `is_tree`
+    /// is set.
     direct: Vec<u32>,
     is_tree: Vec<u64>,
-    arena: Arena,
-    /// Where each subtree lives in the arena, by slot.
-    regions: std::collections::HashMap<u32, Region>,
+    /// Bit per slot: routes longer than the direct width fall inside it (it is a subtree, or
+    /// a value because they all carry the inherited one).
+    has_deep: Vec<u64>,
     /// Leaf-pushed value of the routes no longer than the direct width, per slot: what a leaf
     /// slot holds and what a subtree inherits.
     base: Vec<u32>,
-    /// Arena entries no longer reachable (replaced subtrees).
+    nodes: Vec<Node>,
+    /// Per node: the value its range inherits from above (for rebuilding it alone).
+    inherit: Vec<u32>,
+    leaves: Leaves,
+    /// Next-hop table of 16-bit leaves: `hops[0]` is "no route".
+    hops: Vec<u32>,
+    hop_of: HopMap,
+    /// Free blocks of nodes and of leaves, by size (index = size, 1..=64).
+    free_nodes: Vec<Vec<u32>>,
+    free_leaves: Vec<Vec<u32>>,
+    /// Node and leaf entries in free blocks.
     garbage: usize,
-    _family: core::marker::PhantomData<A>,
-}
-
-/// The arena space of one subtree; a rebuilt subtree that fits is written back in place.
-#[derive(Debug, Clone, Copy)]
-struct Region {
-    node_at: u32,
-    node_cap: u32,
-    leaf_at: u32,
-    leaf_cap: u32,
+    /// An update needed a 65,537th next-hop index: the table must be rebuilt.
+    overflow: bool,
+    /// Reused buffer of the routes under a rebuilt node.
+    buf: Vec<Route<A>>,
 }
 
 /// A route as the builder sees it.
@@ -91,46 +200,71 @@ struct Route<A> {
     value: u32,
 }
 
+impl<A: Address> Route<A> {
+    fn of((p, value): (Prefix<A>, u32)) -> Route<A> {
+        Route {
+            addr: p.addr(),
+            len: p.len(),
+            value,
+        }
+    }
+}
+
+/// Whether a node is needed for `routes` (all longer than the node's depth) under a range that
+/// inherits `inherited`: some route must change an answer. Otherwise the range is one leaf.
+fn needs_node<A: Address>(routes: &[Route<A>], inherited: u32) -> bool {
+    routes.iter().any(|r| r.value != inherited)
+}
+
 impl<A: Address> Poptrie<A> {
+    /// Direct-table width in bits: 18 for IPv4, 16 for IPv6.
+    const S: u8 = if A::BITS == 32 { 18 } else { 16 };
+
     /// The direct-table width used for this family.
     pub fn default_direct_bits() -> u8 {
-        if A::BITS == 32 {
-            18
-        } else {
-            16
-        }
+        Self::S
     }
 
     /// Compile the routes of `rib`.
     pub fn build(rib: &Rib<A>) -> Poptrie<A> {
-        let s = Self::default_direct_bits();
+        let s = Self::S;
         let slots = 1usize << s;
+        let mut distinct = std::collections::HashSet::new();
+        for (_, v) in rib.iter() {
+            distinct.insert(v);
+            if distinct.len() >= NARROW_BUILD {
+                break;
+            }
+        }
+        let leaves = if distinct.len() < NARROW_BUILD {
+            Leaves::Narrow(Vec::new())
+        } else {
+            Leaves::Wide(Vec::new())
+        };
+        let mut hop_of = HopMap::default();
+        hop_of.insert(NONE, 0);
         let mut t = Poptrie {
-            s,
             direct: vec![NONE; slots],
             is_tree: vec![0; slots.div_ceil(64)],
-            arena: Arena::default(),
-            regions: std::collections::HashMap::new(),
+            has_deep: vec![0; slots.div_ceil(64)],
             base: Vec::new(),
+            nodes: Vec::new(),
+            inherit: Vec::new(),
+            leaves,
+            hops: vec![NONE],
+            hop_of,
+            free_nodes: vec![Vec::new(); 65],
+            free_leaves: vec![Vec::new(); 65],
             garbage: 0,
-            _family: core::marker::PhantomData,
+            overflow: false,
+            buf: Vec::new(),
         };
-        let routes: Vec<Route<A>> = rib
-            .iter()
-            .map(|(p, value)| Route {
-                addr: p.addr(),
-                len: p.len(),
-                value,
-            })
-            .collect();
-        // Routes no longer than the direct width fill their slot ranges, shortest first so that
-        // longer ones overwrite.
-        let mut short: Vec<&Route<A>> = routes.iter().filter(|r| r.len <= s).collect();
-        short.sort_by_key(|r| r.len);
-        for r in short {
+        let routes: Vec<Route<A>> = rib.iter().map(Route::of).collect();
+        // Routes no longer than the direct width fill their slot ranges. Address order puts a
+        // prefix before the prefixes inside it, so more-specifics overwrite.
+        for r in routes.iter().filter(|r| r.len <= s) {
             let first = r.addr.chunk(0, s) as usize;
-            let count = 1usize << (s - r.len);
-            t.direct[first..first + count].fill(r.value);
+            t.direct[first..first + (1usize << (s - r.len))].fill(r.value);
         }
         t.base.clone_from(&t.direct);
         // Longer routes, grouped by slot (they are in address order), become subtrees.
@@ -142,8 +276,7 @@ impl<A: Address> Poptrie<A> {
             while j < deep.len() && deep[j].addr.chunk(0, s) == slot {
                 j += 1;
             }
-            let inherited = t.direct[slot as usize];
-            t.plant(slot, &deep[i..j], inherited);
+            t.plant(slot as usize, &deep[i..j]);
             i = j;
         }
         t
@@ -153,186 +286,527 @@ impl<A: Address> Poptrie<A> {
         self.is_tree[slot / 64] >> (slot % 64) & 1 == 1
     }
 
-    /// Build a subtree for `slot` from its (non-empty, address-ordered) deep routes and make the
-    /// slot point at it. It is written over the slot's old subtree when it fits there (the
-    /// common case for an update), otherwise appended, the old space becoming garbage.
-    fn plant(&mut self, slot: u32, deep: &[Route<A>], inherited: u32) {
-        let mut tmp = Arena::default();
-        tmp.nodes.push(Node::default());
-        build_node(&mut tmp, 0, deep, self.s, inherited);
-        let (nn, nl) = (tmp.nodes.len(), tmp.leaves.len());
-        let region = match self.regions.get(&slot) {
-            Some(r) if r.node_cap as usize >= nn && r.leaf_cap as usize >= nl => *r,
-            _ => {
-                self.retire(slot);
-                let r = Region {
-                    node_at: self.arena.nodes.len() as u32,
-                    node_cap: nn as u32,
-                    leaf_at: self.arena.leaves.len() as u32,
-                    leaf_cap: nl as u32,
-                };
-                self.arena
-                    .nodes
-                    .resize(self.arena.nodes.len() + nn, Node::default());
-                self.arena.leaves.resize(self.arena.leaves.len() + nl, NONE);
-                r
-            }
-        };
-        for (k, mut n) in tmp.nodes.into_iter().enumerate() {
-            n.child_base += region.node_at;
-            n.leaf_base += region.leaf_at;
-            self.arena.nodes[region.node_at as usize + k] = n;
+    /// The 16-bit index of `value`, allocating one if needed; `None` when all are taken.
+    fn hop_index(&mut self, value: u32) -> Option<u16> {
+        if let Some(&i) = self.hop_of.get(&value) {
+            return Some(i);
         }
-        let at = region.leaf_at as usize;
-        self.arena.leaves[at..at + nl].copy_from_slice(&tmp.leaves);
-        self.regions.insert(slot, region);
-        self.direct[slot as usize] = region.node_at;
-        self.is_tree[slot as usize / 64] |= 1 << (slot % 64);
-    }
-
-    /// Forget the subtree of `slot` (if any), counting its space as garbage.
-    fn retire(&mut self, slot: u32) {
-        if let Some(r) = self.regions.remove(&slot) {
-            self.garbage += r.node_cap as usize + r.leaf_cap as usize;
+        if self.hops.len() >= NARROW_MAX {
+            return None;
         }
-        self.is_tree[slot as usize / 64] &= !(1 << (slot % 64));
+        let i = u16::try_from(self.hops.len()).ok()?;
+        self.hops.push(value);
+        self.hop_of.insert(value, i);
+        Some(i)
     }
 
-    /// The prefix of direct slot `slot`.
-    fn slot_prefix(&self, slot: u32) -> Prefix<A> {
-        Prefix::new(A::place(slot, A::BITS - self.s), self.s, false)
-            .unwrap_or_else(|_| unreachable!("a slot is a valid prefix"))
+    /// A block of `k` (1..=64) contiguous nodes: a free one of that size, or new space.
+    fn alloc_nodes(&mut self, k: usize) -> u32 {
+        if let Some(at) = self.free_nodes[k].pop() {
+            self.garbage -= k;
+            return at;
+        }
+        let at = self.nodes.len();
+        self.nodes.resize(at + k, Node::default());
+        self.inherit.resize(at + k, NONE);
+        at as u32
     }
 
-    /// Recompute `slot` from the RIB: a leaf with `base` (the leaf-pushed value of the routes no
-    /// longer than the direct width), or a new subtree when longer routes fall inside it.
-    fn refresh_slot(&mut self, rib: &Rib<A>, slot: u32, base: u32) {
-        let sp = self.slot_prefix(slot);
-        let deep: Vec<Route<A>> = rib
-            .covered(sp, false)
-            .filter(|(p, _)| p.len() > self.s)
-            .map(|(p, value)| Route {
-                addr: p.addr(),
-                len: p.len(),
-                value,
-            })
-            .collect();
-        if deep.is_empty() {
-            self.retire(slot);
-            self.direct[slot as usize] = base;
+    /// A block of `k` (1..=64) contiguous leaves.
+    fn alloc_leaves(&mut self, k: usize) -> u32 {
+        if let Some(at) = self.free_leaves[k].pop() {
+            self.garbage -= k;
+            return at;
+        }
+        let at = self.leaves.len();
+        self.leaves.grow(k);
+        at as u32
+    }
+
+    /// Release the blocks below node `at` (its children, recursively, and its leaves); the
+    /// node itself stays where it is.
+    fn free_below(&mut self, at: u32) {
+        let n = self.nodes[at as usize];
+        let kids = n.vector.count_ones();
+        for k in 0..kids {
+            self.free_below(n.child_base + k);
+        }
+        if kids > 0 {
+            self.free_nodes[kids as usize].push(n.child_base);
+            self.garbage += kids as usize;
+        }
+        let nl = n.leafvec.count_ones() as usize;
+        if nl > 0 {
+            self.free_leaves[nl].push(n.leaf_base);
+            self.garbage += nl;
+        }
+    }
+
+    /// Make direct slot `slot` answer for its deep routes `routes` (address order, all longer
+    /// than the direct width) under the slot's base value: a subtree, or the base value
+    /// itself when no route changes an answer.
+    fn plant(&mut self, slot: usize, routes: &[Route<A>]) {
+        let (word, bit) = (slot / 64, slot % 64);
+        if self.is_tree(slot) {
+            let root = self.direct[slot];
+            self.free_below(root);
+            self.free_nodes[1].push(root);
+            self.garbage += 1;
+            self.is_tree[word] &= !(1 << bit);
+        }
+        if routes.is_empty() {
+            self.has_deep[word] &= !(1 << bit);
         } else {
-            self.plant(slot, &deep, base);
+            self.has_deep[word] |= 1 << bit;
         }
+        let inherited = self.base[slot];
+        if !needs_node(routes, inherited) {
+            self.direct[slot] = inherited;
+            return;
+        }
+        let root = self.alloc_nodes(1);
+        self.build_node(root, routes, Self::S, inherited);
+        self.direct[slot] = root;
+        self.is_tree[word] |= 1 << bit;
+    }
+
+    /// Fill node `at` for the range of the routes' common top `depth` bits, where `routes` are
+    /// in address order, lie in that range and are all longer than `depth`, and `inherited` is
+    /// the value of the longest route covering the range. Blocks for its leaves and children
+    /// are allocated here; the node's old blocks must have been freed.
+    fn build_node(&mut self, at: u32, routes: &[Route<A>], depth: u8, inherited: u32) {
+        let width = STRIDE.min(A::BITS - depth);
+        let child_len = depth + width;
+        // Leaf-pushed value of each child: routes ending inside this stride, in address order
+        // (a prefix comes before the more-specifics that overwrite it).
+        let mut value = [inherited; 64];
+        for r in routes.iter().filter(|r| r.len <= child_len) {
+            let first = r.addr.chunk(depth, width) as usize;
+            value[first..first + (1usize << (child_len - r.len))].fill(r.value);
+        }
+        // Children with longer routes become nodes (their routes are contiguous), unless no
+        // route of theirs changes the child's own value: then the child is that leaf.
+        let mut groups = [(0u8, 0u32, 0u32); 64]; // (child, start, end) in `routes`
+        let mut ng = 0;
+        let mut i = 0;
+        while i < routes.len() {
+            if routes[i].len <= child_len {
+                i += 1;
+                continue;
+            }
+            let c = routes[i].addr.chunk(depth, width) as usize;
+            let mut j = i + 1;
+            while j < routes.len() && routes[j].addr.chunk(depth, width) as usize == c {
+                j += 1;
+            }
+            if needs_node(&routes[i..j], value[c]) {
+                groups[ng] = (c as u8, i as u32, j as u32);
+                ng += 1;
+            }
+            i = j;
+        }
+        let mut vector = 0u64;
+        for &(c, _, _) in &groups[..ng] {
+            vector |= 1 << c;
+        }
+        let (mut leafvec, mut runs, mut nl) = (0u64, [NONE; 64], 0);
+        for (c, &v) in value.iter().enumerate().take(1 << width) {
+            if vector >> c & 1 == 0 && (nl == 0 || runs[nl - 1] != v) {
+                leafvec |= 1 << c;
+                runs[nl] = v;
+                nl += 1;
+            }
+        }
+        let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
+        self.write_leaves(leaf_base as usize, &runs[..nl]);
+        let child_base = if ng > 0 { self.alloc_nodes(ng) } else { 0 };
+        self.nodes[at as usize] = Node {
+            vector,
+            leafvec,
+            leaf_base,
+            child_base,
+        };
+        self.inherit[at as usize] = inherited;
+        for (k, &(c, start, end)) in groups[..ng].iter().enumerate() {
+            let sub = &routes[start as usize..end as usize];
+            self.build_node(child_base + k as u32, sub, child_len, value[usize::from(c)]);
+        }
+    }
+
+    fn write_leaves(&mut self, at: usize, values: &[u32]) {
+        if matches!(self.leaves, Leaves::Narrow(_)) {
+            for (k, &v) in values.iter().enumerate() {
+                let i = self.hop_index(v).unwrap_or_else(|| {
+                    // Out of 16-bit indices: `update` rebuilds the table with wide leaves.
+                    self.overflow = true;
+                    0
+                });
+                if let Leaves::Narrow(l) = &mut self.leaves {
+                    l[at + k] = i;
+                }
+            }
+        } else if let Leaves::Wide(l) = &mut self.leaves {
+            l[at..at + values.len()].copy_from_slice(values);
+        }
+    }
+
+    /// Collect into `self.buf` the routes of `rib` inside `addr`/`depth` and longer than it.
+    fn gather(&mut self, rib: &Rib<A>, addr: A, depth: u8) {
+        let p = Prefix::new(addr, depth, false)
+            .unwrap_or_else(|_| unreachable!("a depth is a valid prefix length"));
+        self.buf.clear();
+        self.buf.extend(rib.covered(p, false).map(Route::of));
+    }
+
+    /// Recompute direct slot `slot` from the RIB under its base value.
+    fn refresh_slot(&mut self, rib: &Rib<A>, slot: usize) {
+        self.gather(rib, A::place(slot as u32, A::BITS - Self::S), Self::S);
+        let routes = std::mem::take(&mut self.buf);
+        self.plant(slot, &routes);
+        self.buf = routes;
     }
 
     /// Bring the table up to date after `changed` was inserted into, replaced in or removed
-    /// from `rib` (which must be the RIB the table was built from). Only the direct slots and
-    /// subtrees under `changed` are rebuilt; when replaced subtrees outweigh live ones the whole
-    /// table is rebuilt to reclaim their space (amortised over many updates).
+    /// from `rib` (which must be the RIB the table was built from).
+    ///
+    /// A route longer than the direct width rebuilds only the deepest node whose range holds
+    /// it (or, when that node's routes no longer change any answer, its parent). A shorter
+    /// route repaints its direct slots and rebuilds the subtrees whose inherited value
+    /// changed. When free space outweighs live space, or the 16-bit next-hop indices run out,
+    /// the whole table is rebuilt (amortised over many updates).
     pub fn update(&mut self, rib: &Rib<A>, changed: Prefix<A>) {
-        let s = self.s;
+        let s = Self::S;
         if changed.len() > s {
-            let slot = changed.addr().chunk(0, s);
-            let base = self.base[slot as usize];
-            self.refresh_slot(rib, slot, base);
+            let slot = changed.addr().chunk(0, s) as usize;
+            if self.is_tree(slot) {
+                self.update_subtree(rib, slot, changed);
+            } else {
+                self.refresh_slot(rib, slot);
+            }
         } else {
             // Paint the slots under `changed`: the longest route covering all of them, then the
-            // routes inside it no longer than the direct width, shortest first.
+            // routes inside it no longer than the direct width, in address order.
             let first = changed.addr().chunk(0, s) as usize;
             let count = 1usize << (s - changed.len());
             let base = rib.covering(changed).first().map_or(NONE, |&(_, v)| v);
             let mut values = vec![base; count];
-            let mut inner: Vec<(Prefix<A>, u32)> = rib
-                .covered(changed, false)
-                .filter(|(p, _)| p.len() <= s)
-                .collect();
-            inner.sort_by_key(|(p, _)| p.len());
-            for (p, v) in inner {
+            for (p, v) in rib.covered(changed, false).filter(|(p, _)| p.len() <= s) {
                 let at = p.addr().chunk(0, s) as usize - first;
                 values[at..at + (1usize << (s - p.len()))].fill(v);
             }
             for (k, &v) in values.iter().enumerate() {
                 let slot = first + k;
-                if !self.is_tree(slot) {
+                if self.base[slot] == v {
+                    continue;
+                }
+                self.base[slot] = v;
+                if self.has_deep[slot / 64] >> (slot % 64) & 1 == 1 {
+                    // Its deep routes did not change, but what they inherit did.
+                    self.refresh_slot(rib, slot);
+                } else {
                     self.direct[slot] = v;
-                } else if self.base[slot] != v {
-                    // Its deep routes did not change: only a new inherited value needs a rebuild.
-                    self.refresh_slot(rib, slot as u32, v);
                 }
             }
-            self.base[first..first + count].copy_from_slice(&values);
         }
-        let live = self.arena.nodes.len() + self.arena.leaves.len() - self.garbage;
-        if self.garbage > live.max(1 << 16) {
+        let live = self.nodes.len() + self.leaves.len() - self.garbage;
+        if self.overflow || self.garbage > live.max(1 << 16) {
             *self = Poptrie::build(rib);
+        }
+    }
+
+    /// `changed` (longer than the direct width) changed inside the subtree of `slot`.
+    fn update_subtree(&mut self, rib: &Rib<A>, slot: usize, changed: Prefix<A>) {
+        // Walk down to the deepest node whose range holds `changed` and that it could alter.
+        let mut path: Vec<(u32, u8)> = Vec::with_capacity(24);
+        let (mut node, mut depth) = (self.direct[slot], Self::S);
+        loop {
+            let width = STRIDE.min(A::BITS - depth);
+            let n = self.nodes[node as usize];
+            if changed.len() <= depth + width {
+                break;
+            }
+            let c = changed.addr().chunk(depth, width);
+            if n.vector >> c & 1 == 0 {
+                break;
+            }
+            path.push((node, depth));
+            node = n.child_base + rank(n.vector, c) - 1;
+            depth += width;
+        }
+        // Rebuild its children under `changed`; when it then changes no answer, its parent
+        // makes it a leaf instead (and so on up to the direct slot).
+        loop {
+            if self.rebuild_node(rib, node, depth, changed) {
+                return;
+            }
+            let Some(up) = path.pop() else {
+                // The whole slot answers with its base value now.
+                self.free_below(node);
+                self.free_nodes[1].push(node);
+                self.garbage += 1;
+                self.is_tree[slot / 64] &= !(1 << (slot % 64));
+                self.direct[slot] = self.base[slot];
+                return;
+            };
+            (node, depth) = up;
+        }
+    }
+
+    /// Recompute the children of node `at` (at `depth`) that `changed` overlaps, keeping the
+    /// others (their subtrees are moved, not rebuilt). Returns whether the node is still
+    /// needed: false when it ends up one leaf equal to what it inherits.
+    fn rebuild_node(&mut self, rib: &Rib<A>, at: u32, depth: u8, changed: Prefix<A>) -> bool {
+        let width = STRIDE.min(A::BITS - depth);
+        let child_len = depth + width;
+        let n = 1usize << width;
+        let old = self.nodes[at as usize];
+        let inherited = self.inherit[at as usize];
+        // The old answer of each child: a kept subtree, or a leaf value.
+        let mut value = [NONE; 64];
+        let mut kept = [u32::MAX; 64];
+        let (mut kid, mut leaf) = (old.child_base, old.leaf_base);
+        for c in 0..n {
+            if old.vector >> c & 1 == 1 {
+                kept[c] = kid;
+                value[c] = self.inherit[kid as usize];
+                kid += 1;
+            } else {
+                if old.leafvec >> c & 1 == 1 {
+                    leaf += 1;
+                }
+                // `leaf - 1`: the run this child belongs to (the first leaf child starts one).
+                value[c] = self.leaf_at(leaf as usize - 1);
+            }
+        }
+        // The children `changed` overlaps, their new values and the routes below them.
+        let c0 = changed.addr().chunk(depth, width) as usize;
+        let c1;
+        if changed.len() <= child_len {
+            c1 = c0 + (1usize << (child_len - changed.len())) - 1;
+            let top = rib.longest_covering(changed, depth).unwrap_or(inherited);
+            value[c0..=c1].fill(top);
+            self.buf.clear();
+            self.buf.extend(rib.covered(changed, false).map(Route::of));
+            for r in self.buf.iter().filter(|r| r.len <= child_len) {
+                let first = r.addr.chunk(depth, width) as usize;
+                value[first..first + (1usize << (child_len - r.len))].fill(r.value);
+            }
+        } else {
+            c1 = c0;
+            self.gather(rib, changed.addr().and(A::mask(child_len)), child_len);
+        }
+        let routes = std::mem::take(&mut self.buf);
+        let mut groups = [(0u32, 0u32); 64]; // routes of each overlapped child, in `routes`
+        let mut i = 0;
+        while i < routes.len() {
+            if routes[i].len <= child_len {
+                i += 1;
+                continue;
+            }
+            let c = routes[i].addr.chunk(depth, width) as usize;
+            let mut j = i + 1;
+            while j < routes.len() && routes[j].addr.chunk(depth, width) as usize == c {
+                j += 1;
+            }
+            groups[c] = (i as u32, j as u32);
+            i = j;
+        }
+        let mut vector = 0u64;
+        for c in 0..n {
+            let node = if (c0..=c1).contains(&c) {
+                if kept[c] != u32::MAX {
+                    self.free_below(kept[c]);
+                    kept[c] = u32::MAX;
+                }
+                let (s, e) = groups[c];
+                needs_node(&routes[s as usize..e as usize], value[c])
+            } else {
+                kept[c] != u32::MAX
+            };
+            vector |= u64::from(node) << c;
+        }
+        // New blocks first (the old ones are still read), then free the old ones.
+        let kids = vector.count_ones() as usize;
+        let child_base = if kids > 0 { self.alloc_nodes(kids) } else { 0 };
+        let mut k = 0;
+        for c in 0..n {
+            if vector >> c & 1 == 0 {
+                continue;
+            }
+            let to = child_base + k;
+            k += 1;
+            if kept[c] == u32::MAX {
+                let (s, e) = groups[c];
+                self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
+            } else {
+                self.nodes[to as usize] = self.nodes[kept[c] as usize];
+                self.inherit[to as usize] = self.inherit[kept[c] as usize];
+            }
+        }
+        self.buf = routes;
+        let old_kids = old.vector.count_ones() as usize;
+        if old_kids > 0 {
+            self.free_nodes[old_kids].push(old.child_base);
+            self.garbage += old_kids;
+        }
+        let old_leaves = old.leafvec.count_ones() as usize;
+        if old_leaves > 0 {
+            self.free_leaves[old_leaves].push(old.leaf_base);
+            self.garbage += old_leaves;
+        }
+        let (mut leafvec, mut runs, mut nl) = (0u64, [NONE; 64], 0);
+        for (c, &v) in value.iter().enumerate().take(n) {
+            if vector >> c & 1 == 0 && (nl == 0 || runs[nl - 1] != v) {
+                leafvec |= 1 << c;
+                runs[nl] = v;
+                nl += 1;
+            }
+        }
+        let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
+        self.write_leaves(leaf_base as usize, &runs[..nl]);
+        self.nodes[at as usize] = Node {
+            vector,
+            leafvec,
+            leaf_base,
+            child_base,
+        };
+        vector != 0 || runs[..nl] != [inherited]
+    }
+
+    /// The value of leaf `k`.
+    fn leaf_at(&self, k: usize) -> u32 {
+        match &self.leaves {
+            Leaves::Narrow(l) => self.hops[usize::from(l[k])],
+            Leaves::Wide(l) => l[k],
         }
     }
 
     /// The value of the longest route covering `addr`.
     #[inline]
     pub fn lookup(&self, addr: A) -> Option<u32> {
-        let slot = addr.chunk(0, self.s) as usize;
-        let entry = self.direct[slot];
-        let v = if self.is_tree[slot / 64] >> (slot % 64) & 1 == 0 {
-            entry
-        } else {
-            let sub = &self.arena;
-            let mut node = &sub.nodes[entry as usize];
-            let mut depth = self.s;
-            loop {
-                let width = STRIDE.min(A::BITS - depth);
-                let c = addr.chunk(depth, width);
-                let upto = if c == 63 { u64::MAX } else { (2u64 << c) - 1 };
-                if node.vector >> c & 1 == 1 {
-                    let k = (node.vector & upto).count_ones() - 1;
-                    node = &sub.nodes[(node.child_base + k) as usize];
-                    depth += width;
-                } else {
-                    let k = (node.leafvec & upto).count_ones() - 1;
-                    break sub.leaves[(node.leaf_base + k) as usize];
-                }
-            }
+        let v = match &self.leaves {
+            Leaves::Narrow(l) => self.find(l, addr),
+            Leaves::Wide(l) => self.find(l, addr),
         };
         (v != NONE).then_some(v)
     }
 
+    // The one unsafe call: entering the copy compiled for CPU features detected at run time.
+    #[allow(unsafe_code)]
+    #[inline]
+    fn find<L: Leaf>(&self, leaves: &[L], addr: A) -> u32 {
+        #[cfg(target_arch = "x86_64")]
+        if fast_cpu() {
+            // SAFETY: the CPU has the features `find_fast` is compiled for (checked above).
+            return unsafe { self.find_fast(leaves, addr) };
+        }
+        self.find_in(leaves, addr)
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt,bmi1,bmi2,lzcnt")]
+    fn find_fast<L: Leaf>(&self, leaves: &[L], addr: A) -> u32 {
+        self.find_in(leaves, addr)
+    }
+
+    #[inline(always)]
+    fn find_in<L: Leaf>(&self, leaves: &[L], addr: A) -> u32 {
+        let slot = addr.chunk(0, Self::S) as usize;
+        let entry = self.direct[slot];
+        if self.is_tree[slot / 64] >> (slot % 64) & 1 == 0 {
+            return entry;
+        }
+        let mut node = entry;
+        let mut depth = Self::S;
+        loop {
+            let n = &self.nodes[node as usize];
+            let width = STRIDE.min(A::BITS - depth);
+            let c = addr.chunk(depth, width);
+            if n.vector >> c & 1 == 1 {
+                node = n.child_base + rank(n.vector, c) - 1;
+                depth += width;
+            } else {
+                let k = n.leaf_base + rank(n.leafvec, c) - 1;
+                return leaves[k as usize].value(&self.hops);
+            }
+        }
+    }
+
     /// Look up a batch; -1 where no route matches.
     ///
-    /// Lookups run in groups of [`LANES`] that advance one level at a time together, so the
-    /// loads of a level are independent of each other and their cache misses overlap, instead
-    /// of each lookup waiting on its own chain of dependent loads.
+    /// Each group of [`LANES`] addresses is resolved one level at a time: first every
+    /// address's direct slot, keeping the few that lead into subtrees in a compact list, then
+    /// one node per listed address and level. The loads of one pass are independent of each
+    /// other, so their cache misses overlap, and the pass over direct slots has no
+    /// data-dependent branch.
     pub fn lookup_many(&self, addrs: &[A], out: &mut [i64]) {
+        match &self.leaves {
+            Leaves::Narrow(l) => self.batch(l, addrs, out),
+            Leaves::Wide(l) => self.batch(l, addrs, out),
+        }
+    }
+
+    // The one unsafe call: entering the copy compiled for CPU features detected at run time.
+    #[allow(unsafe_code)]
+    fn batch<L: Leaf>(&self, leaves: &[L], addrs: &[A], out: &mut [i64]) {
+        #[cfg(target_arch = "x86_64")]
+        if fast_cpu() {
+            // SAFETY: the CPU has the features `batch_fast` is compiled for (checked above).
+            unsafe { self.batch_fast(leaves, addrs, out) };
+            return;
+        }
+        self.batch_in(leaves, addrs, out);
+    }
+
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "popcnt,bmi1,bmi2,lzcnt")]
+    fn batch_fast<L: Leaf>(&self, leaves: &[L], addrs: &[A], out: &mut [i64]) {
+        self.batch_in(leaves, addrs, out);
+    }
+
+    #[inline(always)]
+    fn batch_in<L: Leaf>(&self, leaves: &[L], addrs: &[A], out: &mut [i64]) {
+        // The direct width is a constant of the family, so slot arithmetic folds and slot
+        // indices are provably in range.
+        let s = Self::S;
+        let direct = &self.direct[..1 << s];
+        let is_tree = &self.is_tree[..(1 << s) / 64];
+        let nodes = self.nodes.as_ptr();
         for (group, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
+            // `lane[..n]`: the addresses still walking; `node[j]`: the node lane j is at.
+            let mut lane = [0u8; LANES];
             let mut node = [0u32; LANES];
-            let mut pending = 0u32;
+            let mut n = 0;
             for (i, (&a, o)) in group.iter().zip(out.iter_mut()).enumerate() {
-                let slot = a.chunk(0, self.s) as usize;
-                let entry = self.direct[slot];
-                if self.is_tree[slot / 64] >> (slot % 64) & 1 == 1 {
-                    node[i] = entry;
-                    pending |= 1 << i;
-                } else {
-                    *o = leaf_value(entry);
-                }
+                let slot = a.chunk(0, s) as usize;
+                let entry = direct[slot];
+                let tree = (is_tree[slot / 64] >> (slot % 64) & 1) as usize;
+                *o = leaf_value(entry);
+                lane[n % LANES] = i as u8;
+                node[n % LANES] = entry;
+                // Start fetching the subtree's root now (a harmless fetch of node 0 otherwise).
+                prefetch(nodes.wrapping_add(entry as usize * tree));
+                n += tree;
             }
-            let mut depth = self.s;
-            while pending != 0 {
+            let mut depth = s;
+            while n > 0 {
                 let width = STRIDE.min(A::BITS - depth);
-                let mut lanes = pending;
-                while lanes != 0 {
-                    let i = lanes.trailing_zeros() as usize;
-                    lanes &= lanes - 1;
-                    let n = &self.arena.nodes[node[i] as usize];
+                let mut m = 0;
+                for j in 0..n {
+                    let i = usize::from(lane[j]);
+                    let nd = &self.nodes[node[j] as usize];
                     let c = group[i].chunk(depth, width);
-                    let upto = if c == 63 { u64::MAX } else { (2u64 << c) - 1 };
-                    if n.vector >> c & 1 == 1 {
-                        node[i] = n.child_base + (n.vector & upto).count_ones() - 1;
+                    if nd.vector >> c & 1 == 1 {
+                        lane[m] = i as u8;
+                        node[m] = nd.child_base + rank(nd.vector, c) - 1;
+                        prefetch(nodes.wrapping_add(node[m] as usize));
+                        m += 1;
                     } else {
-                        let k = n.leaf_base + (n.leafvec & upto).count_ones() - 1;
-                        out[i] = leaf_value(self.arena.leaves[k as usize]);
-                        pending &= !(1 << i);
+                        let k = nd.leaf_base + rank(nd.leafvec, c) - 1;
+                        out[i] = leaf_value(leaves[k as usize].value(&self.hops));
                     }
                 }
+                n = m;
                 depth += width;
             }
         }
@@ -343,80 +817,23 @@ impl<A: Address> Poptrie<A> {
         self.direct.capacity() * 4
             + self.base.capacity() * 4
             + self.is_tree.capacity() * 8
-            + self.arena.nodes.capacity() * core::mem::size_of::<Node>()
-            + self.arena.leaves.capacity() * 4
+            + self.has_deep.capacity() * 8
+            + self.nodes.capacity() * core::mem::size_of::<Node>()
+            + self.leaves.bytes()
+            + self.hops.capacity() * 4
+            + self.hop_of.capacity() * 8
+            + self.inherit.capacity() * 4
     }
 
     /// Node and leaf counts (for reports).
     pub fn counts(&self) -> (usize, usize) {
-        (self.arena.nodes.len(), self.arena.leaves.len())
+        (self.nodes.len(), self.leaves.len())
     }
-}
 
-/// Fill node `at` of the arena for the region starting at the routes' common top `depth` bits,
-/// where every route in `routes` is longer than `depth` and lies in the region, `routes` is in
-/// address order, and `inherited` is the value of the longest route covering the region.
-fn build_node<A: Address>(
-    sub: &mut Arena,
-    at: usize,
-    routes: &[Route<A>],
-    depth: u8,
-    inherited: u32,
-) {
-    let width = STRIDE.min(A::BITS - depth);
-    let n = 1usize << width;
-    let child_len = depth + width;
-    // Leaf-pushed value of each child: routes ending inside this stride, shortest first.
-    let mut value = [inherited; 64];
-    let mut short: Vec<&Route<A>> = routes.iter().filter(|r| r.len <= child_len).collect();
-    short.sort_by_key(|r| r.len);
-    for r in short {
-        let first = r.addr.chunk(depth, width) as usize;
-        let count = 1usize << (child_len - r.len);
-        value[first..first + count].fill(r.value);
-    }
-    // Children with longer routes become nodes; their routes are contiguous in address order.
-    let deep: Vec<Route<A>> = routes
-        .iter()
-        .filter(|r| r.len > child_len)
-        .copied()
-        .collect();
-    let mut groups: Vec<(usize, usize, usize)> = Vec::new(); // (child, start, end) in `deep`
-    let mut i = 0;
-    while i < deep.len() {
-        let c = deep[i].addr.chunk(depth, width) as usize;
-        let mut j = i;
-        while j < deep.len() && deep[j].addr.chunk(depth, width) as usize == c {
-            j += 1;
-        }
-        groups.push((c, i, j));
-        i = j;
-    }
-    let mut node = Node {
-        leaf_base: sub.leaves.len() as u32,
-        child_base: sub.nodes.len() as u32,
-        ..Node::default()
-    };
-    for &(c, _, _) in &groups {
-        node.vector |= 1 << c;
-    }
-    let mut last_leaf = None;
-    for (c, &v) in value.iter().enumerate().take(n) {
-        if node.vector >> c & 1 == 1 {
-            continue;
-        }
-        if last_leaf != Some(v) {
-            node.leafvec |= 1 << c;
-            sub.leaves.push(v);
-            last_leaf = Some(v);
-        }
-    }
-    // Reserve the children's block first so that they are contiguous, then fill each.
-    let base = sub.nodes.len();
-    sub.nodes.resize(base + groups.len(), Node::default());
-    sub.nodes[at] = node;
-    for (k, &(c, start, end)) in groups.iter().enumerate() {
-        build_node(sub, base + k, &deep[start..end], child_len, value[c]);
+    /// Whether leaves are 16-bit next-hop indices (fewer than 32,768 distinct values at the
+    /// last build).
+    pub fn narrow_leaves(&self) -> bool {
+        matches!(self.leaves, Leaves::Narrow(_))
     }
 }
 
@@ -529,7 +946,14 @@ mod tests {
         }
     }
 
-    fn churn<A: Address>(seed: u64, addr: impl Fn(&mut Rng) -> A, len: impl Fn(&mut Rng) -> u8) {
+    /// Random inserts, replacements and removals, each followed by an update, checked against
+    /// the RIB; values are drawn from `0..values` (few values: aggregation happens often).
+    fn churn<A: Address>(
+        seed: u64,
+        values: u32,
+        addr: impl Fn(&mut Rng) -> A,
+        len: impl Fn(&mut Rng) -> u8,
+    ) {
         let mut rng = Rng::new(seed);
         let mut rib = random_table(&mut rng, 300, &addr, &len);
         let mut t = Poptrie::build(&rib);
@@ -545,7 +969,7 @@ mod tests {
             if rng.below(3) == 0 {
                 rib.remove(p);
             } else {
-                rib.insert(p, step % 50);
+                rib.insert(p, step % values);
             }
             t.update(&rib, p);
             if step % 50 == 0 {
@@ -561,9 +985,10 @@ mod tests {
 
     #[test]
     fn incremental_updates_ipv4() {
-        for seed in 0..3 {
+        for (seed, values) in [(0, 50), (1, 50), (2, 3), (3, 2)] {
             churn::<u32>(
                 seed,
+                values,
                 |r| ((r.below(2) as u32) << 31) | ((r.next_u64() as u32) >> 9),
                 |r| match r.below(8) {
                     0 => 10 + r.below(9) as u8,
@@ -578,6 +1003,7 @@ mod tests {
     fn incremental_updates_ipv6() {
         churn::<u128>(
             5,
+            50,
             |r| {
                 (0x2001u128 << 112)
                     | (u128::from(r.below(2)) << 100)
@@ -589,6 +1015,39 @@ mod tests {
                 _ => 29 + r.below(36) as u8,
             },
         );
+    }
+
+    #[test]
+    fn sixteen_bit_leaves_give_way_to_wide_ones() {
+        // Built narrow with 3 values; then 70,000 new distinct values arrive one by one, more
+        // than 16-bit indices can hold: the table must switch to 32-bit leaves and stay right.
+        let mut rng = Rng::new(31);
+        let addr = |r: &mut Rng| (10u32 << 24) | (r.next_u64() as u32 >> 8);
+        let mut rib = random_table(&mut rng, 50, &addr, &|r: &mut Rng| 16 + r.below(9) as u8);
+        for p in rib.iter().map(|(p, _)| p).collect::<Vec<_>>() {
+            rib.insert(p, rib.get(p).unwrap() % 3);
+        }
+        let mut t = Poptrie::build(&rib);
+        assert!(t.narrow_leaves());
+        let mut added = Vec::new();
+        for i in 0..70_000u32 {
+            let p = Prefix::new((10 << 24) | (i << 5), 27, false).unwrap();
+            rib.insert(p, 1000 + i);
+            t.update(&rib, p);
+            added.push(p);
+        }
+        assert!(!t.narrow_leaves());
+        let mut probes: Vec<u32> = added.iter().map(Prefix::last).collect();
+        probes.extend((0..20_000).map(|_| addr(&mut rng)));
+        assert_eq!(agrees_with(&t, &rib, &probes), None);
+        assert_eq!(t.lookup(ip4("10.0.0.33")), Some(1001));
+        let mut out = vec![0i64; probes.len()];
+        t.lookup_many(&probes, &mut out);
+        let want: Vec<i64> = probes
+            .iter()
+            .map(|&a| t.lookup(a).map_or(-1, i64::from))
+            .collect();
+        assert_eq!(out, want);
     }
 
     #[test]

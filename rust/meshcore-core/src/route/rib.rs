@@ -84,6 +84,14 @@ impl<A: Address> Rib<A> {
         self.covering_addr(p.addr(), p.len()).collect()
     }
 
+    /// The value of the longest route covering `p` (itself included) that is longer than
+    /// `longer_than` bits: one probe per length in use between the two.
+    pub fn longest_covering(&self, p: Prefix<A>, longer_than: u8) -> Option<u32> {
+        self.lengths_desc(p.len())
+            .take_while(|&len| len > longer_than)
+            .find_map(|len| self.routes.get(&(p.addr().and(A::mask(len)), len)).copied())
+    }
+
     /// Routes inside the prefix `p`, in order; with `include_self`, `p` itself when present:
     /// what pytricia calls `children` (without `p`) and py-radix `search_covered` (with it).
     pub fn covered(
