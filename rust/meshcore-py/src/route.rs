@@ -327,6 +327,27 @@ impl PyRouteTable {
         r.ok_or_else(|| poisoned(py))
     }
 
+    /// Run a one-route update under the write lock: taken at once with the GIL held when it
+    /// is free (the update takes about a microsecond; releasing and re-taking the GIL would
+    /// cost a good part of that), else waited for with the GIL released.
+    fn write_one<R: Send>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut RouteTable) -> R + Send,
+    ) -> PyResult<R> {
+        let inner = &self.inner;
+        let r = guard(py, || {
+            Ok(match inner.try_write() {
+                Ok(mut t) => Some(f(&mut t)),
+                Err(TryLockError::WouldBlock) => {
+                    py.detach(|| inner.write().ok().map(|mut t| f(&mut t)))
+                }
+                Err(TryLockError::Poisoned(_)) => None,
+            })
+        })?;
+        r.ok_or_else(|| poisoned(py))
+    }
+
     /// Apply the rows of a batch to the family of `A`, all or nothing.
     fn insert_rows<A: Fam>(
         &self,
@@ -642,7 +663,7 @@ impl PyRouteTable {
     ) -> PyResult<()> {
         let (p, _) = prefix_arg(prefix, strict)?;
         let v = value_arg(value)?;
-        self.write(py, move |t| {
+        self.write_one(py, move |t| {
             t.insert(p, v);
         })
     }
@@ -659,7 +680,7 @@ impl PyRouteTable {
     /// Remove the route for exactly `prefix` and return its value; KeyError when absent.
     fn remove(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<u32> {
         let (p, _) = prefix_arg(prefix, true)?;
-        let old = self.write(py, move |t| t.remove(p))?;
+        let old = self.write_one(py, move |t| t.remove(p))?;
         old.ok_or_else(|| PyKeyError::new_err(p.to_string()))
     }
 
@@ -740,30 +761,34 @@ impl PyRouteTable {
         py: Python<'py>,
         addresses: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        // The output is allocated by numpy, which backs large arrays with huge pages: first
+        // touches of a 4 KiB-page buffer cost more than the lookups themselves.
         // The common case without a copy: a contiguous uint32 array, read in place.
         if let Ok(a) = addresses.cast::<PyArray1<u32>>() {
             let r = a.readonly();
             if let Ok(slice) = r.as_slice() {
-                let mut out = vec![0i64; slice.len()];
-                let o = &mut out;
+                let out = PyArray1::<i64>::zeros(py, slice.len(), false);
+                let mut w = out.readwrite();
+                let o = w.as_slice_mut()?;
                 self.read_detached(py, move |t| t.v4.lookup_many(slice, o))?;
-                return Ok(PyArray1::from_vec(py, out));
+                drop(w);
+                return Ok(out);
             }
         }
         let batch = address_batch(addresses)?;
-        let out = self.read_detached(py, move |t| match &batch {
-            Batch::V4(v) => {
-                let mut out = vec![0i64; v.len()];
-                t.v4.lookup_many(v, &mut out);
-                out
-            }
-            Batch::V6(v) => {
-                let mut out = vec![0i64; v.len()];
-                t.v6.lookup_many(v, &mut out);
-                out
-            }
+        let n = match &batch {
+            Batch::V4(v) => v.len(),
+            Batch::V6(v) => v.len(),
+        };
+        let out = PyArray1::<i64>::zeros(py, n, false);
+        let mut w = out.readwrite();
+        let o = w.as_slice_mut()?;
+        self.read_detached(py, move |t| match &batch {
+            Batch::V4(v) => t.v4.lookup_many(v, o),
+            Batch::V6(v) => t.v6.lookup_many(v, o),
         })?;
-        Ok(PyArray1::from_vec(py, out))
+        drop(w);
+        Ok(out)
     }
 
     /// Insert one route per row: addresses as for `lookup_many`, prefix lengths, values. All or
