@@ -101,7 +101,18 @@ impl Address for u128 {
         if width == 0 {
             return 0;
         }
-        ((self << from) >> (128 - u32::from(width))) as u32
+        // Most chunks lie in one 64-bit half: shift that half alone (a 128-bit shift by a
+        // variable amount costs several instructions and a branch).
+        let (from, width) = (u32::from(from), u32::from(width));
+        if from + width <= 64 {
+            let hi = (self >> 64) as u64;
+            return ((hi << from) >> (64 - width)) as u32;
+        }
+        if from >= 64 {
+            let lo = self as u64;
+            return ((lo << (from - 64)) >> (64 - width)) as u32;
+        }
+        ((self << from) >> (128 - width)) as u32
     }
     #[inline]
     fn place(v: u32, shift: u8) -> u128 {
