@@ -775,6 +775,28 @@ impl PyRouteTable {
                 return Ok(out);
             }
         }
+        // Contiguous (n, 16) uint8 rows: converted to integers a block at a time without the
+        // GIL, not copied whole first.
+        if let Ok(a) = addresses.cast::<PyArray2<u8>>() {
+            let r = a.readonly();
+            if let (16, Ok(flat)) = (r.shape()[1], r.as_slice()) {
+                let out = PyArray1::<i64>::zeros(py, flat.len() / 16, false);
+                let mut w = out.readwrite();
+                let o = w.as_slice_mut()?;
+                self.read_detached(py, move |t| {
+                    const BLOCK: usize = 1024;
+                    let mut buf = [0u128; BLOCK];
+                    for (rows, o) in flat.chunks(16 * BLOCK).zip(o.chunks_mut(BLOCK)) {
+                        for (b, row) in buf.iter_mut().zip(rows.chunks_exact(16)) {
+                            *b = u128::from_be_bytes(row.try_into().unwrap_or([0; 16]));
+                        }
+                        t.v6.lookup_many(&buf[..o.len()], o);
+                    }
+                })?;
+                drop(w);
+                return Ok(out);
+            }
+        }
         let batch = address_batch(addresses)?;
         let n = match &batch {
             Batch::V4(v) => v.len(),

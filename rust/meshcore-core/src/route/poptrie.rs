@@ -54,6 +54,18 @@ fn leaf_value(v: u32) -> i64 {
     }
 }
 
+/// A value as a direct slot holds it: plus one, so that "no route" is 0 and a table that
+/// is mostly empty (the IPv6 direct table outside 2000::/3) stays in untouched zero pages.
+#[inline]
+fn enc(v: u32) -> u32 {
+    v.wrapping_add(1)
+}
+
+#[inline]
+fn dec(e: u32) -> u32 {
+    e.wrapping_sub(1)
+}
+
 /// Whether this CPU runs the lookup copies compiled for `popcnt` and BMI.
 #[cfg(target_arch = "x86_64")]
 fn fast_cpu() -> bool {
@@ -166,15 +178,15 @@ type HopMap = HashMap<u32, u16, core::hash::BuildHasherDefault<IdHasher>>;
 /// A compiled longest-prefix-match table for one address family.
 #[derive(Debug, Clone)]
 pub struct Poptrie<A: Address> {
-    /// Value, or the index of the subtree's root in `nodes` when the slot's bit in `is_tree`
-    /// is set.
+    /// Value plus one (0: no route), or the index of the subtree's root in `nodes` when the
+    /// slot's bit in `is_tree` is set.
     direct: Vec<u32>,
     is_tree: Vec<u64>,
     /// Bit per slot: routes longer than the direct width fall inside it (it is a subtree, or
     /// a value because they all carry the inherited one).
     has_deep: Vec<u64>,
-    /// Leaf-pushed value of the routes no longer than the direct width, per slot: what a leaf
-    /// slot holds and what a subtree inherits.
+    /// Leaf-pushed value of the routes no longer than the direct width, per slot (encoded as
+    /// in `direct`): what a leaf slot holds and what a subtree inherits.
     base: Vec<u32>,
     nodes: Vec<Node>,
     /// Per node: the value its range inherits from above (for rebuilding it alone).
@@ -246,10 +258,10 @@ impl<A: Address> Poptrie<A> {
         let mut hop_of = HopMap::default();
         hop_of.insert(NONE, 0);
         let mut t = Poptrie {
-            direct: vec![NONE; slots],
+            direct: vec![0; slots],
             is_tree: vec![0; slots.div_ceil(64)],
             has_deep: vec![0; slots.div_ceil(64)],
-            base: Vec::new(),
+            base: vec![0; slots],
             nodes: Vec::new(),
             inherit: Vec::new(),
             leaves,
@@ -266,9 +278,10 @@ impl<A: Address> Poptrie<A> {
         // prefix before the prefixes inside it, so more-specifics overwrite.
         for r in routes.iter().filter(|r| r.len <= s) {
             let first = r.addr.chunk(0, s) as usize;
-            t.direct[first..first + (1usize << (s - r.len))].fill(r.value);
+            let run = first..first + (1usize << (s - r.len));
+            t.direct[run.clone()].fill(enc(r.value));
+            t.base[run].fill(enc(r.value));
         }
-        t.base.clone_from(&t.direct);
         // Longer routes, grouped by slot (they are in address order), become subtrees.
         let deep: Vec<Route<A>> = routes.into_iter().filter(|r| r.len > s).collect();
         let mut i = 0;
@@ -361,9 +374,9 @@ impl<A: Address> Poptrie<A> {
         } else {
             self.has_deep[word] |= 1 << bit;
         }
-        let inherited = self.base[slot];
+        let inherited = dec(self.base[slot]);
         if !needs_node(routes, inherited) {
-            self.direct[slot] = inherited;
+            self.direct[slot] = self.base[slot];
             return;
         }
         let root = self.alloc_nodes(1);
@@ -498,15 +511,15 @@ impl<A: Address> Poptrie<A> {
             }
             for (k, &v) in values.iter().enumerate() {
                 let slot = first + k;
-                if self.base[slot] == v {
+                if self.base[slot] == enc(v) {
                     continue;
                 }
-                self.base[slot] = v;
+                self.base[slot] = enc(v);
                 if self.has_deep[slot / 64] >> (slot % 64) & 1 == 1 {
                     // Its deep routes did not change, but what they inherit did.
                     self.refresh_slot(rib, slot);
                 } else {
-                    self.direct[slot] = v;
+                    self.direct[slot] = enc(v);
                 }
             }
         }
@@ -716,7 +729,7 @@ impl<A: Address> Poptrie<A> {
         let slot = addr.chunk(0, Self::S) as usize;
         let entry = self.direct[slot];
         if self.is_tree[slot / 64] >> (slot % 64) & 1 == 0 {
-            return entry;
+            return dec(entry);
         }
         let mut node = entry;
         let mut depth = Self::S;
@@ -783,7 +796,7 @@ impl<A: Address> Poptrie<A> {
                 let slot = a.chunk(0, s) as usize;
                 let entry = direct[slot];
                 let tree = (is_tree[slot / 64] >> (slot % 64) & 1) as usize;
-                *o = leaf_value(entry);
+                *o = i64::from(entry) - 1; // the value (encoded plus one), -1 for none
                 lane[n % LANES] = i as u8;
                 node[n % LANES] = entry;
                 // Start fetching the subtree's root now (a harmless fetch of node 0 otherwise).
