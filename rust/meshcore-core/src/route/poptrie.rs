@@ -42,6 +42,8 @@ pub const LANES: usize = 64;
 /// Distinct values up to which a build picks 16-bit leaves; the rest of the 65,536 indices
 /// are headroom for values that updates add later.
 const NARROW_BUILD: usize = 1 << 15;
+/// Entries of the direct-mapped cache in front of the next-hop map.
+const HOP_CACHE: usize = 256;
 /// Size of the 16-bit index space of the next-hop table.
 const NARROW_MAX: usize = 1 << 16;
 
@@ -195,6 +197,8 @@ pub struct Poptrie<A: Address> {
     /// Next-hop table of 16-bit leaves: `hops[0]` is "no route".
     hops: Vec<u32>,
     hop_of: HopMap,
+    /// Recent entries of `hop_of` (an index never changes once given).
+    hop_cache: [(u32, u16); HOP_CACHE],
     /// Free blocks of nodes and of leaves, by size (index = size, 1..=64).
     free_nodes: Vec<Vec<u32>>,
     free_leaves: Vec<Vec<u32>>,
@@ -267,6 +271,7 @@ impl<A: Address> Poptrie<A> {
             leaves,
             hops: vec![NONE],
             hop_of,
+            hop_cache: [(NONE, 0); HOP_CACHE],
             free_nodes: vec![Vec::new(); 65],
             free_leaves: vec![Vec::new(); 65],
             garbage: 0,
@@ -303,7 +308,12 @@ impl<A: Address> Poptrie<A> {
 
     /// The 16-bit index of `value`, allocating one if needed; `None` when all are taken.
     fn hop_index(&mut self, value: u32) -> Option<u16> {
+        let slot = &mut self.hop_cache[value as usize % HOP_CACHE];
+        if slot.0 == value {
+            return Some(slot.1);
+        }
         if let Some(&i) = self.hop_of.get(&value) {
+            *slot = (value, i);
             return Some(i);
         }
         if self.hops.len() >= NARROW_MAX {
@@ -579,18 +589,19 @@ impl<A: Address> Poptrie<A> {
         // The old answer of each child: a kept subtree, or a leaf value.
         let mut value = [NONE; 64];
         let mut kept = [u32::MAX; 64];
-        let (mut kid, mut leaf) = (old.child_base, old.leaf_base);
+        let (mut kid, mut leaf, mut run) = (old.child_base, old.leaf_base, NONE);
         for c in 0..n {
             if old.vector >> c & 1 == 1 {
                 kept[c] = kid;
                 value[c] = self.inherit[kid as usize];
                 kid += 1;
             } else {
+                // A set bit starts a run of equal leaves (the first leaf child starts one).
                 if old.leafvec >> c & 1 == 1 {
+                    run = self.leaf_at(leaf as usize);
                     leaf += 1;
                 }
-                // `leaf - 1`: the run this child belongs to (the first leaf child starts one).
-                value[c] = self.leaf_at(leaf as usize - 1);
+                value[c] = run;
             }
         }
         // The children `changed` overlaps, their new values and the routes below them.
@@ -601,7 +612,9 @@ impl<A: Address> Poptrie<A> {
             let top = rib.longest_covering(changed, depth).unwrap_or(inherited);
             value[c0..=c1].fill(top);
             self.buf.clear();
-            self.buf.extend(rib.covered(changed, false).map(Route::of));
+            if rib.has_longer(changed.len()) {
+                self.buf.extend(rib.covered(changed, false).map(Route::of));
+            }
             for r in self.buf.iter().filter(|r| r.len <= child_len) {
                 let first = r.addr.chunk(depth, width) as usize;
                 value[first..first + (1usize << (child_len - r.len))].fill(r.value);

@@ -84,6 +84,11 @@ impl<A: Address> Rib<A> {
         self.covering_addr(p.addr(), p.len()).collect()
     }
 
+    /// Whether any route is longer than `len` bits.
+    pub fn has_longer(&self, len: u8) -> bool {
+        self.per_len[usize::from(len) + 1..].iter().any(|&c| c > 0)
+    }
+
     /// The value of the longest route covering `p` (itself included) that is longer than
     /// `longer_than` bits: one probe per length in use between the two.
     pub fn longest_covering(&self, p: Prefix<A>, longer_than: u8) -> Option<u32> {
