@@ -227,6 +227,50 @@ def test_insert_many_is_all_or_nothing() -> None:
     assert len(t) == 4 and t.lookup("12.0.0.1") == 6
 
 
+@pytest.mark.parametrize(("n", "chunk"), [(3000, 1), (3000, 250), (20_000, 20_000)])
+def test_update_many_equals_one_update_at_a_time(n: int, chunk: int) -> None:
+    # A stream of announcements (new values) and withdrawals (some of absent routes) over a
+    # small prefix pool, so that routes come and go and nest; applied in chunks (incremental
+    # path) or in one batch (RIB then one compile) it must end where single updates end.
+    t, addrs, lengths, _ = _v4_table(2000, 5)
+    ref, _, _, _ = _v4_table(2000, 5)
+    rng = np.random.default_rng(6)
+    pick = rng.integers(0, len(addrs), size=n)
+    ops_a, ops_l = addrs[pick], lengths[pick]
+    ops_v = np.where(rng.random(n) < 0.4, -1, rng.integers(0, 50, size=n))
+    for a, ln, v in zip(ops_a.tolist(), ops_l.tolist(), ops_v.tolist(), strict=True):
+        p = f"{ipaddress.IPv4Address(a)}/{ln}"
+        if v >= 0:
+            ref[p] = v
+        elif p in ref:
+            del ref[p]
+    for i in range(0, n, chunk):
+        t.update_many(ops_a[i : i + chunk], ops_l[i : i + chunk], ops_v[i : i + chunk])
+    assert sorted(t) == sorted(ref)
+    probes = rng.integers(0, 2**32, 30_000, dtype=np.uint64).astype(np.uint32)
+    probes = np.concatenate([probes, addrs])
+    assert t.lookup_many(probes).tolist() == ref.lookup_many(probes).tolist()
+    want = [ref.lookup(int(a)) for a in probes[:3000]]
+    assert t.lookup_many(probes[:3000]).tolist() == [-1 if w is None else w for w in want]
+
+
+def test_update_many_order_and_errors() -> None:
+    t = RouteTable()
+    ten = np.array([0x0A000000, 0x0A000000], dtype=np.uint32)
+    t.update_many(ten, [8, 8], [5, -1])  # announce, then withdraw: gone
+    assert len(t) == 0
+    t.update_many(ten, [8, 8], [-1, 6])  # withdraw (absent), then announce
+    assert list(t) == [("10.0.0.0/8", 6)]
+    six = np.array([list(ipaddress.ip_address("2001:db8::").packed)] * 2, dtype=np.uint8)
+    t.update_many(six, [32, 48], [1, 2])
+    assert t.lookup("2001:db8::1") == 2 and t.lookup("2001:db8:1::1") == 1
+    with pytest.raises(RouteError, match=r"row 1: value -2 is outside 0\.\.=4294967294 \(or -1"):
+        t.update_many(ten, [8, 8], [7, -2])
+    with pytest.raises(RouteError, match=r"row 1: .*host bits"):
+        t.update_many(np.array([0x0A000000, 0x0A000001], dtype=np.uint32), [8, 8], [7, -1])
+    assert list(t) == [("10.0.0.0/8", 6), ("2001:db8::/32", 1), ("2001:db8::/48", 2)]
+
+
 def test_bulk_and_incremental_builds_agree() -> None:
     big, addrs, lengths, values = _v4_table(10_000, 3)  # bulk path
     small = RouteTable()

@@ -285,6 +285,19 @@ class RouteTable:
         array of any integer dtype). All or nothing: a malformed column or a bad row raises
         RouteError naming it, and the table is left unchanged."""
 
+    def update_many(
+        self,
+        addresses: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        lengths: npt.ArrayLike,
+        values: npt.ArrayLike,
+        strict: bool = True,
+    ) -> None:
+        """Apply route updates in row order, as a FIB is fed from a routing daemon: a value
+        (0..2**32 - 2) adds or replaces the route, -1 withdraws it (withdrawing an absent route
+        does nothing). Columns as for :meth:`insert_many`. All or nothing: a bad row raises
+        RouteError naming it and nothing is applied. Runs without the GIL; readers on other
+        threads see the table before or after the whole batch."""
+
     def parents(self, prefix_or_address: _Prefix | _RouteAddress) -> list[tuple[str, int]]:
         """Covering routes, longest first: for a prefix its strict ancestors, for an address
         every route that contains it."""

@@ -13,7 +13,9 @@
 //!   released, and reads try the lock first and release the GIL only when it would block.
 
 use crate::error::{guard, raise, Exc};
-use meshcore_core::route::table::{parse_routes, Family, RouteError, RouteTable, MAX_VALUE};
+use meshcore_core::route::table::{
+    parse_routes, Family, RouteError, RouteTable, Update, MAX_VALUE,
+};
 use meshcore_core::route::{parse_prefix, Address, AnyPrefix, Prefix, PrefixError};
 use numpy::{
     PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
@@ -349,39 +351,77 @@ impl PyRouteTable {
     }
 
     /// Apply the rows of a batch to the family of `A`, all or nothing.
-    fn insert_rows<A: Fam>(
+    /// The columns of `insert_many` / `update_many`, checked, then applied in order.
+    fn rows(
+        &self,
+        py: Python<'_>,
+        (addresses, lengths, values): (&Bound<'_, PyAny>, &Bound<'_, PyAny>, &Bound<'_, PyAny>),
+        strict: bool,
+        withdraw: bool,
+    ) -> PyResult<()> {
+        let batch = address_batch(addresses)?;
+        let (n, bits) = match &batch {
+            Batch::V4(v) => (v.len(), <u32 as Address>::BITS),
+            Batch::V6(v) => (v.len(), <u128 as Address>::BITS),
+        };
+        let lengths = int_column(lengths, "lengths", "prefix length", bits.into())?;
+        let values = int_column(values, "values", "value", MAX_VALUE.into())?;
+        if lengths.len() != n || values.len() != n {
+            return Err(raise(
+                py,
+                Exc::Route,
+                format!(
+                    "addresses, lengths and values differ in length ({n}, {}, {})",
+                    lengths.len(),
+                    values.len()
+                ),
+            ));
+        }
+        match &batch {
+            Batch::V4(a) => self.apply_rows(py, a, (&lengths, &values), strict, withdraw),
+            Batch::V6(a) => self.apply_rows(py, a, (&lengths, &values), strict, withdraw),
+        }
+    }
+
+    /// Check every row, then apply them all in order (see `batch_routes`).
+    fn apply_rows<A: Fam>(
         &self,
         py: Python<'_>,
         addrs: &[A],
-        lengths: &[i128],
-        values: &[i128],
+        cols: (&[i128], &[i128]),
         strict: bool,
+        withdraw: bool,
     ) -> PyResult<()> {
-        let routes = py
-            .detach(|| batch_routes(addrs, lengths, values, strict))
+        let (lengths, values) = cols;
+        let ops = py
+            .detach(|| batch_routes(addrs, lengths, values, strict, withdraw))
             .map_err(|e| route_error(py, &e))?;
-        self.write(py, move |t| A::of_mut(t).extend(&routes))
+        self.write(py, move |t| A::of_mut(t).apply(&ops))
     }
 }
 
-/// Check the rows of a batch: values first, then each row's length and prefix.
+/// Check the rows of a batch: values first, then each row's length and prefix. With
+/// `withdraw`, a value of -1 is a withdrawal (`None`).
 fn batch_routes<A: Address>(
     addrs: &[A],
     lengths: &[i128],
     values: &[i128],
     strict: bool,
-) -> Result<Vec<(Prefix<A>, u32)>, RouteError> {
+    withdraw: bool,
+) -> Result<Vec<Update<A>>, RouteError> {
     let row = |index: usize, message: String| RouteError::Row { index, message };
     let values = values
         .iter()
         .enumerate()
-        .map(|(i, &v)| {
-            u32::try_from(v)
-                .ok()
-                .filter(|&v| v <= MAX_VALUE)
-                .ok_or_else(|| row(i, value_range(v)))
-        })
-        .collect::<Result<Vec<u32>, _>>()?;
+        .map(
+            |(i, &v)| match u32::try_from(v).ok().filter(|&v| v <= MAX_VALUE) {
+                Some(v) => Ok(Some(v)),
+                None if withdraw && v == -1 => Ok(None),
+                None if withdraw => Err(row(i, format!("{} (or -1 to withdraw)", value_range(v)))),
+                None => Err(row(i, value_range(v))),
+            },
+        )
+        .collect::<Result<Vec<Option<u32>>, _>>()?;
     addrs
         .iter()
         .zip(lengths)
@@ -824,28 +864,22 @@ impl PyRouteTable {
         values: &Bound<'_, PyAny>,
         strict: bool,
     ) -> PyResult<()> {
-        let batch = address_batch(addresses)?;
-        let (n, bits) = match &batch {
-            Batch::V4(v) => (v.len(), <u32 as Address>::BITS),
-            Batch::V6(v) => (v.len(), <u128 as Address>::BITS),
-        };
-        let lengths = int_column(lengths, "lengths", "prefix length", bits.into())?;
-        let values = int_column(values, "values", "value", MAX_VALUE.into())?;
-        if lengths.len() != n || values.len() != n {
-            return Err(raise(
-                py,
-                Exc::Route,
-                format!(
-                    "addresses, lengths and values differ in length ({n}, {}, {})",
-                    lengths.len(),
-                    values.len()
-                ),
-            ));
-        }
-        match &batch {
-            Batch::V4(a) => self.insert_rows(py, a, &lengths, &values, strict),
-            Batch::V6(a) => self.insert_rows(py, a, &lengths, &values, strict),
-        }
+        self.rows(py, (addresses, lengths, values), strict, false)
+    }
+
+    /// Apply route updates in row order: a value adds or replaces the route, -1 withdraws it
+    /// (withdrawing an absent route does nothing). Arrays as for `insert_many`; all or
+    /// nothing; readers see the table before or after the whole batch.
+    #[pyo3(signature = (addresses, lengths, values, strict = true))]
+    fn update_many(
+        &self,
+        py: Python<'_>,
+        addresses: &Bound<'_, PyAny>,
+        lengths: &Bound<'_, PyAny>,
+        values: &Bound<'_, PyAny>,
+        strict: bool,
+    ) -> PyResult<()> {
+        self.rows(py, (addresses, lengths, values), strict, true)
     }
 
     /// Routes covering `prefix_or_address`, longest first: for a prefix, those strictly shorter

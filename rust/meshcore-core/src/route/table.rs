@@ -53,6 +53,9 @@ pub fn check_value(v: u64) -> Result<u32, RouteError> {
         .ok_or(RouteError::Value(v))
 }
 
+/// One route update: `Some(value)` adds or replaces the route, `None` withdraws it.
+pub type Update<A> = (Prefix<A>, Option<u32>);
+
 /// The routes of one family.
 #[derive(Debug, Clone)]
 pub struct Family<A: Address> {
@@ -60,7 +63,8 @@ pub struct Family<A: Address> {
     fib: Poptrie<A>,
 }
 
-/// Batches at least this large are applied to the RIB and compiled in one build.
+/// Batches at least this large (and a tenth of the table) are applied to the RIB and compiled
+/// in one build.
 const BULK: usize = 4096;
 
 impl<A: Address> Default for Family<A> {
@@ -100,16 +104,39 @@ impl<A: Address> Family<A> {
         old
     }
 
-    /// Apply many routes: one compile for large batches, incremental updates for small ones.
+    /// Add or replace many routes (see [`Family::apply`]).
     pub fn extend(&mut self, routes: &[(Prefix<A>, u32)]) {
-        if routes.len() >= BULK {
-            for &(p, v) in routes {
-                self.rib.insert(p, v);
+        let ops: Vec<Update<A>> = routes.iter().map(|&(p, v)| (p, Some(v))).collect();
+        self.apply(&ops);
+    }
+
+    /// Apply updates in order: `Some(value)` adds or replaces a route, `None` withdraws it (a
+    /// withdrawal of an absent route does nothing). A batch that is large next to the table
+    /// goes to the RIB and is compiled in one build (cheaper than that many incremental
+    /// updates); a smaller one updates the compiled table route by route.
+    pub fn apply(&mut self, ops: &[Update<A>]) {
+        if ops.len() >= BULK && ops.len() * 10 >= self.rib.len() {
+            for &(p, v) in ops {
+                match v {
+                    Some(v) => {
+                        self.rib.insert(p, v);
+                    }
+                    None => {
+                        self.rib.remove(p);
+                    }
+                }
             }
             self.fib = Poptrie::build(&self.rib);
         } else {
-            for &(p, v) in routes {
-                self.insert(p, v);
+            for &(p, v) in ops {
+                match v {
+                    Some(v) => {
+                        self.insert(p, v);
+                    }
+                    None => {
+                        self.remove(p);
+                    }
+                }
             }
         }
     }
