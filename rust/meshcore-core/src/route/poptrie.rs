@@ -500,11 +500,17 @@ impl<A: Address> Poptrie<A> {
     /// changed. When free space outweighs live space, or the 16-bit next-hop indices run out,
     /// the whole table is rebuilt (amortised over many updates).
     pub fn update(&mut self, rib: &Rib<A>, changed: Prefix<A>) {
+        self.update_known(rib, changed, rib.get(changed));
+    }
+
+    /// [`Poptrie::update`] when the caller knows the route's value in `rib` now (`None`:
+    /// withdrawn), which saves a RIB probe.
+    pub fn update_known(&mut self, rib: &Rib<A>, changed: Prefix<A>, now: Option<u32>) {
         let s = Self::S;
         if changed.len() > s {
             let slot = changed.addr().chunk(0, s) as usize;
             if self.is_tree(slot) {
-                self.update_subtree(rib, slot, changed);
+                self.update_subtree(rib, slot, changed, now);
             } else {
                 self.refresh_slot(rib, slot);
             }
@@ -540,7 +546,7 @@ impl<A: Address> Poptrie<A> {
     }
 
     /// `changed` (longer than the direct width) changed inside the subtree of `slot`.
-    fn update_subtree(&mut self, rib: &Rib<A>, slot: usize, changed: Prefix<A>) {
+    fn update_subtree(&mut self, rib: &Rib<A>, slot: usize, changed: Prefix<A>, now: Option<u32>) {
         // Walk down to the deepest node whose range holds `changed` and that it could alter.
         let mut path: Vec<(u32, u8)> = Vec::with_capacity(24);
         let (mut node, mut depth) = (self.direct[slot], Self::S);
@@ -561,7 +567,7 @@ impl<A: Address> Poptrie<A> {
         // Rebuild its children under `changed`; when it then changes no answer, its parent
         // makes it a leaf instead (and so on up to the direct slot).
         loop {
-            if self.rebuild_node(rib, node, depth, changed) {
+            if self.rebuild_node(rib, node, depth, changed, now) {
                 return;
             }
             let Some(up) = path.pop() else {
@@ -580,7 +586,14 @@ impl<A: Address> Poptrie<A> {
     /// Recompute the children of node `at` (at `depth`) that `changed` overlaps, keeping the
     /// others (their subtrees are moved, not rebuilt). Returns whether the node is still
     /// needed: false when it ends up one leaf equal to what it inherits.
-    fn rebuild_node(&mut self, rib: &Rib<A>, at: u32, depth: u8, changed: Prefix<A>) -> bool {
+    fn rebuild_node(
+        &mut self,
+        rib: &Rib<A>,
+        at: u32,
+        depth: u8,
+        changed: Prefix<A>,
+        now: Option<u32>,
+    ) -> bool {
         let width = STRIDE.min(A::BITS - depth);
         let child_len = depth + width;
         let n = 1usize << width;
@@ -609,7 +622,10 @@ impl<A: Address> Poptrie<A> {
         let c1;
         if changed.len() <= child_len {
             c1 = c0 + (1usize << (child_len - changed.len())) - 1;
-            let top = rib.longest_covering(changed, depth).unwrap_or(inherited);
+            // `changed` itself, when present, is the longest route covering its range.
+            let top = now
+                .or_else(|| rib.longest_covering(changed, depth))
+                .unwrap_or(inherited);
             value[c0..=c1].fill(top);
             self.buf.clear();
             if rib.has_longer(changed.len()) {

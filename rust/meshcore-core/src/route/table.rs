@@ -90,7 +90,7 @@ impl<A: Address> Family<A> {
     pub fn insert(&mut self, p: Prefix<A>, value: u32) -> Option<u32> {
         let old = self.rib.insert(p, value);
         if old != Some(value) {
-            self.fib.update(&self.rib, p);
+            self.fib.update_known(&self.rib, p, Some(value));
         }
         old
     }
@@ -99,7 +99,7 @@ impl<A: Address> Family<A> {
     pub fn remove(&mut self, p: Prefix<A>) -> Option<u32> {
         let old = self.rib.remove(p);
         if old.is_some() {
-            self.fib.update(&self.rib, p);
+            self.fib.update_known(&self.rib, p, None);
         }
         old
     }
