@@ -1062,6 +1062,26 @@ mod tests {
     }
 
     #[test]
+    fn incremental_updates_every_length() {
+        // Every prefix length, /0 and host routes included, packed into a few neighbourhoods so
+        // that updates land at each depth of the walk and at the narrow last IPv4 stride.
+        for seed in 0..2 {
+            churn::<u32>(
+                seed,
+                5,
+                |r| ((r.below(2) as u32) << 31) | ((r.next_u64() as u32) >> 20),
+                |r| r.below(33) as u8,
+            );
+        }
+        churn::<u128>(
+            9,
+            5,
+            |r| (0x2001u128 << 112) | (u128::from(r.next_u64()) >> 40) | u128::from(r.below(4)),
+            |r| r.below(129) as u8,
+        );
+    }
+
+    #[test]
     fn sixteen_bit_leaves_give_way_to_wide_ones() {
         // Built narrow with 3 values; then 70,000 new distinct values arrive one by one, more
         // than 16-bit indices can hold: the table must switch to 32-bit leaves and stay right.
