@@ -38,7 +38,9 @@ const NONE: u32 = u32::MAX;
 /// Stride of the nodes below the direct table, in bits.
 const STRIDE: u8 = 6;
 /// Lookups resolved together by [`Poptrie::lookup_many`].
-pub const LANES: usize = 64;
+pub const LANES: usize = 128;
+// Lane numbers are kept as `u8`.
+const _: () = assert!(LANES <= 256);
 /// Distinct values up to which a build picks 16-bit leaves; the rest of the 65,536 indices
 /// are headroom for values that updates add later.
 const NARROW_BUILD: usize = 1 << 15;
@@ -1121,7 +1123,7 @@ mod tests {
         let len = |r: &mut Rng| 8 + r.below(25) as u8;
         let rib = random_table(&mut rng, 3000, &addr, &len);
         let t = Poptrie::build(&rib);
-        for n in [0, 1, 15, 16, 17, 1000] {
+        for n in [0, 1, 15, 16, 17, 127, 128, 129, 1000] {
             let probes: Vec<u32> = (0..n).map(|_| addr(&mut rng)).collect();
             let mut out = vec![7i64; n];
             t.lookup_many(&probes, &mut out);
