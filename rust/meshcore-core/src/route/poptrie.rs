@@ -436,14 +436,7 @@ impl<A: Address> Poptrie<A> {
         for &(c, _, _) in &groups[..ng] {
             vector |= 1 << c;
         }
-        let (mut leafvec, mut runs, mut nl) = (0u64, [NONE; 64], 0);
-        for (c, &v) in value.iter().enumerate().take(1 << width) {
-            if vector >> c & 1 == 0 && (nl == 0 || runs[nl - 1] != v) {
-                leafvec |= 1 << c;
-                runs[nl] = v;
-                nl += 1;
-            }
-        }
+        let (leafvec, runs, nl) = leaf_runs(&value, 1 << width, vector);
         let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
         self.write_leaves(leaf_base as usize, &runs[..nl]);
         let child_base = if ng > 0 { self.alloc_nodes(ng) } else { 0 };
@@ -602,22 +595,30 @@ impl<A: Address> Poptrie<A> {
         let old = self.nodes[at as usize];
         let inherited = self.inherit[at as usize];
         // The old answer of each child: a kept subtree, or a leaf value.
+        // Each run of equal leaves fills from its start to the next one's; node children in
+        // between are then overwritten.
         let mut value = [NONE; 64];
         let mut kept = [u32::MAX; 64];
-        let (mut kid, mut leaf, mut run) = (old.child_base, old.leaf_base, NONE);
-        for c in 0..n {
-            if old.vector >> c & 1 == 1 {
-                kept[c] = kid;
-                value[c] = self.inherit[kid as usize];
-                kid += 1;
+        let mut starts = old.leafvec;
+        let mut leaf = old.leaf_base as usize;
+        while starts != 0 {
+            let c = starts.trailing_zeros() as usize;
+            starts &= starts - 1;
+            let end = if starts == 0 {
+                n
             } else {
-                // A set bit starts a run of equal leaves (the first leaf child starts one).
-                if old.leafvec >> c & 1 == 1 {
-                    run = self.leaf_at(leaf as usize);
-                    leaf += 1;
-                }
-                value[c] = run;
-            }
+                starts.trailing_zeros() as usize
+            };
+            value[c..end].fill(self.leaf_at(leaf));
+            leaf += 1;
+        }
+        let (mut kids, mut kid) = (old.vector, old.child_base);
+        while kids != 0 {
+            let c = kids.trailing_zeros() as usize;
+            kids &= kids - 1;
+            kept[c] = kid;
+            value[c] = self.inherit[kid as usize];
+            kid += 1;
         }
         // The children `changed` overlaps, their new values and the routes below them.
         let c0 = changed.addr().chunk(depth, width) as usize;
@@ -657,19 +658,16 @@ impl<A: Address> Poptrie<A> {
             groups[c] = (i as u32, j as u32);
             i = j;
         }
-        let mut vector = 0u64;
-        for c in 0..n {
-            let node = if (c0..=c1).contains(&c) {
-                if kept[c] != u32::MAX {
-                    self.free_below(kept[c]);
-                    kept[c] = u32::MAX;
-                }
-                let (s, e) = groups[c];
-                needs_node(&routes[s as usize..e as usize], value[c])
-            } else {
-                kept[c] != u32::MAX
-            };
-            vector |= u64::from(node) << c;
+        // Outside the overlapped children the old node/leaf split stands.
+        let span = (u64::MAX >> (63 - (c1 - c0))) << c0;
+        let mut vector = old.vector & !span;
+        for c in c0..=c1 {
+            if kept[c] != u32::MAX {
+                self.free_below(kept[c]);
+                kept[c] = u32::MAX;
+            }
+            let (s, e) = groups[c];
+            vector |= u64::from(needs_node(&routes[s as usize..e as usize], value[c])) << c;
         }
         // New blocks first (the old ones are still read), then free the old ones.
         let kids = vector.count_ones() as usize;
@@ -700,14 +698,7 @@ impl<A: Address> Poptrie<A> {
             self.free_leaves[old_leaves].push(old.leaf_base);
             self.garbage += old_leaves;
         }
-        let (mut leafvec, mut runs, mut nl) = (0u64, [NONE; 64], 0);
-        for (c, &v) in value.iter().enumerate().take(n) {
-            if vector >> c & 1 == 0 && (nl == 0 || runs[nl - 1] != v) {
-                leafvec |= 1 << c;
-                runs[nl] = v;
-                nl += 1;
-            }
-        }
+        let (leafvec, runs, nl) = leaf_runs(&value, n, vector);
         let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
         self.write_leaves(leaf_base as usize, &runs[..nl]);
         self.nodes[at as usize] = Node {
@@ -881,6 +872,38 @@ impl<A: Address> Poptrie<A> {
     pub fn narrow_leaves(&self) -> bool {
         matches!(self.leaves, Leaves::Narrow(_))
     }
+}
+
+/// The leaves of a node whose `n` children have leaf-pushed values `value` and whose node
+/// children are the set bits of `vector`: the `leafvec` bitmap (a bit where a run of equal
+/// leaf values starts, skipping node children) and the runs' values.
+fn leaf_runs(value: &[u32; 64], n: usize, vector: u64) -> (u64, [u32; 64], usize) {
+    let leaf_children = !vector & (u64::MAX >> (64 - n));
+    if leaf_children == 0 {
+        return (0, [NONE; 64], 0);
+    }
+    // Node children take the value of the leaf before them (or the first leaf), so that a
+    // leaf after a node compares with the leaf before the node.
+    let first = leaf_children.trailing_zeros() as usize;
+    let mut lv = *value;
+    let mut nodes = vector & (u64::MAX >> (64 - n));
+    while nodes != 0 {
+        let c = nodes.trailing_zeros() as usize;
+        nodes &= nodes - 1;
+        lv[c] = if c < first { value[first] } else { lv[c - 1] };
+    }
+    let mut starts = 1u64 << first;
+    for c in 1..n {
+        starts |= u64::from(lv[c] != lv[c - 1]) << c;
+    }
+    let leafvec = starts & leaf_children;
+    let (mut runs, mut nl, mut bits) = ([NONE; 64], 0, leafvec);
+    while bits != 0 {
+        runs[nl] = lv[bits.trailing_zeros() as usize];
+        bits &= bits - 1;
+        nl += 1;
+    }
+    (leafvec, runs, nl)
 }
 
 /// Check a table against the RIB's reference lookup at `addrs` (for tests and fuzzing).
