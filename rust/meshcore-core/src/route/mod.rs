@@ -35,6 +35,10 @@ pub trait Address: Copy + Ord + Eq + core::hash::Hash + fmt::Debug + Send + Sync
     fn chunk(self, from: u8, width: u8) -> u32;
     /// `v` shifted left by `shift` bits.
     fn place(v: u32, shift: u8) -> Self;
+    /// A prefix as one ordered key: by address, then by length.
+    type Key: Ord + Copy + fmt::Debug + Send + Sync;
+    fn key(self, len: u8) -> Self::Key;
+    fn unkey(key: Self::Key) -> (Self, u8);
 }
 
 impl Address for u32 {
@@ -70,6 +74,16 @@ impl Address for u32 {
     #[inline]
     fn place(v: u32, shift: u8) -> u32 {
         v.checked_shl(u32::from(shift)).unwrap_or(0)
+    }
+    /// One integer, so that the RIB's tree compares keys in one instruction.
+    type Key = u64;
+    #[inline]
+    fn key(self, len: u8) -> u64 {
+        u64::from(self) << 8 | u64::from(len)
+    }
+    #[inline]
+    fn unkey(key: u64) -> (u32, u8) {
+        ((key >> 8) as u32, key as u8)
     }
 }
 
@@ -117,6 +131,15 @@ impl Address for u128 {
     #[inline]
     fn place(v: u32, shift: u8) -> u128 {
         u128::from(v).checked_shl(u32::from(shift)).unwrap_or(0)
+    }
+    type Key = (u128, u8);
+    #[inline]
+    fn key(self, len: u8) -> (u128, u8) {
+        (self, len)
+    }
+    #[inline]
+    fn unkey(key: (u128, u8)) -> (u128, u8) {
+        key
     }
 }
 

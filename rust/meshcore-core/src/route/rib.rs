@@ -1,7 +1,8 @@
 //! The routing information base: every route of one address family, in order.
 //!
-//! Routes are kept in a `BTreeMap` keyed by `(address, length)`, which orders them as a
-//! depth-first walk of the prefix tree (a prefix before everything inside it). That order makes
+//! Routes are kept in a `BTreeMap` keyed by `(address, length)` (packed in one `u64` for IPv4),
+//! which orders them as a depth-first walk of the prefix tree (a prefix before everything inside
+//! it). That order makes
 //! "the routes inside P" one range scan, and "the routes covering an address" one probe per
 //! prefix length in use (a 129-bit set of the lengths present keeps that short).
 //!
@@ -14,7 +15,7 @@ use std::collections::BTreeMap;
 /// Routes of one family: prefix -> next-hop id.
 #[derive(Debug, Clone, Default)]
 pub struct Rib<A: Address> {
-    routes: BTreeMap<(A, u8), u32>,
+    routes: BTreeMap<A::Key, u32>,
     /// How many routes have each length (index = length).
     per_len: Vec<u32>,
 }
@@ -37,7 +38,7 @@ impl<A: Address> Rib<A> {
 
     /// Add or replace a route; returns the value it replaced.
     pub fn insert(&mut self, p: Prefix<A>, value: u32) -> Option<u32> {
-        let old = self.routes.insert((p.addr(), p.len()), value);
+        let old = self.routes.insert(p.addr().key(p.len()), value);
         if old.is_none() {
             self.per_len[usize::from(p.len())] += 1;
         }
@@ -46,7 +47,7 @@ impl<A: Address> Rib<A> {
 
     /// Remove a route; returns its value.
     pub fn remove(&mut self, p: Prefix<A>) -> Option<u32> {
-        let old = self.routes.remove(&(p.addr(), p.len()));
+        let old = self.routes.remove(&p.addr().key(p.len()));
         if old.is_some() {
             self.per_len[usize::from(p.len())] -= 1;
         }
@@ -55,7 +56,7 @@ impl<A: Address> Rib<A> {
 
     /// The value of exactly this prefix.
     pub fn get(&self, p: Prefix<A>) -> Option<u32> {
-        self.routes.get(&(p.addr(), p.len())).copied()
+        self.routes.get(&p.addr().key(p.len())).copied()
     }
 
     /// Prefix lengths in use, longest first.
@@ -73,8 +74,8 @@ impl<A: Address> Rib<A> {
     /// Routes covering `addr` with length at most `max_len`, longest first.
     fn covering_addr(&self, addr: A, max_len: u8) -> impl Iterator<Item = (Prefix<A>, u32)> + '_ {
         self.lengths_desc(max_len).filter_map(move |len| {
-            let key = (addr.and(A::mask(len)), len);
-            self.routes.get(&key).map(|&v| (prefix(key), v))
+            let key = addr.and(A::mask(len)).key(len);
+            self.routes.get(&key).map(|&v| (prefix::<A>(key), v))
         })
     }
 
@@ -94,7 +95,11 @@ impl<A: Address> Rib<A> {
     pub fn longest_covering(&self, p: Prefix<A>, longer_than: u8) -> Option<u32> {
         self.lengths_desc(p.len())
             .take_while(|&len| len > longer_than)
-            .find_map(|len| self.routes.get(&(p.addr().and(A::mask(len)), len)).copied())
+            .find_map(|len| {
+                self.routes
+                    .get(&p.addr().and(A::mask(len)).key(len))
+                    .copied()
+            })
     }
 
     /// Routes inside the prefix `p`, in order; with `include_self`, `p` itself when present:
@@ -104,16 +109,16 @@ impl<A: Address> Rib<A> {
         p: Prefix<A>,
         include_self: bool,
     ) -> impl Iterator<Item = (Prefix<A>, u32)> + '_ {
-        let start = (p.addr(), p.len());
+        let start = p.addr().key(p.len());
         self.routes
-            .range(start..=(p.last(), A::BITS))
+            .range(start..=p.last().key(A::BITS))
             .filter(move |(k, _)| include_self || **k != start)
-            .map(|(&k, &v)| (prefix(k), v))
+            .map(|(&k, &v)| (prefix::<A>(k), v))
     }
 
     /// Every route in order (by address, then length).
     pub fn iter(&self) -> impl Iterator<Item = (Prefix<A>, u32)> + '_ {
-        self.routes.iter().map(|(&k, &v)| (prefix(k), v))
+        self.routes.iter().map(|(&k, &v)| (prefix::<A>(k), v))
     }
 
     pub fn clear(&mut self) {
@@ -123,7 +128,8 @@ impl<A: Address> Rib<A> {
 }
 
 /// A key of the map is a valid prefix by construction.
-fn prefix<A: Address>((addr, len): (A, u8)) -> Prefix<A> {
+fn prefix<A: Address>(key: A::Key) -> Prefix<A> {
+    let (addr, len) = A::unkey(key);
     Prefix::new(addr, len, false).unwrap_or_else(|_| unreachable!("keys are valid prefixes"))
 }
 
