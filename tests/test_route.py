@@ -192,6 +192,36 @@ def test_lookup_many_matches_single_lookups(n: int) -> None:
     assert t.lookup_many(probes[::2]).tolist() == got[::2].tolist()
 
 
+def test_lookup_many_into_out() -> None:
+    t, addrs, _, _ = _v4_table(2000, 7)
+    rng = np.random.default_rng(8)
+    noise = rng.integers(0, 2**32, 3000, dtype=np.uint64).astype(np.uint32)
+    probes = np.concatenate([addrs, noise])
+    want = t.lookup_many(probes)
+    out = np.full(len(probes), 12345, dtype=np.int64)
+    assert t.lookup_many(probes, out=out) is out
+    assert out.tolist() == want.tolist()
+    six = np.array([list(ipaddress.ip_address("2001:db8::1").packed)] * 3, dtype=np.uint8)
+    t["2001:db8::/32"] = 9
+    out6 = np.zeros(3, dtype=np.int64)
+    t.lookup_many(six, out=out6)
+    assert out6.tolist() == [9, 9, 9]
+    with pytest.raises(RouteError, match="rows"):
+        t.lookup_many(probes, out=np.zeros(3, dtype=np.int64))
+    with pytest.raises(RouteError, match="int64"):
+        t.lookup_many(probes, out=np.zeros(len(probes), dtype=np.int32))
+    frozen = np.zeros(len(probes), dtype=np.int64)
+    frozen.flags.writeable = False
+    with pytest.raises(RouteError, match="cannot be written"):
+        t.lookup_many(probes, out=frozen)
+    with pytest.raises(RouteError, match="contiguous"):
+        t.lookup_many(probes[:5], out=np.zeros(10, dtype=np.int64)[::2])
+    # Writing into the array being read is refused, not undefined.
+    both = np.zeros(8, dtype=np.int64)
+    with pytest.raises(RouteError, match="cannot be written"):
+        t.lookup_many(both.view(np.uint32)[:8], out=both)
+
+
 def test_ipv6_batches() -> None:
     t = RouteTable()
     nets = [ipaddress.ip_network(f"2001:db8:{i:x}::/48") for i in range(200)]

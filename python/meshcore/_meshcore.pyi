@@ -266,12 +266,16 @@ class RouteTable:
         """The longest route containing ``address`` as ``(prefix, value)``, or None."""
 
     def lookup_many(
-        self, addresses: npt.NDArray[np.uint32] | npt.NDArray[np.uint8]
+        self,
+        addresses: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        out: npt.NDArray[np.int64] | None = None,
     ) -> npt.NDArray[np.int64]:
         """Look up a batch without the GIL: a uint32 array holds IPv4 addresses (10.0.0.1 is
         0x0a000001; either byte order of dtype, a non-native one is converted), an (n, 16)
         uint8 array IPv6 addresses in network byte order. Returns the values as int64, -1 where
-        no route matches."""
+        no route matches. With ``out`` (a writable, contiguous int64 array of one row per
+        address) the values are written there and ``out`` is returned: repeated batches then
+        reuse one buffer instead of faulting in a fresh one each call."""
 
     def insert_many(
         self,

@@ -18,7 +18,8 @@ use meshcore_core::route::table::{
 };
 use meshcore_core::route::{parse_prefix, Address, AnyPrefix, Prefix, PrefixError};
 use numpy::{
-    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadwriteArray1, PyUntypedArray,
+    PyUntypedArrayMethods,
 };
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
@@ -563,6 +564,47 @@ fn address_batch(obj: &Bound<'_, PyAny>) -> PyResult<Batch> {
     Err(wrong())
 }
 
+/// The array `lookup_many` writes: the caller's `out` (an int64 array of `n` rows) or a new one.
+fn out_array<'py>(
+    py: Python<'py>,
+    out: Option<Bound<'py, PyAny>>,
+    n: usize,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let Some(out) = out else {
+        return Ok(PyArray1::<i64>::zeros(py, n, false));
+    };
+    let out = out
+        .cast_into::<PyArray1<i64>>()
+        .map_err(|_| raise(py, Exc::Route, "out must be a one-dimensional int64 array"))?;
+    if out.len() != n {
+        return Err(raise(
+            py,
+            Exc::Route,
+            format!("out has {} rows, the batch {n}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Borrow `out` for writing: it must be writable, contiguous and not share memory with an
+/// array being read.
+fn writable_rows<'py>(
+    py: Python<'py>,
+    out: &Bound<'py, PyArray1<i64>>,
+) -> PyResult<PyReadwriteArray1<'py, i64>> {
+    let w = out.try_readwrite().map_err(|e| {
+        raise(
+            py,
+            Exc::Route,
+            format!("out cannot be written here ({e}): pass a writable array of its own"),
+        )
+    })?;
+    if !w.is_contiguous() {
+        return Err(raise(py, Exc::Route, "out must be contiguous"));
+    }
+    Ok(w)
+}
+
 /// The pickled form of a table: a header, then the IPv4 and the IPv6 routes in order.
 ///
 /// Header: `MCRT`, format version 1, the IPv4 and IPv6 route counts (u64, little-endian). Each
@@ -796,19 +838,22 @@ impl PyRouteTable {
     }
 
     /// Look up a batch: int64 values, -1 where no route matches. The GIL is released.
+    #[pyo3(signature = (addresses, out = None))]
     fn lookup_many<'py>(
         &self,
         py: Python<'py>,
         addresses: &Bound<'py, PyAny>,
+        out: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
+        let mut out = out;
         // The output is allocated by numpy, which backs large arrays with huge pages: first
         // touches of a 4 KiB-page buffer cost more than the lookups themselves.
         // The common case without a copy: a contiguous uint32 array, read in place.
         if let Ok(a) = addresses.cast::<PyArray1<u32>>() {
             let r = a.readonly();
             if let Ok(slice) = r.as_slice() {
-                let out = PyArray1::<i64>::zeros(py, slice.len(), false);
-                let mut w = out.readwrite();
+                let out = out_array(py, out.take(), slice.len())?;
+                let mut w = writable_rows(py, &out)?;
                 let o = w.as_slice_mut()?;
                 self.read_detached(py, move |t| t.v4.lookup_many(slice, o))?;
                 drop(w);
@@ -820,8 +865,8 @@ impl PyRouteTable {
         if let Ok(a) = addresses.cast::<PyArray2<u8>>() {
             let r = a.readonly();
             if let (16, Ok(flat)) = (r.shape()[1], r.as_slice()) {
-                let out = PyArray1::<i64>::zeros(py, flat.len() / 16, false);
-                let mut w = out.readwrite();
+                let out = out_array(py, out.take(), flat.len() / 16)?;
+                let mut w = writable_rows(py, &out)?;
                 let o = w.as_slice_mut()?;
                 self.read_detached(py, move |t| {
                     const BLOCK: usize = 1024;
@@ -842,8 +887,8 @@ impl PyRouteTable {
             Batch::V4(v) => v.len(),
             Batch::V6(v) => v.len(),
         };
-        let out = PyArray1::<i64>::zeros(py, n, false);
-        let mut w = out.readwrite();
+        let out = out_array(py, out, n)?;
+        let mut w = writable_rows(py, &out)?;
         let o = w.as_slice_mut()?;
         self.read_detached(py, move |t| match &batch {
             Batch::V4(v) => t.v4.lookup_many(v, o),
