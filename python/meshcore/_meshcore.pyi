@@ -275,7 +275,8 @@ class RouteTable:
         uint8 array IPv6 addresses in network byte order. Returns the values as int64, -1 where
         no route matches. With ``out`` (a writable, contiguous int64 array of one row per
         address) the values are written there and ``out`` is returned: repeated batches then
-        reuse one buffer instead of faulting in a fresh one each call."""
+        reuse one buffer instead of faulting in a fresh one each call. A contiguous input is
+        read in place without the GIL, so another thread must not write to it meanwhile."""
 
     def insert_many(
         self,

@@ -6,7 +6,7 @@ Every exception meshcore raises on purpose derives from :class:`MeshcoreError`::
      ├── PacketError(ValueError)    malformed or truncated packet bytes, bad packet arguments
      ├── ConfigError(ValueError)    bad parameters or configuration (unknown link type, ...)
      ├── CaptureError(ValueError)   malformed pcap / pcapng file
- ├── RouteError(ValueError)     bad prefix, address, route value, batch row or route-file line
+     ├── RouteError(ValueError)     bad prefix, address, route value, batch row or route-file line
      └── InternalError(RuntimeError) a bug in meshcore (a Rust panic); please report it
 
 The value errors also subclass :class:`ValueError`, so code that already catches ``ValueError``
