@@ -6,12 +6,16 @@
 //!   headers, TCP, UDP, ICMP, ICMPv6), parsed representations that can be emitted again, the
 //!   Internet checksum, and the one-pass stack parser behind `Packet.parse` and `parse_batch`.
 //! - [`pcap`]: a scanner for pcap and pcapng capture files (records only, no I/O).
-//! - [`route`]: prefixes and the routing information base (route tables are being built on it).
+//! - [`route`]: prefixes, the routing information base and the Poptrie longest-prefix-match
+//!   table compiled from it.
+//! - [`classify`]: 5-tuple classification rules, ClassBench files and the reference first-match
+//!   scan (the fast classifier is being built on them).
 //! - [`rand`]: a seeded PRNG for reproducible simulations and tests.
 //!
 //! Invariants kept everywhere: no function panics on any input bytes (the fuzz targets in
 //! `rust/fuzz` check this), and no function reads a clock or a global random source.
 
+pub mod classify;
 pub mod pcap;
 pub mod rand;
 pub mod route;
