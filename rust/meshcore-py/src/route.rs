@@ -351,7 +351,6 @@ impl PyRouteTable {
         r.ok_or_else(|| poisoned(py))
     }
 
-    /// Apply the rows of a batch to the family of `A`, all or nothing.
     /// The columns of `insert_many` / `update_many`, checked, then applied in order.
     fn rows(
         &self,
@@ -562,6 +561,43 @@ fn address_batch(obj: &Bound<'_, PyAny>) -> PyResult<Batch> {
         }));
     }
     Err(wrong())
+}
+
+/// The addresses of a `lookup_many` call: borrowed from a contiguous array, or copied.
+enum Source<'a> {
+    V4(&'a [u32]),
+    /// (n, 16) rows of IPv6 addresses in network byte order, flattened.
+    Rows(&'a [u8]),
+    Copied(Batch),
+}
+
+impl Source<'_> {
+    fn len(&self) -> usize {
+        match self {
+            Source::V4(a) => a.len(),
+            Source::Rows(r) => r.len() / 16,
+            Source::Copied(Batch::V4(a)) => a.len(),
+            Source::Copied(Batch::V6(a)) => a.len(),
+        }
+    }
+
+    fn lookup(&self, t: &RouteTable, out: &mut [i64]) {
+        match self {
+            Source::V4(a) => t.v4.lookup_many(a, out),
+            Source::Copied(Batch::V4(a)) => t.v4.lookup_many(a, out),
+            Source::Copied(Batch::V6(a)) => t.v6.lookup_many(a, out),
+            Source::Rows(rows) => {
+                const BLOCK: usize = 1024;
+                let mut buf = [0u128; BLOCK];
+                for (rows, o) in rows.chunks(16 * BLOCK).zip(out.chunks_mut(BLOCK)) {
+                    for (b, row) in buf.iter_mut().zip(rows.chunks_exact(16)) {
+                        *b = u128::from_be_bytes(row.try_into().unwrap_or([0; 16]));
+                    }
+                    t.v6.lookup_many(&buf[..o.len()], o);
+                }
+            }
+        }
+    }
 }
 
 /// The array `lookup_many` writes: the caller's `out` (an int64 array of `n` rows) or a new one.
@@ -845,55 +881,30 @@ impl PyRouteTable {
         addresses: &Bound<'py, PyAny>,
         out: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Bound<'py, PyArray1<i64>>> {
-        let mut out = out;
+        // Contiguous arrays are read in place (IPv6 rows converted a block at a time without
+        // the GIL); anything else is copied into a batch first.
+        let v4 = addresses
+            .cast::<PyArray1<u32>>()
+            .ok()
+            .map(PyArrayMethods::readonly);
+        let v6 = addresses
+            .cast::<PyArray2<u8>>()
+            .ok()
+            .filter(|a| a.shape()[1] == 16)
+            .map(PyArrayMethods::readonly);
+        let src = if let Some(s) = v4.as_ref().and_then(|r| r.as_slice().ok()) {
+            Source::V4(s)
+        } else if let Some(s) = v6.as_ref().and_then(|r| r.as_slice().ok()) {
+            Source::Rows(s)
+        } else {
+            Source::Copied(address_batch(addresses)?)
+        };
         // The output is allocated by numpy, which backs large arrays with huge pages: first
         // touches of a 4 KiB-page buffer cost more than the lookups themselves.
-        // The common case without a copy: a contiguous uint32 array, read in place.
-        if let Ok(a) = addresses.cast::<PyArray1<u32>>() {
-            let r = a.readonly();
-            if let Ok(slice) = r.as_slice() {
-                let out = out_array(py, out.take(), slice.len())?;
-                let mut w = writable_rows(py, &out)?;
-                let o = w.as_slice_mut()?;
-                self.read_detached(py, move |t| t.v4.lookup_many(slice, o))?;
-                drop(w);
-                return Ok(out);
-            }
-        }
-        // Contiguous (n, 16) uint8 rows: converted to integers a block at a time without the
-        // GIL, not copied whole first.
-        if let Ok(a) = addresses.cast::<PyArray2<u8>>() {
-            let r = a.readonly();
-            if let (16, Ok(flat)) = (r.shape()[1], r.as_slice()) {
-                let out = out_array(py, out.take(), flat.len() / 16)?;
-                let mut w = writable_rows(py, &out)?;
-                let o = w.as_slice_mut()?;
-                self.read_detached(py, move |t| {
-                    const BLOCK: usize = 1024;
-                    let mut buf = [0u128; BLOCK];
-                    for (rows, o) in flat.chunks(16 * BLOCK).zip(o.chunks_mut(BLOCK)) {
-                        for (b, row) in buf.iter_mut().zip(rows.chunks_exact(16)) {
-                            *b = u128::from_be_bytes(row.try_into().unwrap_or([0; 16]));
-                        }
-                        t.v6.lookup_many(&buf[..o.len()], o);
-                    }
-                })?;
-                drop(w);
-                return Ok(out);
-            }
-        }
-        let batch = address_batch(addresses)?;
-        let n = match &batch {
-            Batch::V4(v) => v.len(),
-            Batch::V6(v) => v.len(),
-        };
-        let out = out_array(py, out, n)?;
+        let out = out_array(py, out, src.len())?;
         let mut w = writable_rows(py, &out)?;
         let o = w.as_slice_mut()?;
-        self.read_detached(py, move |t| match &batch {
-            Batch::V4(v) => t.v4.lookup_many(v, o),
-            Batch::V6(v) => t.v6.lookup_many(v, o),
-        })?;
+        self.read_detached(py, move |t| src.lookup(t, o))?;
         drop(w);
         Ok(out)
     }

@@ -240,11 +240,6 @@ impl<A: Address> Poptrie<A> {
     /// Direct-table width in bits: 18 for IPv4, 20 for IPv6.
     const S: u8 = if A::BITS == 32 { 18 } else { 20 };
 
-    /// The direct-table width used for this family.
-    pub fn default_direct_bits() -> u8 {
-        Self::S
-    }
-
     /// Compile the routes of `rib`.
     pub fn build(rib: &Rib<A>) -> Poptrie<A> {
         let s = Self::S;

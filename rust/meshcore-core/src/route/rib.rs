@@ -120,11 +120,6 @@ impl<A: Address> Rib<A> {
     pub fn iter(&self) -> impl Iterator<Item = (Prefix<A>, u32)> + '_ {
         self.routes.iter().map(|(&k, &v)| (prefix::<A>(k), v))
     }
-
-    pub fn clear(&mut self) {
-        self.routes.clear();
-        self.per_len.iter_mut().for_each(|c| *c = 0);
-    }
 }
 
 /// A key of the map is a valid prefix by construction.

@@ -159,15 +159,6 @@ impl<A: Address> Family<A> {
     pub fn lookup_many(&self, addrs: &[A], out: &mut [i64]) {
         self.fib.lookup_many(addrs, out);
     }
-
-    pub fn clear(&mut self) {
-        *self = Family::default();
-    }
-
-    /// Bytes held by the lookup structure (the RIB not counted).
-    pub fn fib_memory(&self) -> usize {
-        self.fib.memory()
-    }
 }
 
 /// IPv4 and IPv6 routes together.
