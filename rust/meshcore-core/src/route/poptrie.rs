@@ -402,38 +402,19 @@ impl<A: Address> Poptrie<A> {
         // Leaf-pushed value of each child: routes ending inside this stride, in address order
         // (a prefix comes before the more-specifics that overwrite it).
         let mut value = [inherited; 64];
-        for r in routes.iter().filter(|r| r.len <= child_len) {
-            let first = r.addr.chunk(depth, width) as usize;
-            value[first..first + (1usize << (child_len - r.len))].fill(r.value);
-        }
-        // Children with longer routes become nodes (their routes are contiguous), unless no
-        // route of theirs changes the child's own value: then the child is that leaf.
-        let mut groups = [(0u8, 0u32, 0u32); 64]; // (child, start, end) in `routes`
-        let mut ng = 0;
-        let mut i = 0;
-        while i < routes.len() {
-            if routes[i].len <= child_len {
-                i += 1;
-                continue;
-            }
-            let c = routes[i].addr.chunk(depth, width) as usize;
-            let mut j = i + 1;
-            while j < routes.len() && routes[j].addr.chunk(depth, width) as usize == c {
-                j += 1;
-            }
-            if needs_node(&routes[i..j], value[c]) {
-                groups[ng] = (c as u8, i as u32, j as u32);
-                ng += 1;
-            }
-            i = j;
-        }
+        paint(&mut value, routes, depth, width);
+        // Children with longer routes become nodes, unless no route of theirs changes the
+        // child's own value: then the child is that leaf.
+        let groups = child_groups(routes, depth, width);
         let mut vector = 0u64;
-        for &(c, _, _) in &groups[..ng] {
-            vector |= 1 << c;
+        for c in 0..1usize << width {
+            let (s, e) = groups[c];
+            vector |= u64::from(needs_node(&routes[s as usize..e as usize], value[c])) << c;
         }
         let (leafvec, runs, nl) = leaf_runs(&value, 1 << width, vector);
         let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
         self.write_leaves(leaf_base as usize, &runs[..nl]);
+        let ng = vector.count_ones() as usize;
         let child_base = if ng > 0 { self.alloc_nodes(ng) } else { 0 };
         self.nodes[at as usize] = Node {
             vector,
@@ -442,9 +423,13 @@ impl<A: Address> Poptrie<A> {
             child_base,
         };
         self.inherit[at as usize] = inherited;
-        for (k, &(c, start, end)) in groups[..ng].iter().enumerate() {
-            let sub = &routes[start as usize..end as usize];
-            self.build_node(child_base + k as u32, sub, child_len, value[usize::from(c)]);
+        let (mut kids, mut to) = (vector, child_base);
+        while kids != 0 {
+            let c = kids.trailing_zeros() as usize;
+            kids &= kids - 1;
+            let (s, e) = groups[c];
+            self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
+            to += 1;
         }
     }
 
@@ -629,30 +614,13 @@ impl<A: Address> Poptrie<A> {
             if rib.has_longer(changed.len()) {
                 self.buf.extend(rib.covered(changed, false).map(Route::of));
             }
-            for r in self.buf.iter().filter(|r| r.len <= child_len) {
-                let first = r.addr.chunk(depth, width) as usize;
-                value[first..first + (1usize << (child_len - r.len))].fill(r.value);
-            }
+            paint(&mut value, &self.buf, depth, width);
         } else {
             c1 = c0;
             self.gather(rib, changed.addr().and(A::mask(child_len)), child_len);
         }
         let routes = std::mem::take(&mut self.buf);
-        let mut groups = [(0u32, 0u32); 64]; // routes of each overlapped child, in `routes`
-        let mut i = 0;
-        while i < routes.len() {
-            if routes[i].len <= child_len {
-                i += 1;
-                continue;
-            }
-            let c = routes[i].addr.chunk(depth, width) as usize;
-            let mut j = i + 1;
-            while j < routes.len() && routes[j].addr.chunk(depth, width) as usize == c {
-                j += 1;
-            }
-            groups[c] = (i as u32, j as u32);
-            i = j;
-        }
+        let groups = child_groups(&routes, depth, width);
         // Outside the overlapped children the old node/leaf split stands.
         let span = (u64::MAX >> (63 - (c1 - c0))) << c0;
         let mut vector = old.vector & !span;
@@ -867,6 +835,39 @@ impl<A: Address> Poptrie<A> {
     pub fn narrow_leaves(&self) -> bool {
         matches!(self.leaves, Leaves::Narrow(_))
     }
+}
+
+/// Paint into `value` (one entry per child of a node at `depth` with `width`-bit stride) the
+/// routes of `routes` that end inside the stride. Address order puts a prefix before the
+/// more-specifics that overwrite it.
+fn paint<A: Address>(value: &mut [u32; 64], routes: &[Route<A>], depth: u8, width: u8) {
+    let child_len = depth + width;
+    for r in routes.iter().filter(|r| r.len <= child_len) {
+        let first = r.addr.chunk(depth, width) as usize;
+        value[first..first + (1usize << (child_len - r.len))].fill(r.value);
+    }
+}
+
+/// For each child of a node at `depth` with `width`-bit stride, the range of `routes`
+/// (address order) that lie inside the child and are longer than it; `(0, 0)` for none.
+fn child_groups<A: Address>(routes: &[Route<A>], depth: u8, width: u8) -> [(u32, u32); 64] {
+    let child_len = depth + width;
+    let mut groups = [(0u32, 0u32); 64];
+    let mut i = 0;
+    while i < routes.len() {
+        if routes[i].len <= child_len {
+            i += 1;
+            continue;
+        }
+        let c = routes[i].addr.chunk(depth, width) as usize;
+        let mut j = i + 1;
+        while j < routes.len() && routes[j].addr.chunk(depth, width) as usize == c {
+            j += 1;
+        }
+        groups[c] = (i as u32, j as u32);
+        i = j;
+    }
+    groups
 }
 
 /// The leaves of a node whose `n` children have leaf-pushed values `value` and whose node
