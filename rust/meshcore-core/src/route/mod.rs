@@ -195,10 +195,6 @@ impl<A: Address> Prefix<A> {
     pub fn len(&self) -> u8 {
         self.len
     }
-    /// The whole address space (length 0).
-    pub fn is_default(&self) -> bool {
-        self.len == 0
-    }
     /// The last address inside the prefix.
     pub fn last(&self) -> A {
         self.addr.or(A::mask(self.len).not())
