@@ -10,6 +10,10 @@
 //!   the fast structures are tested against it.
 
 pub mod classbench;
+pub mod classifier;
+pub mod tuple;
+
+pub use classifier::{AddError, Classifier, Family, Spec};
 
 use crate::route::{Address, Prefix};
 
