@@ -13,22 +13,43 @@ use super::{proto_match, Key, Rule, RuleError};
 use crate::route::{Address, AnyPrefix, Prefix};
 use std::collections::HashMap;
 
-/// A rule as the caller writes it, with "any" address fields left open.
+/// One alternative of a rule: the fields a packet must match, with "any" address fields left
+/// open.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Spec {
-    pub id: u32,
-    pub priority: u32,
+pub struct Match {
     /// `None`: any source address, of either family.
     pub src: Option<AnyPrefix>,
     /// `None`: any destination address, of either family.
     pub dst: Option<AnyPrefix>,
+    /// Inclusive range.
     pub sport: (u16, u16),
+    /// Inclusive range.
     pub dport: (u16, u16),
     /// `(value, mask)`; `(0, 0)` matches any protocol.
     pub proto: (u8, u8),
 }
 
-/// Which per-family structures a rule lives in.
+impl Match {
+    /// Matches every packet of either family.
+    pub const ANY: Match = Match {
+        src: None,
+        dst: None,
+        sport: (0, u16::MAX),
+        dport: (0, u16::MAX),
+        proto: (0, 0),
+    };
+}
+
+/// A rule as the caller writes it: it matches a packet when any of its alternatives does (a
+/// text rule with port or address lists has several). Most rules have one.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Spec {
+    pub id: u32,
+    pub priority: u32,
+    pub matches: Vec<Match>,
+}
+
+/// Which per-family structures a rule alternative lives in.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Family {
     V4,
@@ -43,6 +64,8 @@ pub enum AddError {
     Duplicate(u32),
     /// The source and destination prefixes are of different families.
     MixedFamilies,
+    /// A rule with no alternatives could never match.
+    Empty,
     /// A field is out of range.
     Rule(RuleError),
 }
@@ -57,6 +80,7 @@ impl core::fmt::Display for AddError {
                     "source and destination prefixes are of different families"
                 )
             }
+            AddError::Empty => write!(f, "a rule needs at least one match"),
             AddError::Rule(e) => e.fmt(f),
         }
     }
@@ -70,8 +94,8 @@ impl From<RuleError> for AddError {
     }
 }
 
-impl Spec {
-    /// The family the rule applies to, or why it cannot be placed.
+impl Match {
+    /// The family the alternative applies to, or why it cannot be placed.
     pub fn family(&self) -> Result<Family, AddError> {
         let fam = |p: &Option<AnyPrefix>| match p {
             None => None,
@@ -87,29 +111,30 @@ impl Spec {
     }
 
     fn check(&self) -> Result<Family, AddError> {
-        if self.sport.0 > self.sport.1 {
-            return Err(RuleError::InvertedPorts {
-                lo: u32::from(self.sport.0),
-                hi: u32::from(self.sport.1),
+        for (lo, hi) in [self.sport, self.dport] {
+            if lo > hi {
+                return Err(RuleError::InvertedPorts {
+                    lo: u32::from(lo),
+                    hi: u32::from(hi),
+                }
+                .into());
             }
-            .into());
-        }
-        if self.dport.0 > self.dport.1 {
-            return Err(RuleError::InvertedPorts {
-                lo: u32::from(self.dport.0),
-                hi: u32::from(self.dport.1),
-            }
-            .into());
         }
         proto_match(self.proto.0, self.proto.1)?;
         self.family()
     }
 
-    fn rule<A: Address>(&self, seq: u64, pick: impl Fn(AnyPrefix) -> Option<Prefix<A>>) -> Rule<A> {
+    fn rule<A: Address>(
+        &self,
+        id: u32,
+        priority: u32,
+        seq: u64,
+        pick: impl Fn(AnyPrefix) -> Option<Prefix<A>>,
+    ) -> Rule<A> {
         let any = Prefix::new(A::ZERO, 0, true).expect("/0 is valid");
         Rule {
-            id: self.id,
-            priority: self.priority,
+            id,
+            priority,
             seq,
             src: self.src.and_then(&pick).unwrap_or(any),
             dst: self.dst.and_then(&pick).unwrap_or(any),
@@ -117,6 +142,35 @@ impl Spec {
             dport: self.dport,
             proto_value: self.proto.0,
             proto_mask: self.proto.1,
+        }
+    }
+}
+
+impl Spec {
+    /// A rule of one alternative.
+    pub fn single(id: u32, priority: u32, m: Match) -> Spec {
+        Spec {
+            id,
+            priority,
+            matches: vec![m],
+        }
+    }
+
+    fn check(&self) -> Result<Vec<Family>, AddError> {
+        if self.matches.is_empty() {
+            return Err(AddError::Empty);
+        }
+        self.matches.iter().map(Match::check).collect()
+    }
+
+    fn rules(&self, fams: &[Family], seq: u64, r4: &mut Vec<Rule<u32>>, r6: &mut Vec<Rule<u128>>) {
+        for (m, fam) in self.matches.iter().zip(fams) {
+            if *fam != Family::V6 {
+                r4.push(m.rule(self.id, self.priority, seq, v4));
+            }
+            if *fam != Family::V4 {
+                r6.push(m.rule(self.id, self.priority, seq, v6));
+            }
         }
     }
 }
@@ -163,43 +217,45 @@ impl Classifier {
     }
 
     /// The rule with this id, as added.
-    pub fn get(&self, id: u32) -> Option<Spec> {
-        self.specs.get(&id).map(|s| s.0)
+    pub fn get(&self, id: u32) -> Option<&Spec> {
+        self.specs.get(&id).map(|s| &s.0)
     }
 
     /// Every rule, best-ranked first.
-    pub fn specs(&self) -> Vec<Spec> {
-        let mut all: Vec<(Spec, u64)> = self.specs.values().copied().collect();
+    pub fn specs(&self) -> Vec<&Spec> {
+        let mut all: Vec<&(Spec, u64)> = self.specs.values().collect();
         all.sort_by_key(|(s, seq)| (s.priority, *seq));
         all.into_iter().map(|(s, _)| s).collect()
     }
 
-    fn place(&mut self, spec: &Spec, fam: Family, seq: u64) {
-        if fam != Family::V6 {
-            self.v4.insert(spec.rule(seq, v4));
+    fn place(&mut self, spec: Spec, fams: &[Family], seq: u64) {
+        let (mut r4, mut r6) = (Vec::new(), Vec::new());
+        spec.rules(fams, seq, &mut r4, &mut r6);
+        for r in r4 {
+            self.v4.insert(r);
         }
-        if fam != Family::V4 {
-            self.v6.insert(spec.rule(seq, v6));
+        for r in r6 {
+            self.v6.insert(r);
         }
-        self.specs.insert(spec.id, (*spec, seq));
+        self.specs.insert(spec.id, (spec, seq));
     }
 
     /// Add one rule.
     pub fn add(&mut self, spec: Spec) -> Result<(), AddError> {
-        let fam = spec.check()?;
+        let fams = spec.check()?;
         if self.specs.contains_key(&spec.id) {
             return Err(AddError::Duplicate(spec.id));
         }
         let seq = self.next_seq;
         self.next_seq += 1;
-        self.place(&spec, fam, seq);
+        self.place(spec, &fams, seq);
         Ok(())
     }
 
     /// Add many rules, in order (earlier ones win ties). All or nothing: on an error nothing is
     /// added and the error comes with the index of the refused rule. A large batch is built in
     /// bulk rather than rule by rule.
-    pub fn add_all(&mut self, specs: &[Spec]) -> Result<(), (usize, AddError)> {
+    pub fn add_all(&mut self, specs: Vec<Spec>) -> Result<(), (usize, AddError)> {
         let mut fams = Vec::with_capacity(specs.len());
         let mut seen = std::collections::HashSet::with_capacity(specs.len());
         for (i, s) in specs.iter().enumerate() {
@@ -215,21 +271,16 @@ impl Classifier {
         if bulk {
             let mut r4: Vec<Rule<u32>> = self.v4.rules().copied().collect();
             let mut r6: Vec<Rule<u128>> = self.v6.rules().copied().collect();
-            for ((i, s), fam) in specs.iter().enumerate().zip(&fams) {
+            for ((i, s), fam) in specs.into_iter().enumerate().zip(&fams) {
                 let seq = base + i as u64;
-                if *fam != Family::V6 {
-                    r4.push(s.rule(seq, v4));
-                }
-                if *fam != Family::V4 {
-                    r6.push(s.rule(seq, v6));
-                }
-                self.specs.insert(s.id, (*s, seq));
+                s.rules(fam, seq, &mut r4, &mut r6);
+                self.specs.insert(s.id, (s, seq));
             }
             self.v4 = TupleMerge::build(r4);
             self.v6 = TupleMerge::build(r6);
         } else {
-            for ((i, s), fam) in specs.iter().enumerate().zip(&fams) {
-                self.place(s, *fam, base + i as u64);
+            for ((i, s), fam) in specs.into_iter().enumerate().zip(&fams) {
+                self.place(s, fam, base + i as u64);
             }
         }
         Ok(())

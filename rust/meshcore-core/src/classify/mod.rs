@@ -13,7 +13,7 @@ pub mod classbench;
 pub mod classifier;
 pub mod tuple;
 
-pub use classifier::{AddError, Classifier, Family, Spec};
+pub use classifier::{AddError, Classifier, Family, Match, Spec};
 
 use crate::route::{Address, Prefix};
 

@@ -26,9 +26,11 @@ impl<A: Address> TupleMerge<A> {
         let at = self.rules.partition_point(|r| r.rank() < rule.rank());
         self.rules.insert(at, rule);
     }
-    pub fn remove(&mut self, id: u32) -> Option<Rule<A>> {
-        let at = self.rules.iter().position(|r| r.id == id)?;
-        Some(self.rules.remove(at))
+    /// Remove every entry with this rule id; returns how many there were.
+    pub fn remove(&mut self, id: u32) -> usize {
+        let before = self.rules.len();
+        self.rules.retain(|r| r.id != id);
+        before - self.rules.len()
     }
     pub fn len(&self) -> usize {
         self.rules.len()
