@@ -545,6 +545,40 @@ pub fn encode_row(s: &Summary, error: u8, row: &mut [u8; ROW_LEN]) {
     row[62..64].fill(0);
 }
 
+/// The flow fields of a batch row, as [`encode_row`] wrote them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct RowFlow {
+    /// 4, 6, or 0 for a frame that is not IP.
+    pub version: u8,
+    /// 0, or the [`Error::code`] of the frame.
+    pub error: u8,
+    /// IPv4 in the first four bytes (rest zero), IPv6 in all sixteen; network byte order.
+    pub src: [u8; 16],
+    pub dst: [u8; 16],
+    /// 0 when the frame has no ports.
+    pub sport: u16,
+    pub dport: u16,
+    pub proto: u8,
+}
+
+/// Read the flow fields of a batch row.
+#[inline]
+pub fn decode_flow(row: &[u8; ROW_LEN]) -> RowFlow {
+    let mut src = [0u8; 16];
+    let mut dst = [0u8; 16];
+    src.copy_from_slice(&row[0..16]);
+    dst.copy_from_slice(&row[16..32]);
+    RowFlow {
+        version: row[49],
+        error: row[51],
+        src,
+        dst,
+        sport: u16::from_ne_bytes([row[36], row[37]]),
+        dport: u16::from_ne_bytes([row[38], row[39]]),
+        proto: row[48],
+    }
+}
+
 /// How many packets ahead `parse_batch` prefetches.
 const PREFETCH_AHEAD: usize = 8;
 
@@ -582,6 +616,24 @@ pub enum OffsetError {
     Decreasing { index: usize },
 }
 
+/// Check the offsets of a batch over `len` bytes: at least one, none negative or past the end,
+/// never decreasing. Returns the number of packets, `offsets.len() - 1`.
+pub fn check_offsets(offsets: &[i64], len: usize) -> core::result::Result<usize, OffsetError> {
+    let n = offsets.len().checked_sub(1).ok_or(OffsetError::Shape)?;
+    let mut prev = 0usize;
+    for (index, &value) in offsets.iter().enumerate() {
+        let v = usize::try_from(value).map_err(|_| OffsetError::OutOfRange { index, value })?;
+        if v > len {
+            return Err(OffsetError::OutOfRange { index, value });
+        }
+        if index > 0 && v < prev {
+            return Err(OffsetError::Decreasing { index: index - 1 });
+        }
+        prev = v;
+    }
+    Ok(n)
+}
+
 /// Parse `offsets.len() - 1` packets; packet `i` is `buf[offsets[i]..offsets[i + 1]]`.
 /// All offsets are checked before any row is written. Packet errors go into each row's `error`
 /// column instead of failing the batch. With `verify`, bad checksums are reported there too.
@@ -592,20 +644,9 @@ pub fn parse_batch(
     verify: bool,
     out: &mut [u8],
 ) -> core::result::Result<(), OffsetError> {
-    let n = offsets.len().checked_sub(1).ok_or(OffsetError::Shape)?;
+    let n = check_offsets(offsets, buf.len())?;
     if out.len() != n * ROW_LEN {
         return Err(OffsetError::Shape);
-    }
-    let mut prev = 0usize;
-    for (index, &value) in offsets.iter().enumerate() {
-        let v = usize::try_from(value).map_err(|_| OffsetError::OutOfRange { index, value })?;
-        if v > buf.len() {
-            return Err(OffsetError::OutOfRange { index, value });
-        }
-        if index > 0 && v < prev {
-            return Err(OffsetError::Decreasing { index: index - 1 });
-        }
-        prev = v;
     }
     for (i, (w, row)) in offsets
         .windows(2)
@@ -798,5 +839,50 @@ mod tests {
         let s = parse(&again, LinkType::Ip).unwrap();
         fill_checksums(&mut again, &s);
         assert_eq!(again, good);
+    }
+
+    #[test]
+    fn rows_decode_to_their_flow() {
+        let mut s = Summary {
+            version: 6,
+            protocol: 17,
+            src_port: 0x1234,
+            dst_port: 53,
+            ..Summary::default()
+        };
+        s.src[0] = 0x20;
+        s.src[15] = 1;
+        s.dst[1] = 0x0d;
+        let mut row = [0xaa; ROW_LEN];
+        encode_row(&s, 7, &mut row);
+        let f = decode_flow(&row);
+        assert_eq!(
+            (f.version, f.error, f.src, f.dst, f.sport, f.dport, f.proto),
+            (6, 7, s.src, s.dst, 0x1234, 53, 17)
+        );
+        // The fields decode_flow reads are where ROW_FIELDS says they are.
+        let at = |name: &str| ROW_FIELDS.iter().find(|f| f.0 == name).unwrap().1;
+        assert_eq!(
+            [at("src"), at("dst"), at("sport"), at("dport"), at("proto")],
+            [0, 16, 36, 38, 48]
+        );
+        assert_eq!([at("version"), at("error")], [49, 51]);
+    }
+
+    #[test]
+    fn offsets_are_checked_once_for_every_caller() {
+        assert_eq!(check_offsets(&[0, 3, 3, 10], 10), Ok(3));
+        assert_eq!(check_offsets(&[], 10), Err(OffsetError::Shape));
+        assert_eq!(
+            check_offsets(&[0, 11], 10),
+            Err(OffsetError::OutOfRange {
+                index: 1,
+                value: 11
+            })
+        );
+        assert_eq!(
+            check_offsets(&[0, 5, 4], 10),
+            Err(OffsetError::Decreasing { index: 1 })
+        );
     }
 }
