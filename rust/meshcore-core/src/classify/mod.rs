@@ -5,12 +5,16 @@
 //! - [`Rule`] is one rule over an address family (`u32` IPv4, `u128` IPv6), with the rule id
 //!   the caller chose, a priority (lower wins) and an insertion sequence number that breaks
 //!   ties (the rule added first wins).
-//! - [`classbench`] reads ClassBench filter and trace files.
+//! - [`Classifier`] holds a rule set over both families and answers for packet keys, parsed
+//!   batch rows and raw frames.
+//! - [`classbench`] reads ClassBench filter and trace files; [`text`] reads the rule format for
+//!   people (`allow tcp from 10.0.0.0/8 to any port 80,443`).
 //! - [`linear_first_match`] is the reference: a scan of every rule, correct rather than quick;
 //!   the fast structures are tested against it.
 
 pub mod classbench;
 pub mod classifier;
+pub mod text;
 pub mod tuple;
 
 pub use classifier::{AddError, Classifier, Family, Match, Spec};
