@@ -7,11 +7,21 @@
 //! the rule added first wins, across families too.
 //!
 //! Every change is all or nothing: a refused rule (or batch) leaves the set as it was.
+//!
+//! Packets come as keys, as rows of the wire layer's batch parser ([`Classifier::classify_rows`])
+//! or as raw frames ([`Classifier::classify_frames`], which parses them with that same parser a
+//! block at a time). A row that failed to parse or is not IP gets -1; a packet without ports
+//! (ICMP, a non-first fragment) is classified with both ports 0.
 
 use super::tuple::TupleMerge;
 use super::{proto_match, Key, Rule, RuleError};
 use crate::route::{Address, AnyPrefix, Prefix};
+use crate::wire::stack::{self, decode_flow, LinkType, OffsetError, ROW_LEN};
 use std::collections::HashMap;
+
+/// Packets per block in the row and frame batches: the rows of a block (64 KiB) stay in cache
+/// between parsing and classifying.
+const BLOCK: usize = 1024;
 
 /// One alternative of a rule: the fields a packet must match, with "any" address fields left
 /// open.
@@ -175,6 +185,23 @@ impl Spec {
     }
 }
 
+impl From<Rule<u32>> for Spec {
+    /// A one-alternative IPv4 rule (a ClassBench filter, say); the insertion number is dropped.
+    fn from(r: Rule<u32>) -> Spec {
+        Spec::single(
+            r.id,
+            r.priority,
+            Match {
+                src: Some(AnyPrefix::V4(r.src)),
+                dst: Some(AnyPrefix::V4(r.dst)),
+                sport: r.sport,
+                dport: r.dport,
+                proto: (r.proto_value, r.proto_mask),
+            },
+        )
+    }
+}
+
 fn v4(p: AnyPrefix) -> Option<Prefix<u32>> {
     match p {
         AnyPrefix::V4(p) => Some(p),
@@ -321,6 +348,103 @@ impl Classifier {
         self.v6.classify_batch(keys, out);
     }
 
+    /// Classify the rows of the wire layer's batch parser ([`stack::parse_batch`], `ROW_LEN`
+    /// bytes each): `out[i]` is the rule id for row `i`, or -1 when nothing matches, the row has
+    /// a parse error, or it is not IP. Rows without ports have ports 0 in them. Entries of `out`
+    /// past the last whole row are set to -1.
+    pub fn classify_rows(&self, rows: &[u8], out: &mut [i64]) {
+        let mut scratch = Scratch::default();
+        for (rows, out) in rows.chunks(ROW_LEN * BLOCK).zip(out.chunks_mut(BLOCK)) {
+            self.row_block(rows, out, &mut scratch);
+        }
+        let whole = rows.len() / ROW_LEN;
+        if let Some(rest) = out.get_mut(whole..) {
+            rest.fill(-1);
+        }
+    }
+
+    /// Parse frames with the wire layer's batch parser and classify them as
+    /// [`classify_rows`](Self::classify_rows) does; frame `i` is
+    /// `buf[offsets[i]..offsets[i + 1]]`. The offsets are checked first (as `parse_batch`
+    /// checks them), and `out` must hold one entry per frame, else `OffsetError::Shape`.
+    pub fn classify_frames(
+        &self,
+        buf: &[u8],
+        offsets: &[i64],
+        link: LinkType,
+        out: &mut [i64],
+    ) -> Result<(), OffsetError> {
+        let n = stack::check_offsets(offsets, buf.len())?;
+        if out.len() != n {
+            return Err(OffsetError::Shape);
+        }
+        let mut rows = vec![0u8; ROW_LEN * n.min(BLOCK)];
+        let mut scratch = Scratch::default();
+        for (start, out) in (0..n).step_by(BLOCK).zip(out.chunks_mut(BLOCK)) {
+            let rows = &mut rows[..ROW_LEN * out.len()];
+            stack::parse_batch(buf, &offsets[start..=start + out.len()], link, false, rows)?;
+            self.row_block(rows, out, &mut scratch);
+        }
+        Ok(())
+    }
+
+    /// One block of rows: keys gathered per family, classified in two batches, scattered back.
+    fn row_block(&self, rows: &[u8], out: &mut [i64], s: &mut Scratch) {
+        s.k4.clear();
+        s.at4.clear();
+        s.k6.clear();
+        s.at6.clear();
+        for (i, (row, o)) in rows.chunks_exact(ROW_LEN).zip(out.iter_mut()).enumerate() {
+            *o = -1;
+            let Ok(row) = <&[u8; ROW_LEN]>::try_from(row) else {
+                continue;
+            };
+            let f = decode_flow(row);
+            if f.error != 0 {
+                continue;
+            }
+            match f.version {
+                4 => {
+                    let a = |b: [u8; 16]| u32::from_be_bytes([b[0], b[1], b[2], b[3]]);
+                    s.k4.push(Key {
+                        src: a(f.src),
+                        dst: a(f.dst),
+                        sport: f.sport,
+                        dport: f.dport,
+                        proto: f.proto,
+                    });
+                    s.at4.push(i);
+                }
+                6 => {
+                    s.k6.push(Key {
+                        src: u128::from_be_bytes(f.src),
+                        dst: u128::from_be_bytes(f.dst),
+                        sport: f.sport,
+                        dport: f.dport,
+                        proto: f.proto,
+                    });
+                    s.at6.push(i);
+                }
+                _ => {}
+            }
+        }
+        s.ids.resize(s.k4.len().max(s.k6.len()), -1);
+        if !s.k4.is_empty() {
+            let ids = &mut s.ids[..s.k4.len()];
+            self.classify_v4_batch(&s.k4, ids);
+            for (&at, &id) in s.at4.iter().zip(ids.iter()) {
+                out[at] = id;
+            }
+        }
+        if !s.k6.is_empty() {
+            let ids = &mut s.ids[..s.k6.len()];
+            self.classify_v6_batch(&s.k6, ids);
+            for (&at, &id) in s.at6.iter().zip(ids.iter()) {
+                out[at] = id;
+            }
+        }
+    }
+
     /// The IPv4 structure (for statistics).
     pub fn v4(&self) -> &TupleMerge<u32> {
         &self.v4
@@ -334,5 +458,192 @@ impl Classifier {
     /// Bytes held by the lookup structures of both families (not the id map).
     pub fn memory(&self) -> usize {
         self.v4.memory() + self.v6.memory()
+    }
+}
+
+/// Buffers reused from block to block of a row batch.
+#[derive(Default)]
+struct Scratch {
+    k4: Vec<Key<u32>>,
+    at4: Vec<usize>,
+    k6: Vec<Key<u128>>,
+    at6: Vec<usize>,
+    ids: Vec<i64>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::route::parse_prefix;
+    use crate::wire::build::{ipv4_header, IpSpec, L4Spec, PacketSpec};
+    use crate::wire::ethernet::EthernetAddress;
+    use crate::wire::ipv6::Ipv6Repr;
+    use crate::wire::udp::UdpRepr;
+
+    fn prefix(text: &str) -> AnyPrefix {
+        parse_prefix(text, true).unwrap()
+    }
+
+    fn frame(ip: IpSpec, l4: L4Spec) -> Vec<u8> {
+        PacketSpec {
+            link: LinkType::Ip,
+            eth_src: EthernetAddress::default(),
+            eth_dst: EthernetAddress::default(),
+            vlans: vec![],
+            ip,
+            l4,
+            payload: vec![0; 8],
+        }
+        .build()
+        .unwrap()
+    }
+
+    fn v6(src: u128, dst: u128) -> IpSpec {
+        IpSpec::V6 {
+            repr: Ipv6Repr {
+                src: src.to_be_bytes(),
+                dst: dst.to_be_bytes(),
+                next_header: 0,
+                hop_limit: 64,
+                traffic_class: 0,
+                flow_label: 0,
+                payload_len: 0,
+            },
+            ext: vec![],
+            frag: None,
+        }
+    }
+
+    #[test]
+    fn frames_and_rows_classify_like_their_keys() {
+        let mut c = Classifier::new();
+        let udp = |dport: (u16, u16)| Match {
+            dport,
+            proto: (17, 0xff),
+            ..Match::ANY
+        };
+        c.add(Spec::single(10, 0, udp((0, 999)))).unwrap();
+        c.add(Spec::single(
+            11,
+            1,
+            Match {
+                src: Some(prefix("10.0.0.0/8")),
+                ..Match::ANY
+            },
+        ))
+        .unwrap();
+        c.add(Spec::single(
+            12,
+            1,
+            Match {
+                dst: Some(prefix("2001:db8::/32")),
+                ..udp((1000, 1999))
+            },
+        ))
+        .unwrap();
+        // Only packets without ports (port 0) match this one.
+        c.add(Spec::single(
+            13,
+            2,
+            Match {
+                sport: (0, 0),
+                dport: (0, 0),
+                ..Match::ANY
+            },
+        ))
+        .unwrap();
+        let (mut buf, mut offsets, mut want) = (Vec::new(), vec![0i64], Vec::new());
+        let mut push = |f: Vec<u8>, id: i64| {
+            buf.extend_from_slice(&f);
+            offsets.push(i64::try_from(buf.len()).unwrap());
+            want.push(id);
+        };
+        // More than two blocks, both families interleaved, and frames that get -1.
+        for i in 0..2500u32 {
+            let dport = (i % 3000) as u16;
+            let udp = L4Spec::Udp(UdpRepr {
+                src_port: 7,
+                dst_port: dport,
+            });
+            match i % 5 {
+                0 | 1 => {
+                    let src = if i % 2 == 0 { 0x0a00_0001 } else { 0x0b00_0001 };
+                    let ip = IpSpec::V4(ipv4_header(u32::to_be_bytes(src), [192, 0, 2, 1]));
+                    let id = if dport < 1000 {
+                        10
+                    } else if src >> 24 == 10 {
+                        11
+                    } else {
+                        -1
+                    };
+                    push(frame(ip, udp), id);
+                }
+                2 => {
+                    let dst = (0x2001_0db8u128 << 96) | u128::from(i);
+                    let id = match dport {
+                        0..=999 => 10,
+                        1000..=1999 => 12,
+                        _ => -1,
+                    };
+                    push(frame(v6(1, dst), udp), id);
+                }
+                3 => {
+                    let ip = IpSpec::V4(ipv4_header([11, 0, 0, 1], [1, 1, 1, 1]));
+                    push(frame(ip, L4Spec::Raw(1)), 13); // ICMP: ports 0
+                }
+                _ => {
+                    let ip = IpSpec::V4(ipv4_header([10, 0, 0, 1], [1, 1, 1, 1]));
+                    let mut f = frame(ip, udp);
+                    f.truncate(if i % 2 == 0 { 24 } else { 0 }); // truncated, or empty
+                    push(f, -1);
+                }
+            }
+        }
+        let mut out = vec![7i64; want.len()];
+        c.classify_frames(&buf, &offsets, LinkType::Ip, &mut out)
+            .unwrap();
+        assert_eq!(out, want);
+        let mut rows = vec![0u8; ROW_LEN * want.len()];
+        stack::parse_batch(&buf, &offsets, LinkType::Ip, false, &mut rows).unwrap();
+        let mut from_rows = vec![7i64; want.len() + 1];
+        c.classify_rows(&rows, &mut from_rows);
+        assert_eq!(from_rows[..want.len()], want[..]);
+        assert_eq!(from_rows[want.len()], -1); // no row for it
+        assert_eq!(
+            c.classify_frames(&buf, &offsets, LinkType::Ip, &mut out[1..]),
+            Err(OffsetError::Shape)
+        );
+        let mut bad = offsets.clone();
+        bad[3] = bad[2] - 1;
+        assert_eq!(
+            c.classify_frames(&buf, &bad, LinkType::Ip, &mut out),
+            Err(OffsetError::Decreasing { index: 2 })
+        );
+        let mut none: [i64; 0] = [];
+        assert_eq!(
+            c.classify_frames(&[], &[0], LinkType::Ip, &mut none),
+            Ok(())
+        );
+    }
+
+    #[test]
+    fn classbench_rules_become_ipv4_specs() {
+        let rules = crate::classify::classbench::parse_filters(
+            "@10.0.0.0/8\t0.0.0.0/0\t0 : 65535\t80 : 80\t0x06/0xFF\t0x0000/0x0000\n",
+        )
+        .unwrap();
+        let spec = Spec::from(rules[0]);
+        assert_eq!((spec.id, spec.priority), (0, 0));
+        assert_eq!(
+            spec.matches,
+            [Match {
+                src: Some(prefix("10.0.0.0/8")),
+                dst: Some(prefix("0.0.0.0/0")),
+                sport: (0, 65535),
+                dport: (80, 80),
+                proto: (6, 0xff),
+            }]
+        );
+        assert_eq!(spec.matches[0].family(), Ok(Family::V4));
     }
 }
