@@ -4,7 +4,9 @@ use crate::convert;
 use crate::error::{self, guard, raise, Exc};
 use meshcore_core::pcap;
 use meshcore_core::wire::stack::{self, ROW_LEN};
-use numpy::{PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyUntypedArrayMethods};
+use numpy::{
+    PyArray1, PyArray2, PyArrayMethods, PyReadonlyArray1, PyReadwriteArray1, PyUntypedArrayMethods,
+};
 use pyo3::buffer::PyBuffer;
 use pyo3::prelude::*;
 use pyo3::types::PyBytes;
@@ -22,13 +24,14 @@ impl Pinned {
 
     /// Whether the pinned bytes share memory with `other`.
     pub fn overlaps(&self, other: &[u8]) -> bool {
+        self.overlaps_range(other.as_ptr() as usize, other.len())
+    }
+
+    /// Whether the pinned bytes share memory with the `len` bytes at address `addr`.
+    pub fn overlaps_range(&self, addr: usize, len: usize) -> bool {
         let start = self.buf.buf_ptr() as usize;
         let end = start + self.buf.len_bytes();
-        let (o_start, o_end) = (
-            other.as_ptr() as usize,
-            other.as_ptr() as usize + other.len(),
-        );
-        start < o_end && o_start < end
+        start < addr + len && addr < end
     }
 
     /// Run `f` over the bytes with the GIL released.
@@ -56,6 +59,50 @@ impl Pinned {
             f(data)
         })
     }
+}
+
+/// The array a batch lookup writes: the caller's `out` (an int64 array of `n` rows) or a new
+/// one. A bad `out` raises `exc`.
+pub fn out_array<'py>(
+    py: Python<'py>,
+    out: Option<Bound<'py, PyAny>>,
+    n: usize,
+    exc: Exc,
+) -> PyResult<Bound<'py, PyArray1<i64>>> {
+    let Some(out) = out else {
+        return Ok(PyArray1::<i64>::zeros(py, n, false));
+    };
+    let out = out
+        .cast_into::<PyArray1<i64>>()
+        .map_err(|_| raise(py, exc, "out must be a one-dimensional int64 array"))?;
+    if out.len() != n {
+        return Err(raise(
+            py,
+            exc,
+            format!("out has {} rows, the batch {n}", out.len()),
+        ));
+    }
+    Ok(out)
+}
+
+/// Borrow `out` for writing: it must be writable, contiguous and not share memory with an
+/// array being read.
+pub fn writable_rows<'py>(
+    py: Python<'py>,
+    out: &Bound<'py, PyArray1<i64>>,
+    exc: Exc,
+) -> PyResult<PyReadwriteArray1<'py, i64>> {
+    let w = out.try_readwrite().map_err(|e| {
+        raise(
+            py,
+            exc,
+            format!("out cannot be written here ({e}): pass a writable array of its own"),
+        )
+    })?;
+    if !w.is_contiguous() {
+        return Err(raise(py, exc, "out must be contiguous"));
+    }
+    Ok(w)
 }
 
 /// Parse N packets given as one buffer and N + 1 offsets into an (N, 64) uint8 array of rows,

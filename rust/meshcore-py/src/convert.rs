@@ -1,11 +1,14 @@
-//! Conversions between Python values and core types: addresses, link names, byte buffers.
+//! Conversions between Python values and core types: addresses, prefixes, link names, byte
+//! buffers. Functions used by several classes take the exception class to raise (`exc`), so
+//! a route table raises `RouteError` and a classifier `RuleError` for the same bad address.
 
 use crate::error::{raise, Exc};
+use meshcore_core::route::{parse_prefix, Address, AnyPrefix, Prefix};
 use meshcore_core::wire::stack::LinkType;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBytes, PyInt, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
 use std::net::IpAddr;
 
 pub fn link(py: Python<'_>, name: &str) -> PyResult<LinkType> {
@@ -39,6 +42,172 @@ pub fn ip_addr(obj: &Bound<'_, PyAny>, what: &str) -> PyResult<IpAddr> {
             format!("{what}: {text:?} is not an IP address"),
         )
     })
+}
+
+/// The name of an object's type, for messages.
+pub fn type_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
+    Ok(obj.get_type().name()?.to_cow()?.into_owned())
+}
+
+/// An address: `str`, `int` (IPv4 when it fits in 32 bits), packed `bytes` (4 or 16) or an
+/// `ipaddress` address.
+#[derive(Clone, Copy)]
+pub enum Addr {
+    V4(u32),
+    V6(u128),
+}
+
+/// An `int`, or an object with `__index__` (numpy integers) as one; None for anything else,
+/// `bool` and numpy's `bool` included: True is no address and no next hop.
+pub fn int_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyInt>>> {
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(None);
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        return Ok(Some(i.clone()));
+    }
+    if !obj.hasattr("__index__")? {
+        return Ok(None);
+    }
+    match obj.py().import("operator")?.call_method1("index", (obj,)) {
+        Ok(i) => Ok(i.cast_into::<PyInt>().ok()),
+        Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => Ok(None),
+        Err(e) => Err(e),
+    }
+}
+
+fn int_addr(i: &Bound<'_, PyInt>, exc: Exc) -> PyResult<Addr> {
+    // u64 first: 128-bit extraction is much slower under the stable ABI.
+    if let Ok(v) = i.extract::<u64>() {
+        return Ok(u32::try_from(v).map_or(Addr::V6(u128::from(v)), Addr::V4));
+    }
+    i.extract::<u128>().map(Addr::V6).map_err(|_| {
+        raise(
+            i.py(),
+            exc,
+            format!("address {i} is outside 0..=2**128 - 1"),
+        )
+    })
+}
+
+/// The bytes of a `bytes`, `bytearray` or `memoryview`; None for other types.
+fn packed_bytes(obj: &Bound<'_, PyAny>, exc: Exc) -> PyResult<Option<Vec<u8>>> {
+    let py = obj.py();
+    if let Ok(b) = obj.cast::<PyBytes>() {
+        return Ok(Some(b.as_bytes().to_vec()));
+    }
+    if let Ok(b) = obj.cast::<PyByteArray>() {
+        return Ok(Some(b.to_vec()));
+    }
+    if obj.is_instance_of::<PyMemoryView>() {
+        let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
+            raise(
+                py,
+                exc,
+                "a packed address must be a memoryview of unsigned bytes",
+            )
+        })?;
+        return buf.to_vec(py).map(Some);
+    }
+    Ok(None)
+}
+
+fn packed_addr(py: Python<'_>, b: &[u8], what: &str, exc: Exc) -> PyResult<Addr> {
+    if let Ok(a) = <[u8; 4]>::try_from(b) {
+        return Ok(Addr::V4(u32::from_be_bytes(a)));
+    }
+    if let Ok(a) = <[u8; 16]>::try_from(b) {
+        return Ok(Addr::V6(u128::from_be_bytes(a)));
+    }
+    Err(raise(
+        py,
+        exc,
+        format!("{what} must be 4 or 16 bytes, not {}", b.len()),
+    ))
+}
+
+/// An address, or None when `obj` is of no address type (the caller names the types it takes).
+/// Bad values of an address type (and `bool`) raise `exc` saying why.
+pub fn addr_arg(obj: &Bound<'_, PyAny>, exc: Exc) -> PyResult<Option<Addr>> {
+    let py = obj.py();
+    if let Ok(s) = obj.cast::<PyString>() {
+        let text = s.to_cow()?;
+        return match text.trim().parse::<IpAddr>() {
+            Ok(IpAddr::V4(a)) => Ok(Some(Addr::V4(u32::from(a)))),
+            Ok(IpAddr::V6(a)) => Ok(Some(Addr::V6(u128::from(a)))),
+            Err(_) => Err(raise(py, exc, format!("{text:?} is not an IP address"))),
+        };
+    }
+    if let Ok(i) = obj.cast::<PyInt>() {
+        if obj.is_instance_of::<PyBool>() {
+            return Err(raise(py, exc, format!("{obj} is a bool, not an address")));
+        }
+        return int_addr(i, exc).map(Some);
+    }
+    if let Some(b) = packed_bytes(obj, exc)? {
+        return packed_addr(py, &b, "a packed address", exc).map(Some);
+    }
+    if obj.hasattr("packed")? && !obj.hasattr("prefixlen")? {
+        let what = format!("{}.packed", type_name(obj)?);
+        let packed = obj.getattr("packed")?;
+        return match packed_bytes(&packed, exc)? {
+            Some(b) => packed_addr(py, &b, &what, exc).map(Some),
+            None => Err(raise(
+                py,
+                exc,
+                format!("{what} must be 4 or 16 bytes, not {}", type_name(&packed)?),
+            )),
+        };
+    }
+    match int_arg(obj)? {
+        Some(i) => int_addr(&i, exc).map(Some),
+        None => Ok(None),
+    }
+}
+
+/// An address, or an `exc` error naming the types an address may be.
+pub fn address(obj: &Bound<'_, PyAny>, exc: Exc) -> PyResult<Addr> {
+    addr_arg(obj, exc)?.ok_or_else(|| {
+        let name = type_name(obj).unwrap_or_default();
+        raise(
+            obj.py(),
+            exc,
+            format!(
+                "an address must be a str, int, 4- or 16-byte bytes or an ipaddress address, \
+                 not {name}"
+            ),
+        )
+    })
+}
+
+/// A prefix: `str` ("10.0.0.0/8"; a bare address is a host route) or an `ipaddress` network.
+/// Returns whether a length was given (a prefix) or not (an address).
+pub fn prefix_arg(obj: &Bound<'_, PyAny>, strict: bool, exc: Exc) -> PyResult<(AnyPrefix, bool)> {
+    let py = obj.py();
+    let text = if let Ok(s) = obj.cast::<PyString>() {
+        s.to_cow()?.into_owned()
+    } else if obj.hasattr("prefixlen")? && obj.hasattr("network_address")? {
+        obj.str()?.to_cow()?.into_owned()
+    } else {
+        return match addr_arg(obj, exc)? {
+            Some(Addr::V4(a)) => Ok((AnyPrefix::V4(host(a)), false)),
+            Some(Addr::V6(a)) => Ok((AnyPrefix::V6(host(a)), false)),
+            None => Err(raise(
+                py,
+                exc,
+                format!(
+                    "a prefix must be a str like '10.0.0.0/8' or an ipaddress network, not {}",
+                    type_name(obj)?
+                ),
+            )),
+        };
+    };
+    let p = parse_prefix(&text, strict).map_err(|e| raise(py, exc, e.to_string()))?;
+    Ok((p, text.contains('/')))
+}
+
+pub fn host<A: Address>(a: A) -> Prefix<A> {
+    Prefix::new(a, A::BITS, true).unwrap_or_else(|_| unreachable!("a host route is valid"))
 }
 
 /// Format the address of a summary (IPv4 in the first four bytes) as a Python string.

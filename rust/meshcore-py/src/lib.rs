@@ -7,6 +7,7 @@ mod batch;
 mod build;
 mod convert;
 mod error;
+mod lock;
 mod packet;
 mod route;
 

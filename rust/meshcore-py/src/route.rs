@@ -1,57 +1,41 @@
-//! `meshcore.RouteTable`: the core route table behind a reader-writer lock.
+//! `meshcore.RouteTable`: the core route table behind a reader-writer lock ([`Locked`]).
 //!
 //! Lookups take the read lock and updates the write lock, so a lookup sees the table before or
-//! after an update, never half of one. Two rules keep the lock and the GIL from deadlocking:
-//!
-//! - No Python object is created and no Python code runs while a guard is held. Creating an
-//!   object can start the garbage collector, whose finalizers may write to this same table (a
-//!   self-deadlock) or hand the GIL to another thread. Arguments are converted before the lock
-//!   is taken; results are copied out into Rust values and converted after it is released. The
-//!   closures run under the lock ([`PyRouteTable::read`], [`PyRouteTable::write`]) must be
-//!   `Send`, which keeps `Python` tokens and Python objects out of them.
-//! - Nothing waits for the lock with the GIL held: updates take the write lock with the GIL
-//!   released, and reads try the lock first and release the GIL only when it would block.
+//! after an update, never half of one. `lock.rs` says how the lock and the GIL stay clear of
+//! each other.
 
+use crate::batch;
+use crate::convert::{self, int_arg, type_name, Addr};
 use crate::error::{guard, raise, Exc};
+use crate::lock::Locked;
 use meshcore_core::route::table::{
     parse_routes, Family, RouteError, RouteTable, Update, MAX_VALUE,
 };
-use meshcore_core::route::{parse_prefix, Address, AnyPrefix, Prefix, PrefixError};
+use meshcore_core::route::{Address, AnyPrefix, Prefix};
 use numpy::{
-    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyReadwriteArray1, PyUntypedArray,
-    PyUntypedArrayMethods,
+    PyArray1, PyArray2, PyArrayDescrMethods, PyArrayMethods, PyUntypedArray, PyUntypedArrayMethods,
 };
-use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{
-    PyBool, PyByteArray, PyBytes, PyInt, PyList, PyMemoryView, PyString, PyTuple, PyType,
-};
+use pyo3::types::{PyBytes, PyList, PyTuple, PyType};
 use std::fmt::Display;
 use std::io::Read;
-use std::net::IpAddr;
-use std::sync::{RwLock, TryLockError};
+
+/// What a poisoned table calls itself.
+const TABLE: &str = "route table";
 
 #[pyclass(frozen, module = "meshcore", name = "RouteTable")]
 pub struct PyRouteTable {
-    inner: RwLock<RouteTable>,
+    inner: Locked<RouteTable>,
 }
 
 fn route_error(py: Python<'_>, e: &RouteError) -> PyErr {
     raise(py, Exc::Route, e.to_string())
 }
 
-fn prefix_error(py: Python<'_>, e: &PrefixError) -> PyErr {
-    raise(py, Exc::Route, e.to_string())
-}
-
 /// The message for a route value outside the allowed range (the core's wording).
 fn value_range(v: impl Display) -> String {
     format!("value {v} is outside 0..={MAX_VALUE}")
-}
-
-fn type_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
-    Ok(obj.get_type().name()?.to_cow()?.into_owned())
 }
 
 /// The family of the table that holds routes of address type `A`.
@@ -96,173 +80,14 @@ fn route_list(py: Python<'_>, routes: Routes) -> PyResult<Bound<'_, PyList>> {
     PyList::new(py, routes.into_iter().map(|(p, v)| (p.to_string(), v)))
 }
 
-/// An address: `str`, `int` (IPv4 when it fits in 32 bits), packed `bytes` (4 or 16) or an
-/// `ipaddress` address.
-#[derive(Clone, Copy)]
-enum Addr {
-    V4(u32),
-    V6(u128),
-}
-
-/// An `int`, or an object with `__index__` (numpy integers) as one; None for anything else,
-/// `bool` and numpy's `bool` included: True is no address and no next hop.
-fn int_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Option<Bound<'py, PyInt>>> {
-    if obj.is_instance_of::<PyBool>() {
-        return Ok(None);
-    }
-    if let Ok(i) = obj.cast::<PyInt>() {
-        return Ok(Some(i.clone()));
-    }
-    if !obj.hasattr("__index__")? {
-        return Ok(None);
-    }
-    match obj.py().import("operator")?.call_method1("index", (obj,)) {
-        Ok(i) => Ok(i.cast_into::<PyInt>().ok()),
-        Err(e) if e.is_instance_of::<PyTypeError>(obj.py()) => Ok(None),
-        Err(e) => Err(e),
-    }
-}
-
-fn int_addr(i: &Bound<'_, PyInt>) -> PyResult<Addr> {
-    // u64 first: 128-bit extraction is much slower under the stable ABI.
-    if let Ok(v) = i.extract::<u64>() {
-        return Ok(u32::try_from(v).map_or(Addr::V6(u128::from(v)), Addr::V4));
-    }
-    i.extract::<u128>().map(Addr::V6).map_err(|_| {
-        raise(
-            i.py(),
-            Exc::Route,
-            format!("address {i} is outside 0..=2**128 - 1"),
-        )
-    })
-}
-
-/// The bytes of a `bytes`, `bytearray` or `memoryview`; None for other types.
-fn packed_bytes(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u8>>> {
-    let py = obj.py();
-    if let Ok(b) = obj.cast::<PyBytes>() {
-        return Ok(Some(b.as_bytes().to_vec()));
-    }
-    if let Ok(b) = obj.cast::<PyByteArray>() {
-        return Ok(Some(b.to_vec()));
-    }
-    if obj.is_instance_of::<PyMemoryView>() {
-        let buf = PyBuffer::<u8>::get(obj).map_err(|_| {
-            raise(
-                py,
-                Exc::Route,
-                "a packed address must be a memoryview of unsigned bytes",
-            )
-        })?;
-        return buf.to_vec(py).map(Some);
-    }
-    Ok(None)
-}
-
-fn packed_addr(py: Python<'_>, b: &[u8], what: &str) -> PyResult<Addr> {
-    if let Ok(a) = <[u8; 4]>::try_from(b) {
-        return Ok(Addr::V4(u32::from_be_bytes(a)));
-    }
-    if let Ok(a) = <[u8; 16]>::try_from(b) {
-        return Ok(Addr::V6(u128::from_be_bytes(a)));
-    }
-    Err(raise(
-        py,
-        Exc::Route,
-        format!("{what} must be 4 or 16 bytes, not {}", b.len()),
-    ))
-}
-
-/// An address, or None when `obj` is of no address type (the caller names the types it takes).
-/// Bad values of an address type (and `bool`) raise `RouteError` saying why.
-fn addr_arg(obj: &Bound<'_, PyAny>) -> PyResult<Option<Addr>> {
-    let py = obj.py();
-    if let Ok(s) = obj.cast::<PyString>() {
-        let text = s.to_cow()?;
-        return match text.trim().parse::<IpAddr>() {
-            Ok(IpAddr::V4(a)) => Ok(Some(Addr::V4(u32::from(a)))),
-            Ok(IpAddr::V6(a)) => Ok(Some(Addr::V6(u128::from(a)))),
-            Err(_) => Err(raise(
-                py,
-                Exc::Route,
-                format!("{text:?} is not an IP address"),
-            )),
-        };
-    }
-    if let Ok(i) = obj.cast::<PyInt>() {
-        if obj.is_instance_of::<PyBool>() {
-            return Err(raise(
-                py,
-                Exc::Route,
-                format!("{obj} is a bool, not an address"),
-            ));
-        }
-        return int_addr(i).map(Some);
-    }
-    if let Some(b) = packed_bytes(obj)? {
-        return packed_addr(py, &b, "a packed address").map(Some);
-    }
-    if obj.hasattr("packed")? && !obj.hasattr("prefixlen")? {
-        let what = format!("{}.packed", type_name(obj)?);
-        let packed = obj.getattr("packed")?;
-        return match packed_bytes(&packed)? {
-            Some(b) => packed_addr(py, &b, &what).map(Some),
-            None => Err(raise(
-                py,
-                Exc::Route,
-                format!("{what} must be 4 or 16 bytes, not {}", type_name(&packed)?),
-            )),
-        };
-    }
-    match int_arg(obj)? {
-        Some(i) => int_addr(&i).map(Some),
-        None => Ok(None),
-    }
-}
-
 /// An address, or `RouteError`.
 fn address(obj: &Bound<'_, PyAny>) -> PyResult<Addr> {
-    addr_arg(obj)?.ok_or_else(|| {
-        let name = type_name(obj).unwrap_or_default();
-        raise(
-            obj.py(),
-            Exc::Route,
-            format!(
-                "an address must be a str, int, 4- or 16-byte bytes or an ipaddress address, \
-                 not {name}"
-            ),
-        )
-    })
+    convert::address(obj, Exc::Route)
 }
 
-/// A prefix: `str` ("10.0.0.0/8"; a bare address is a host route) or an `ipaddress` network.
-/// Returns whether a length was given (a prefix) or not (an address).
+/// A prefix, or `RouteError`; whether a length was given (see `convert::prefix_arg`).
 fn prefix_arg(obj: &Bound<'_, PyAny>, strict: bool) -> PyResult<(AnyPrefix, bool)> {
-    let py = obj.py();
-    let text = if let Ok(s) = obj.cast::<PyString>() {
-        s.to_cow()?.into_owned()
-    } else if obj.hasattr("prefixlen")? && obj.hasattr("network_address")? {
-        obj.str()?.to_cow()?.into_owned()
-    } else {
-        return match addr_arg(obj)? {
-            Some(Addr::V4(a)) => Ok((AnyPrefix::V4(host(a)), false)),
-            Some(Addr::V6(a)) => Ok((AnyPrefix::V6(host(a)), false)),
-            None => Err(raise(
-                py,
-                Exc::Route,
-                format!(
-                    "a prefix must be a str like '10.0.0.0/8' or an ipaddress network, not {}",
-                    type_name(obj)?
-                ),
-            )),
-        };
-    };
-    let p = parse_prefix(&text, strict).map_err(|e| prefix_error(py, &e))?;
-    Ok((p, text.contains('/')))
-}
-
-fn host<A: Address>(a: A) -> Prefix<A> {
-    Prefix::new(a, A::BITS, true).unwrap_or_else(|_| unreachable!("a host route is valid"))
+    convert::prefix_arg(obj, strict, Exc::Route)
 }
 
 /// A route value: an int (numpy integers too, not bools) in `0..=MAX_VALUE`.
@@ -279,78 +104,7 @@ fn value_arg(obj: &Bound<'_, PyAny>) -> PyResult<u32> {
     }
 }
 
-fn poisoned(py: Python<'_>) -> PyErr {
-    raise(
-        py,
-        Exc::Internal,
-        "route table unusable after an earlier internal error",
-    )
-}
-
 impl PyRouteTable {
-    /// Run `f` under the read lock: at once when the lock is free, else waiting for it without
-    /// the GIL. For short reads (one lookup), where releasing the GIL would cost more than `f`.
-    fn read<R: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&RouteTable) -> R + Send,
-    ) -> PyResult<R> {
-        let inner = &self.inner;
-        let r = guard(py, || {
-            Ok(match inner.try_read() {
-                Ok(t) => Some(f(&t)),
-                Err(TryLockError::WouldBlock) => py.detach(|| inner.read().ok().map(|t| f(&t))),
-                Err(TryLockError::Poisoned(_)) => None,
-            })
-        })?;
-        r.ok_or_else(|| poisoned(py))
-    }
-
-    /// Run `f` under the read lock with the GIL released throughout (long reads).
-    fn read_detached<R: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&RouteTable) -> R + Send,
-    ) -> PyResult<R> {
-        let inner = &self.inner;
-        let r = guard(py, || Ok(py.detach(|| inner.read().ok().map(|t| f(&t)))))?;
-        r.ok_or_else(|| poisoned(py))
-    }
-
-    /// Run `f` under the write lock with the GIL released, waiting for the lock included.
-    fn write<R: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut RouteTable) -> R + Send,
-    ) -> PyResult<R> {
-        let inner = &self.inner;
-        let r = guard(py, || {
-            Ok(py.detach(|| inner.write().ok().map(|mut t| f(&mut t))))
-        })?;
-        r.ok_or_else(|| poisoned(py))
-    }
-
-    /// Run a one-route update under the write lock: taken at once with the GIL held when it
-    /// is free (the update takes about a microsecond; releasing and re-taking the GIL would
-    /// cost a good part of that), else waited for with the GIL released.
-    fn write_one<R: Send>(
-        &self,
-        py: Python<'_>,
-        f: impl FnOnce(&mut RouteTable) -> R + Send,
-    ) -> PyResult<R> {
-        let inner = &self.inner;
-        let r = guard(py, || {
-            Ok(match inner.try_write() {
-                Ok(mut t) => Some(f(&mut t)),
-                Err(TryLockError::WouldBlock) => {
-                    py.detach(|| inner.write().ok().map(|mut t| f(&mut t)))
-                }
-                Err(TryLockError::Poisoned(_)) => None,
-            })
-        })?;
-        r.ok_or_else(|| poisoned(py))
-    }
-
     /// The columns of `insert_many` / `update_many`, checked, then applied in order.
     fn rows(
         &self,
@@ -396,7 +150,7 @@ impl PyRouteTable {
         let ops = py
             .detach(|| batch_routes(addrs, lengths, values, strict, withdraw))
             .map_err(|e| route_error(py, &e))?;
-        self.write(py, move |t| A::of_mut(t).apply(&ops))
+        self.inner.write(py, move |t| A::of_mut(t).apply(&ops))
     }
 }
 
@@ -600,47 +354,6 @@ impl Source<'_> {
     }
 }
 
-/// The array `lookup_many` writes: the caller's `out` (an int64 array of `n` rows) or a new one.
-fn out_array<'py>(
-    py: Python<'py>,
-    out: Option<Bound<'py, PyAny>>,
-    n: usize,
-) -> PyResult<Bound<'py, PyArray1<i64>>> {
-    let Some(out) = out else {
-        return Ok(PyArray1::<i64>::zeros(py, n, false));
-    };
-    let out = out
-        .cast_into::<PyArray1<i64>>()
-        .map_err(|_| raise(py, Exc::Route, "out must be a one-dimensional int64 array"))?;
-    if out.len() != n {
-        return Err(raise(
-            py,
-            Exc::Route,
-            format!("out has {} rows, the batch {n}", out.len()),
-        ));
-    }
-    Ok(out)
-}
-
-/// Borrow `out` for writing: it must be writable, contiguous and not share memory with an
-/// array being read.
-fn writable_rows<'py>(
-    py: Python<'py>,
-    out: &Bound<'py, PyArray1<i64>>,
-) -> PyResult<PyReadwriteArray1<'py, i64>> {
-    let w = out.try_readwrite().map_err(|e| {
-        raise(
-            py,
-            Exc::Route,
-            format!("out cannot be written here ({e}): pass a writable array of its own"),
-        )
-    })?;
-    if !w.is_contiguous() {
-        return Err(raise(py, Exc::Route, "out must be contiguous"));
-    }
-    Ok(w)
-}
-
 /// The pickled form of a table: a header, then the IPv4 and the IPv6 routes in order.
 ///
 /// Header: `MCRT`, format version 1, the IPv4 and IPv6 route counts (u64, little-endian). Each
@@ -766,7 +479,7 @@ impl PyRouteTable {
     #[new]
     fn new() -> Self {
         PyRouteTable {
-            inner: RwLock::new(RouteTable::default()),
+            inner: Locked::new(RouteTable::default(), TABLE),
         }
     }
 
@@ -781,7 +494,7 @@ impl PyRouteTable {
     ) -> PyResult<()> {
         let (p, _) = prefix_arg(prefix, strict)?;
         let v = value_arg(value)?;
-        self.write_one(py, move |t| {
+        self.inner.write_one(py, move |t| {
             t.insert(p, v);
         })
     }
@@ -798,7 +511,7 @@ impl PyRouteTable {
     /// Remove the route for exactly `prefix` and return its value; KeyError when absent.
     fn remove(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<u32> {
         let (p, _) = prefix_arg(prefix, true)?;
-        let old = self.write_one(py, move |t| t.remove(p))?;
+        let old = self.inner.write_one(py, move |t| t.remove(p))?;
         old.ok_or_else(|| PyKeyError::new_err(p.to_string()))
     }
 
@@ -815,7 +528,7 @@ impl PyRouteTable {
         default: Option<Bound<'py, PyAny>>,
     ) -> PyResult<Option<Bound<'py, PyAny>>> {
         let (p, _) = prefix_arg(prefix, true)?;
-        match self.read(py, move |t| t.get(p))? {
+        match self.inner.read(py, move |t| t.get(p))? {
             Some(v) => Ok(Some(v.into_pyobject(py)?.into_any())),
             None => Ok(default),
         }
@@ -823,22 +536,23 @@ impl PyRouteTable {
 
     fn __getitem__(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<u32> {
         let (p, _) = prefix_arg(prefix, true)?;
-        self.read(py, move |t| t.get(p))?
+        self.inner
+            .read(py, move |t| t.get(p))?
             .ok_or_else(|| PyKeyError::new_err(p.to_string()))
     }
 
     fn __contains__(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<bool> {
         let (p, _) = prefix_arg(prefix, true)?;
-        self.read(py, move |t| t.get(p).is_some())
+        self.inner.read(py, move |t| t.get(p).is_some())
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
-        self.read(py, RouteTable::len)
+        self.inner.read(py, RouteTable::len)
     }
 
     /// `(prefix, value)` pairs, IPv4 then IPv6, each in address order (a snapshot).
     fn __iter__<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyAny>> {
-        let routes = self.read_detached(py, |t| {
+        let routes = self.inner.read_detached(py, |t| {
             let mut all = routes_of(t.v4.rib().iter());
             all.extend(routes_of(t.v6.rib().iter()));
             all
@@ -849,8 +563,8 @@ impl PyRouteTable {
     /// The value of the longest route matching `address`, or None.
     fn lookup(&self, py: Python<'_>, address: &Bound<'_, PyAny>) -> PyResult<Option<u32>> {
         match self::address(address)? {
-            Addr::V4(a) => self.read(py, move |t| t.v4.lookup(a)),
-            Addr::V6(a) => self.read(py, move |t| t.v6.lookup(a)),
+            Addr::V4(a) => self.inner.read(py, move |t| t.v4.lookup(a)),
+            Addr::V6(a) => self.inner.read(py, move |t| t.v6.lookup(a)),
         }
     }
 
@@ -861,10 +575,10 @@ impl PyRouteTable {
         address: &Bound<'py, PyAny>,
     ) -> PyResult<Option<Bound<'py, PyTuple>>> {
         let found = match self::address(address)? {
-            Addr::V4(a) => self.read(py, move |t| {
+            Addr::V4(a) => self.inner.read(py, move |t| {
                 t.v4.lookup_prefix(a).map(|(p, v)| (AnyPrefix::V4(p), v))
             })?,
-            Addr::V6(a) => self.read(py, move |t| {
+            Addr::V6(a) => self.inner.read(py, move |t| {
                 t.v6.lookup_prefix(a).map(|(p, v)| (AnyPrefix::V6(p), v))
             })?,
         };
@@ -901,10 +615,10 @@ impl PyRouteTable {
         };
         // The output is allocated by numpy, which backs large arrays with huge pages: first
         // touches of a 4 KiB-page buffer cost more than the lookups themselves.
-        let out = out_array(py, out, src.len())?;
-        let mut w = writable_rows(py, &out)?;
+        let out = batch::out_array(py, out, src.len(), Exc::Route)?;
+        let mut w = batch::writable_rows(py, &out, Exc::Route)?;
         let o = w.as_slice_mut()?;
-        self.read_detached(py, move |t| src.lookup(t, o))?;
+        self.inner.read_detached(py, move |t| src.lookup(t, o))?;
         drop(w);
         Ok(out)
     }
@@ -950,7 +664,7 @@ impl PyRouteTable {
             routes_of(all.into_iter().filter(|&(q, _)| !(is_prefix && q == p)))
         }
         let (p, is_prefix) = prefix_arg(prefix_or_address, true)?;
-        let routes = self.read(py, move |t| match p {
+        let routes = self.inner.read(py, move |t| match p {
             AnyPrefix::V4(p) => covering(t, p, is_prefix),
             AnyPrefix::V6(p) => covering(t, p, is_prefix),
         })?;
@@ -964,7 +678,7 @@ impl PyRouteTable {
         prefix: &Bound<'py, PyAny>,
     ) -> PyResult<Bound<'py, PyList>> {
         let (p, _) = prefix_arg(prefix, true)?;
-        let routes = self.read_detached(py, move |t| match p {
+        let routes = self.inner.read_detached(py, move |t| match p {
             AnyPrefix::V4(p) => routes_of(t.v4.rib().covered(p, false)),
             AnyPrefix::V6(p) => routes_of(t.v6.rib().covered(p, false)),
         })?;
@@ -1022,7 +736,7 @@ impl PyRouteTable {
             Ok(())
         })?;
         Ok(PyRouteTable {
-            inner: RwLock::new(t),
+            inner: Locked::new(t, TABLE),
         })
     }
 
@@ -1031,7 +745,7 @@ impl PyRouteTable {
         slf: &Bound<'py, Self>,
         py: Python<'py>,
     ) -> PyResult<(Bound<'py, PyAny>, (Bound<'py, PyBytes>,))> {
-        let state = slf.get().read_detached(py, state::encode)?;
+        let state = slf.get().inner.read_detached(py, state::encode)?;
         let rebuild = slf.get_type().getattr("_from_state")?;
         Ok((rebuild, (PyBytes::new(py, &state),)))
     }
@@ -1047,12 +761,12 @@ impl PyRouteTable {
         let t = guard(py, || Ok(py.detach(|| state::decode(bytes))))?
             .map_err(|e| raise(py, Exc::Route, format!("bad RouteTable state: {e}")))?;
         Ok(PyRouteTable {
-            inner: RwLock::new(t),
+            inner: Locked::new(t, TABLE),
         })
     }
 
     fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
-        let (n4, n6) = self.read(py, |t| (t.v4.len(), t.v6.len()))?;
+        let (n4, n6) = self.inner.read(py, |t| (t.v4.len(), t.v6.len()))?;
         Ok(format!("RouteTable(ipv4={n4}, ipv6={n6})"))
     }
 }
