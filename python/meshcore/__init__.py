@@ -1,11 +1,13 @@
 """meshcore: data-plane primitives for container networks and service meshes.
 
-A Rust core (packet parsing and route tables today; classifiers, queues and balancers as they land)
-with a Python face. The public surface is listed in ``__all__``; ``meshcore._meshcore`` is private.
+A Rust core (packet parsing, route tables and packet classifiers today; queues and balancers as
+they land) with a Python face. The public surface is listed in ``__all__``; ``meshcore._meshcore``
+is private.
 """
 
 from meshcore import errors
 from meshcore._meshcore import (
+    Classifier,
     Packet,
     RouteTable,
     __version__,
@@ -22,6 +24,7 @@ from meshcore.errors import (
     MeshcoreError,
     PacketError,
     RouteError,
+    RuleError,
 )
 from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, parse_batch
 
@@ -29,6 +32,7 @@ __all__ = [
     "FLOW_DTYPE",
     "PACKET_DTYPE",
     "CaptureError",
+    "Classifier",
     "ConfigError",
     "InternalError",
     "MeshcoreError",
@@ -36,6 +40,7 @@ __all__ = [
     "PacketError",
     "RouteError",
     "RouteTable",
+    "RuleError",
     "__version__",
     "build_packet",
     "checksum",

@@ -4,9 +4,9 @@ Users import these names from :mod:`meshcore`; the docstrings here are the refer
 """
 
 import os
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any, Final, final
+from typing import Any, Final, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
@@ -16,6 +16,7 @@ __all__ = [
     "ERROR_CODES",
     "ROW_FIELDS",
     "ROW_LEN",
+    "Classifier",
     "Packet",
     "RouteTable",
     "__version__",
@@ -322,6 +323,195 @@ class RouteTable:
     @classmethod
     def _from_state(cls, state: bytes) -> RouteTable:
         """Private: a table from the bytes of :meth:`__reduce__`; RouteError for other bytes."""
+
+# An int or a numpy integer (not a bool).
+_Int = int | np.integer[Any]
+# A rule address: "any", a prefix or address string, or an ipaddress network or address.
+_RuleAddress = str | IPv4Network | IPv6Network | IPv4Address | IPv6Address
+# A port (exact) or an inclusive (lo, hi) range.
+_RulePorts = _Int | tuple[_Int, _Int]
+# None (any), a number, a name ("tcp") or text-format protocol ("0x06/0xff"), or (value, mask).
+_RuleProto = _Int | str | tuple[_Int, _Int] | None
+# An integer column of a batch (any integer dtype, or a list), or one int for every row.
+_IntColumn = npt.ArrayLike
+
+class _RuleMatch(TypedDict):
+    """One alternative of a rule, as :meth:`Classifier.rule` describes it."""
+
+    src: str
+    dst: str
+    sport: tuple[int, int]
+    dport: tuple[int, int]
+    proto: tuple[int, int]
+
+class _Rule(TypedDict):
+    """A rule, as :meth:`Classifier.rule` describes it."""
+
+    id: int
+    priority: int
+    action: str | None
+    matches: list[_RuleMatch]
+
+@final
+class Classifier:
+    """Priority-ordered 5-tuple rules over IPv4 and IPv6 packets, and the first match for a
+    packet: the rule with the lowest ``priority`` number among those that match; among equal
+    priorities the rule added first.
+
+    A rule matches on source and destination prefixes, inclusive source and destination port
+    ranges and a protocol ``(value, mask)`` (matching when ``proto & mask == value``). Its
+    addresses decide its family: an IPv4 prefix makes an IPv4 rule, an IPv6 prefix an IPv6 rule,
+    and a rule whose source and destination are both "any" matches packets of either family.
+    Rule ids are ints in 0..2**32 - 1, unique within a classifier; a rule may carry an
+    ``action`` label (any string, kept and returned, not interpreted).
+
+    Rules from text (:meth:`from_text`, :meth:`load`) may have several alternatives (address,
+    port and protocol lists); the rule matches when any of them does.
+
+    Bad input raises :class:`meshcore.RuleError` and leaves the classifier unchanged; wrong
+    argument types raise TypeError. Classifying from several threads while another adds and
+    removes rules is safe: each call sees the rules before or after a change, and a batch sees
+    one state throughout. Classifiers pickle (and copy) by value.
+    """
+
+    def __init__(self) -> None: ...
+    def add(
+        self,
+        rule_id: _Int,
+        *,
+        priority: _Int,
+        src: _RuleAddress = "any",
+        dst: _RuleAddress = "any",
+        sport: _RulePorts = (0, 65535),
+        dport: _RulePorts = (0, 65535),
+        proto: _RuleProto = None,
+        action: str | None = None,
+    ) -> None:
+        """Add a rule. ``priority`` is an int in 0..2**32 - 1, lower wins. ``src`` and ``dst``
+        are "any", a prefix ("10.0.0.0/8"; host bits are an error), a bare address (a host) or
+        an ``ipaddress`` network or address; an IPv4 source with an IPv6 destination is an
+        error. ``sport`` and ``dport`` are a port or an inclusive ``(lo, hi)`` range in
+        0..65535. ``proto`` is None (any protocol), a number in 0..255, a name ("tcp", "udp",
+        "icmp", "icmp6" or "ipv6-icmp", "sctp", "gre", "esp", "ah", ...) or ``(value, mask)``.
+        Raises RuleError for a duplicate id or any bad field, adding nothing."""
+
+    def remove(self, rule_id: _Int) -> None:
+        """Remove a rule (KeyError if no rule has this id)."""
+
+    def action(self, rule_id: _Int) -> str | None:
+        """The action label of a rule, None when it has none (KeyError if absent)."""
+
+    def rule(self, rule_id: _Int) -> _Rule:
+        """A rule as a dict: ``id``, ``priority``, ``action`` and ``matches``, a list of its
+        alternatives, each with ``src`` and ``dst`` ("any" or a prefix), ``sport`` and
+        ``dport`` (inclusive ranges) and ``proto`` (``(value, mask)``, ``(0, 0)`` for any).
+        KeyError if absent."""
+
+    def __len__(self) -> int: ...
+    def __contains__(self, rule_id: object, /) -> bool: ...
+    def __iter__(self) -> Iterator[int]:
+        """Rule ids, best first: by priority, then in the order they were added (a
+        snapshot)."""
+
+    @property
+    def memory(self) -> int:
+        """Bytes held by the lookup structures of both families (not the rules as added)."""
+
+    def classify(
+        self,
+        src: _RouteAddress,
+        dst: _RouteAddress,
+        sport: _Int,
+        dport: _Int,
+        proto: _Int | str,
+    ) -> int | None:
+        """The id of the best rule matching one packet, or None. Addresses are strings, ints
+        (IPv4 when below 2**32), packed bytes or ``ipaddress`` objects, both of one family;
+        ``proto`` is a number or a protocol name. Use ports 0 for a packet without ports."""
+
+    def classify_many(
+        self,
+        src: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        dst: npt.NDArray[np.uint32] | npt.NDArray[np.uint8],
+        sport: _IntColumn,
+        dport: _IntColumn,
+        proto: _IntColumn | str,
+        *,
+        out: npt.NDArray[np.int64] | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Classify a batch given as columns, without the GIL: rule ids as int64, -1 where no
+        rule matches. ``src`` and ``dst`` are both uint32 arrays (IPv4; 10.0.0.1 is
+        0x0a000001, either byte order) or both (n, 16) uint8 arrays (IPv6, network byte
+        order). ``sport``, ``dport`` and ``proto`` are integer arrays of any dtype (or lists),
+        checked against 0..65535 and 0..255 (a value out of range raises RuleError naming its
+        row), or one int (a protocol name too) for every row. Contiguous uint32, uint8 rows,
+        uint16 ports and uint8 protocols are read in place, not copied, so another thread must
+        not write to them meanwhile. With ``out`` (a writable, contiguous int64 array of one row
+        per packet) the ids are written there and ``out`` is returned."""
+
+    def classify_parsed(
+        self,
+        rows: npt.NDArray[np.void] | npt.NDArray[np.uint8],
+        *,
+        out: npt.NDArray[np.int64] | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Classify the rows of :func:`meshcore.parse_batch` (PACKET_DTYPE, or the raw (n, 64)
+        uint8 form) without the GIL: rule ids as int64, -1 where no rule matches. A row that
+        failed to parse (``error`` not 0, a truncated capture included) or is not IP gets -1;
+        a row without ports (ICMP, a non-first fragment) is classified with both ports 0.
+        ``out`` as for :meth:`classify_many`."""
+
+    def classify_frames(
+        self,
+        buffer: _Bytes,
+        offsets: npt.ArrayLike,
+        link: str = "ethernet",
+        *,
+        out: npt.NDArray[np.int64] | None = None,
+    ) -> npt.NDArray[np.int64]:
+        """Parse and classify N frames in one call without the GIL: ``buffer`` and ``offsets``
+        (N + 1 integers) as for :func:`meshcore.parse_batch`, and the answer as for
+        :meth:`classify_parsed` (-1 for frames that fail to parse or are not IP; ports 0 for
+        frames without them). The frames are parsed a block at a time and never become rows
+        in Python. Bad offsets raise :class:`meshcore.PacketError` as ``parse_batch`` does, an
+        unknown ``link`` :class:`meshcore.ConfigError`."""
+
+    @classmethod
+    def from_classbench(cls, path: str | os.PathLike[str]) -> Classifier:
+        """Read a ClassBench filter file (``@sip/len dip/len lo : hi lo : hi 0xPP/0xMM ...``,
+        IPv4; host bits are cleared) in one bulk build. Rule id and priority are the rule's
+        0-based index, so the answer is the first rule in the file that matches. A bad line
+        raises RuleError naming the file and the line."""
+
+    @classmethod
+    def from_text(cls, text: str) -> Classifier:
+        """Rules in the text format, one per line, in one bulk build::
+
+            allow tcp from 10.0.0.0/8 to any port 80,443
+            deny udp from any port 1024-65535 to 192.168.1.0/24 port 53
+            allow proto 0x06/0xff from {2001:db8::/32, 2001:db9::/32} to any  id 7 priority 3
+            deny from any to any
+
+        An action word (kept as the rule's action), an optional protocol (a name, a number,
+        ``proto V/M``, ``any`` or ``ip``), ``from`` addresses with optional ``port`` ports,
+        ``to`` addresses with optional ``port`` ports, then optional ``id N`` and
+        ``priority P`` (both default to the rule's 0-based index). Addresses are ``any``, a
+        prefix or an address; ports ``N`` or ``N-M``; any of these may be a list (``a,b`` or
+        ``{a, b}``), which makes alternatives of one rule. ``#`` starts a comment. A bad line
+        raises RuleError naming it (unknown protocol, host bits, inverted or out-of-range port,
+        mixed families, duplicate id, trailing words); see the README for the full format."""
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> Classifier:
+        """Read a file of rules in the :meth:`from_text` format; errors name the file and the
+        line."""
+
+    def __reduce__(self) -> tuple[Callable[[list[_Rule]], Classifier], tuple[list[_Rule]]]:
+        """Pickle support: the rules as :meth:`rule` dicts, best first."""
+
+    @classmethod
+    def _from_rules(cls, rules: Iterable[_Rule]) -> Classifier:
+        """Private: a classifier from :meth:`rule` dicts, added in order in one bulk build."""
 
 def build_packet(
     src: _Address,

@@ -7,6 +7,7 @@ Every exception meshcore raises on purpose derives from :class:`MeshcoreError`::
      ├── ConfigError(ValueError)    bad parameters or configuration (unknown link type, ...)
      ├── CaptureError(ValueError)   malformed pcap / pcapng file
      ├── RouteError(ValueError)     bad prefix, address, route value, batch row or route-file line
+     ├── RuleError(ValueError)      bad classifier rule or packet field, rule-file line, batch row
      └── InternalError(RuntimeError) a bug in meshcore (a Rust panic); please report it
 
 The value errors also subclass :class:`ValueError`, so code that already catches ``ValueError``
@@ -23,6 +24,7 @@ __all__ = [
     "MeshcoreError",
     "PacketError",
     "RouteError",
+    "RuleError",
 ]
 
 
@@ -45,6 +47,13 @@ class CaptureError(MeshcoreError, ValueError):
 class RouteError(MeshcoreError, ValueError):
     """A prefix, address or route value is invalid (host bits set, length out of range, value
     outside 0..2**32 - 2); for batches and files the message names the row or line."""
+
+
+class RuleError(MeshcoreError, ValueError):
+    """A classifier rule or its input is invalid (inverted port range, host bits in a prefix,
+    unknown protocol name, duplicate rule id, mixed address families, a batch column of the wrong
+    dtype or shape); for files and batches the message names the line or row. The classifier is
+    left unchanged."""
 
 
 class InternalError(MeshcoreError, RuntimeError):

@@ -4,6 +4,8 @@
 //! they are looked up once and cached. A Rust panic inside an entry point is caught by [`guard`]
 //! and raised as `meshcore.InternalError` instead of aborting or escaping as a `BaseException`.
 
+use meshcore_core::classify::classbench::ParseError;
+use meshcore_core::classify::AddError;
 use meshcore_core::pcap::CaptureError;
 use meshcore_core::wire::build::BuildError;
 use meshcore_core::wire::stack::OffsetError;
@@ -12,6 +14,7 @@ use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
 use std::panic::{catch_unwind, AssertUnwindSafe};
+use std::path::Path;
 
 /// The classes of `meshcore.errors`, by name.
 #[derive(Clone, Copy)]
@@ -21,9 +24,11 @@ pub enum Exc {
     Capture,
     Internal,
     Route,
+    Rule,
 }
 
-static CLASSES: [PyOnceLock<Py<PyType>>; 5] = [
+static CLASSES: [PyOnceLock<Py<PyType>>; 6] = [
+    PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
@@ -38,12 +43,18 @@ fn class(py: Python<'_>, which: Exc) -> PyResult<Bound<'_, PyType>> {
         Exc::Capture => (&CLASSES[2], "CaptureError"),
         Exc::Internal => (&CLASSES[3], "InternalError"),
         Exc::Route => (&CLASSES[4], "RouteError"),
+        Exc::Rule => (&CLASSES[5], "RuleError"),
     };
     let cls = slot.get_or_try_init(py, || -> PyResult<Py<PyType>> {
         let module = py.import("meshcore.errors")?;
         Ok(module.getattr(name)?.cast_into::<PyType>()?.unbind())
     })?;
     Ok(cls.bind(py).clone())
+}
+
+/// Whether `e` is an exception of the given `meshcore` class.
+pub fn is_class(py: Python<'_>, e: &PyErr, which: Exc) -> bool {
+    class(py, which).is_ok_and(|cls| e.is_instance(py, &cls))
 }
 
 /// Make a `meshcore` exception of the given class.
@@ -80,6 +91,19 @@ pub fn offsets(py: Python<'_>, e: OffsetError, n_bytes: usize) -> PyErr {
         }
     };
     raise(py, Exc::Packet, msg)
+}
+
+/// A refused classifier rule.
+pub fn rule(py: Python<'_>, e: &AddError) -> PyErr {
+    raise(py, Exc::Rule, e.to_string())
+}
+
+/// A bad line of a rule file or text ("line 3: ..."), after the file's path when there is one.
+pub fn rule_line(py: Python<'_>, e: &ParseError, path: Option<&Path>) -> PyErr {
+    match path {
+        Some(p) => raise(py, Exc::Rule, format!("{}: {e}", p.display())),
+        None => raise(py, Exc::Rule, e.to_string()),
+    }
 }
 
 /// Run `f`, turning a Rust panic into `meshcore.InternalError`.

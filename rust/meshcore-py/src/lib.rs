@@ -5,6 +5,7 @@
 
 mod batch;
 mod build;
+mod classify;
 mod convert;
 mod error;
 mod lock;
@@ -32,6 +33,7 @@ fn _meshcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add("__version__", env!("CARGO_PKG_VERSION"))?;
     m.add_class::<packet::PyPacket>()?;
     m.add_class::<route::PyRouteTable>()?;
+    m.add_class::<classify::PyClassifier>()?;
     m.add_function(wrap_pyfunction!(batch::_parse_batch, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_read_capture, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_packet, m)?)?;

@@ -65,6 +65,17 @@ impl<T: Send + Sync> Locked<T> {
         r.ok_or_else(|| self.poisoned(py))
     }
 
+    /// Run `f` under the read lock, waiting for it: only for callers that have already
+    /// released the GIL (inside `py.detach`). `None` when the lock is poisoned.
+    pub fn read_blocking<R>(&self, f: impl FnOnce(&T) -> R) -> Option<R> {
+        self.inner.read().ok().map(|t| f(&t))
+    }
+
+    /// The error for a `None` from [`read_blocking`](Self::read_blocking).
+    pub fn unusable(&self, py: Python<'_>) -> PyErr {
+        self.poisoned(py)
+    }
+
     /// Run `f` under the write lock with the GIL released, waiting for the lock included.
     pub fn write<R: Send>(
         &self,
