@@ -234,6 +234,11 @@ def test_ipv6_batches() -> None:
         dtype=np.uint8,
     )
     assert t.lookup_many(probes).tolist() == [*range(200), 999]
+    # Fortran order is contiguous too, but its memory runs down the columns, not the rows.
+    assert t.lookup_many(np.asfortranarray(probes)).tolist() == [*range(200), 999]
+    other = RouteTable()
+    other.insert_many(np.asfortranarray(arr), np.full(200, 48), np.arange(200))
+    assert sorted(other) == sorted(p for p in t if p[0] != "2001:db8::/32")
 
 
 def test_insert_many_is_all_or_nothing() -> None:

@@ -301,12 +301,14 @@ fn address_batch(obj: &Bound<'_, PyAny>) -> PyResult<Batch> {
             }
             u128::from_be_bytes(b)
         };
-        return Ok(Batch::V6(match r.as_slice() {
-            Ok(flat) => flat
+        // `as_slice` also takes a Fortran-ordered (column-major) array: rows only in C order.
+        let flat = r.as_slice().ok().filter(|_| a.is_c_contiguous());
+        return Ok(Batch::V6(match flat {
+            Some(flat) => flat
                 .chunks_exact(16)
                 .map(|c| row(&mut c.iter().copied()))
                 .collect(),
-            Err(_) => r
+            None => r
                 .as_array()
                 .rows()
                 .into_iter()
@@ -604,7 +606,7 @@ impl PyRouteTable {
         let v6 = addresses
             .cast::<PyArray2<u8>>()
             .ok()
-            .filter(|a| a.shape()[1] == 16)
+            .filter(|a| a.shape()[1] == 16 && a.is_c_contiguous())
             .map(PyArrayMethods::readonly);
         let src = if let Some(s) = v4.as_ref().and_then(|r| r.as_slice().ok()) {
             Source::V4(s)
