@@ -10,7 +10,7 @@ fi
 export RUSTC_BOOTSTRAP=1
 log=$(mktemp)
 trap 'rm -f "$log"' EXIT
-for target in parse pcap; do
+for target in parse pcap rules; do
     echo "fuzzing $target for ${seconds}s"
     # The first corpus folder collects what the fuzzer finds; the second holds committed seeds.
     mkdir -p "rust/fuzz/corpus/$target"
