@@ -296,8 +296,8 @@ impl Classifier {
         self.next_seq += specs.len() as u64;
         let bulk = specs.len() >= 64 && specs.len() >= self.specs.len();
         if bulk {
-            let mut r4: Vec<Rule<u32>> = self.v4.rules().copied().collect();
-            let mut r6: Vec<Rule<u128>> = self.v6.rules().copied().collect();
+            let mut r4: Vec<Rule<u32>> = self.v4.rules().collect();
+            let mut r6: Vec<Rule<u128>> = self.v6.rules().collect();
             for ((i, s), fam) in specs.into_iter().enumerate().zip(&fams) {
                 let seq = base + i as u64;
                 s.rules(fam, seq, &mut r4, &mut r6);

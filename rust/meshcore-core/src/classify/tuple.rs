@@ -1,55 +1,874 @@
-//! Placeholder: a rank-sorted scan (replaced by the tuple-space structure).
+//! Tuple-space classification with merged tuples (TupleMerge: Daly, Liu and Torng, IEEE/ACM
+//! ToN 2019), for one address family.
+//!
+//! Every rule entry lives in one *table*. A table has a tuple of field widths (source and
+//! destination prefix lengths, source and destination port prefix lengths, whether the
+//! protocol is exact) no longer than those of any entry in it; it hashes each entry on its
+//! fields cut to those widths, so one probe finds the only bucket that can hold entries
+//! matching a packet. The entries of a bucket are chained best-ranked first and each is
+//! verified in full, so a table's tuple may be coarser than its rules' (that is the merge:
+//! similar rules share a table, and a packet probes far fewer tables than with one table per
+//! exact tuple).
+//!
+//! - Lookup visits tables best-first by the best rank they hold and stops as soon as a table
+//!   cannot beat the match already found; inside a bucket it stops at the first entry that
+//!   matches or cannot win.
+//! - A bucket holds at most [`Config::limit`] entries where it can: an entry that would
+//!   overfill one goes to another compatible table, or to a new table with its rule's own
+//!   (finer) tuple. Only entries whose own tuple cannot tell them apart share a longer chain.
+//! - Insert and remove touch one table and one bucket: O(1) expected, plus a pass over one
+//!   table's slots when its best-ranked entry leaves, and O(tables) to keep the visiting order.
+//! - Buckets are open-addressed slots (a hash tag and the chain head, 8 bytes) in a
+//!   power-of-two array at most half full; entries live in one array with a free list, so no
+//!   allocation per rule or per bucket.
+//!
+//! Invariants: every table's `best` is the minimum rank of its entries; `order` lists the live
+//! tables sorted by `best`; chains are sorted by rank; each slot's chain holds exactly the
+//! entries whose fields, cut to the table's tuple, equal the slot's key.
 
 use super::{Key, Rule};
-use crate::route::Address;
+use crate::route::{Address, Prefix};
+use std::collections::HashMap;
 
-#[derive(Debug, Clone)]
-pub struct TupleMerge<A: Address> {
-    rules: Vec<Rule<A>>,
+/// An address width the tuple space can hash.
+pub trait Word: Address {
+    /// Mix the address into 64 bits.
+    fn fold(self) -> u64;
 }
 
-impl<A: Address> Default for TupleMerge<A> {
-    fn default() -> Self {
-        TupleMerge { rules: Vec::new() }
+impl Word for u32 {
+    #[inline]
+    fn fold(self) -> u64 {
+        u64::from(self)
     }
 }
 
-impl<A: Address> TupleMerge<A> {
+impl Word for u128 {
+    #[inline]
+    fn fold(self) -> u64 {
+        (self as u64) ^ ((self >> 64) as u64).rotate_left(29)
+    }
+}
+
+const NIL: u32 = u32::MAX;
+
+/// Tuning of the tuple space.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Config {
+    /// Prefix lengths of a new table are rounded down to a multiple of this (1 = exact).
+    pub quantum: u8,
+    /// Entries per bucket before a rule looks for another table.
+    pub limit: u16,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            quantum: 4,
+            limit: 8,
+        }
+    }
+}
+
+/// Field widths of a table or rule: (source prefix, destination prefix, source port prefix,
+/// destination port prefix, protocol bits (0 or 8)).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+struct Tuple {
+    s: u8,
+    d: u8,
+    sp: u8,
+    dp: u8,
+    p: u8,
+}
+
+impl Tuple {
+    fn of<A: Address>(r: &Rule<A>) -> Tuple {
+        let port = |(lo, hi): (u16, u16)| (lo ^ hi).leading_zeros() as u8;
+        Tuple {
+            s: r.src.len(),
+            d: r.dst.len(),
+            sp: port(r.sport),
+            dp: port(r.dport),
+            p: if r.proto_mask == 0xff { 8 } else { 0 },
+        }
+    }
+
+    /// Whether a rule of tuple `r` can sit in a table of tuple `self`.
+    fn fits(self, r: Tuple) -> bool {
+        self.s <= r.s && self.d <= r.d && self.sp <= r.sp && self.dp <= r.dp && self.p <= r.p
+    }
+
+    /// The coarser tuple a new table takes for a rule of tuple `self`: prefixes rounded down to
+    /// the quantum, ports kept only when exact.
+    fn relaxed(self, quantum: u8) -> Tuple {
+        let q = quantum.max(1);
+        let exact = |w: u8| if w == 16 { 16 } else { 0 };
+        Tuple {
+            s: self.s - self.s % q,
+            d: self.d - self.d % q,
+            sp: exact(self.sp),
+            dp: exact(self.dp),
+            p: self.p,
+        }
+    }
+
+    fn bits(self) -> u32 {
+        u32::from(self.s) + u32::from(self.d) + u32::from(self.sp) + u32::from(self.dp)
+            + u32::from(self.p)
+    }
+}
+
+/// A rule as the lookup reads it (the hot part of an entry).
+#[derive(Debug, Clone, Copy)]
+struct Entry<A: Address> {
+    src: A,
+    dst: A,
+    rank: u64,
+    sport: (u16, u16),
+    dport: (u16, u16),
+    slen: u8,
+    dlen: u8,
+    proto_value: u8,
+    proto_mask: u8,
+    id: u32,
+    /// Next entry of the bucket's chain (worse rank), or `NIL`.
+    next: u32,
+}
+
+impl<A: Address> Entry<A> {
+    #[inline]
+    fn matches(&self, k: &Key<A>) -> bool {
+        k.src.and(A::mask(self.slen)) == self.src
+            && k.dst.and(A::mask(self.dlen)) == self.dst
+            && k.sport.wrapping_sub(self.sport.0) <= self.sport.1 - self.sport.0
+            && k.dport.wrapping_sub(self.dport.0) <= self.dport.1 - self.dport.0
+            && k.proto & self.proto_mask == self.proto_value
+    }
+}
+
+/// Where an entry lives and which other entries share its rule id (the cold part).
+#[derive(Debug, Clone, Copy)]
+struct Home {
+    table: u32,
+    /// Next entry with the same rule id, or `NIL`.
+    sibling: u32,
+}
+
+/// One bucket slot: the chain head, and 32 bits of the key's hash to skip most mismatches
+/// without reading the entry.
+#[derive(Debug, Clone, Copy)]
+struct Slot {
+    tag: u32,
+    head: u32,
+}
+
+const EMPTY: Slot = Slot { tag: 0, head: NIL };
+
+#[derive(Debug, Clone)]
+struct Table<A: Address> {
+    tuple: Tuple,
+    smask: A,
+    dmask: A,
+    spmask: u16,
+    dpmask: u16,
+    pmask: u8,
+    /// Minimum rank of the entries.
+    best: u64,
+    entries: u32,
+    /// Occupied slots.
+    used: u32,
+    /// Index = the hash's top `bits` bits.
+    bits: u32,
+    slots: Vec<Slot>,
+}
+
+/// A table's cut of a packet or rule: what its buckets are keyed on.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+struct Cut<A> {
+    src: A,
+    dst: A,
+    sport: u16,
+    dport: u16,
+    proto: u8,
+}
+
+impl<A: Word> Table<A> {
+    fn new(tuple: Tuple) -> Table<A> {
+        let pm = |w: u8| if w == 0 { 0 } else { u16::MAX << (16 - w) };
+        Table {
+            tuple,
+            smask: A::mask(tuple.s),
+            dmask: A::mask(tuple.d),
+            spmask: pm(tuple.sp),
+            dpmask: pm(tuple.dp),
+            pmask: if tuple.p == 8 { 0xff } else { 0 },
+            best: u64::MAX,
+            entries: 0,
+            used: 0,
+            bits: 2,
+            slots: vec![EMPTY; 4],
+        }
+    }
+
+    #[inline]
+    fn cut_key(&self, k: &Key<A>) -> Cut<A> {
+        Cut {
+            src: k.src.and(self.smask),
+            dst: k.dst.and(self.dmask),
+            sport: k.sport & self.spmask,
+            dport: k.dport & self.dpmask,
+            proto: k.proto & self.pmask,
+        }
+    }
+
+    #[inline]
+    fn cut_entry(&self, e: &Entry<A>) -> Cut<A> {
+        Cut {
+            src: e.src.and(self.smask),
+            dst: e.dst.and(self.dmask),
+            sport: e.sport.0 & self.spmask,
+            dport: e.dport.0 & self.dpmask,
+            proto: e.proto_value & self.pmask,
+        }
+    }
+
+    #[inline]
+    fn hash(c: &Cut<A>) -> u64 {
+        const K1: u64 = 0x9e37_79b9_7f4a_7c15;
+        const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
+        let ports = u64::from(c.sport) << 24 | u64::from(c.dport) << 8 | u64::from(c.proto);
+        let a = c.src.fold().wrapping_mul(K1) ^ c.dst.fold().rotate_left(32) ^ ports;
+        let h = a.wrapping_mul(K2);
+        h ^ (h >> 29)
+    }
+
+    #[inline]
+    fn start(&self, h: u64) -> usize {
+        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+    }
+
+    /// The slot index holding the bucket for `cut`, or the empty slot where it would go.
+    fn find(&self, cut: &Cut<A>, h: u64, entries: &[Entry<A>]) -> (usize, bool) {
+        let tag = h as u32;
+        let mask = self.slots.len() - 1;
+        let mut i = self.start(h);
+        loop {
+            let s = self.slots[i];
+            if s.head == NIL {
+                return (i, false);
+            }
+            if s.tag == tag && self.cut_entry(&entries[s.head as usize]) == *cut {
+                return (i, true);
+            }
+            i = (i + 1) & mask;
+        }
+    }
+
+    /// Number of entries in the bucket of `cut`.
+    fn bucket_len(&self, cut: &Cut<A>, entries: &[Entry<A>]) -> usize {
+        let (i, found) = self.find(cut, Self::hash(cut), entries);
+        if !found {
+            return 0;
+        }
+        let mut n = 0;
+        let mut e = self.slots[i].head;
+        while e != NIL {
+            n += 1;
+            e = entries[e as usize].next;
+        }
+        n
+    }
+
+    fn grow(&mut self, entries: &[Entry<A>]) {
+        let doubled = vec![EMPTY; self.slots.len() * 2];
+        let old = std::mem::replace(&mut self.slots, doubled);
+        self.bits += 1;
+        let mask = self.slots.len() - 1;
+        for s in old.into_iter().filter(|s| s.head != NIL) {
+            let h = Self::hash(&self.cut_entry(&entries[s.head as usize]));
+            let mut i = self.start(h);
+            while self.slots[i].head != NIL {
+                i = (i + 1) & mask;
+            }
+            self.slots[i] = s;
+        }
+    }
+
+    /// Empty slot `i` and shift later members of its probe run back (no tombstones).
+    fn vacate(&mut self, mut i: usize, entries: &[Entry<A>]) {
+        let mask = self.slots.len() - 1;
+        let mut j = i;
+        loop {
+            j = (j + 1) & mask;
+            let s = self.slots[j];
+            if s.head == NIL {
+                break;
+            }
+            let home = self.start(Self::hash(&self.cut_entry(&entries[s.head as usize])));
+            // Move s back to i unless its home lies cyclically in (i, j].
+            let stays = if i <= j {
+                i < home && home <= j
+            } else {
+                i < home || home <= j
+            };
+            if !stays {
+                self.slots[i] = s;
+                i = j;
+            }
+        }
+        self.slots[i] = EMPTY;
+        self.used -= 1;
+    }
+
+    /// The best rank in this table, from the chain heads.
+    fn recompute_best(&mut self, entries: &[Entry<A>]) {
+        self.best = self
+            .slots
+            .iter()
+            .filter(|s| s.head != NIL)
+            .map(|s| entries[s.head as usize].rank)
+            .min()
+            .unwrap_or(u64::MAX);
+    }
+
+    /// The best `(rank, id)` in this table matching `k` that beats `best`.
+    #[inline]
+    fn probe(&self, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Option<(u64, u32)> {
+        let cut = self.cut_key(k);
+        let h = Self::hash(&cut);
+        let tag = h as u32;
+        let mask = self.slots.len() - 1;
+        let mut i = self.start(h);
+        loop {
+            let s = self.slots[i];
+            if s.head == NIL {
+                return None;
+            }
+            if s.tag == tag {
+                let head = &entries[s.head as usize];
+                if self.cut_entry(head) == cut {
+                    let mut e = head;
+                    loop {
+                        if e.rank >= best {
+                            return None;
+                        }
+                        if e.matches(k) {
+                            return Some((e.rank, e.id));
+                        }
+                        if e.next == NIL {
+                            return None;
+                        }
+                        e = &entries[e.next as usize];
+                    }
+                }
+            }
+            i = (i + 1) & mask;
+        }
+    }
+}
+
+/// A tuple-space classifier for one address family. Several entries may share a rule id (the
+/// alternatives of one rule); they share its rank and are removed together.
+#[derive(Debug, Clone)]
+pub struct TupleMerge<A: Word> {
+    config: Config,
+    entries: Vec<Entry<A>>,
+    homes: Vec<Home>,
+    free: Vec<u32>,
+    /// Rule id -> its first entry (the others follow through `Home::sibling`).
+    ids: HashMap<u32, u32>,
+    tables: Vec<Option<Table<A>>>,
+    free_tables: Vec<u32>,
+    /// Live tables, best-ranked first.
+    order: Vec<u32>,
+    live: usize,
+}
+
+impl<A: Word> Default for TupleMerge<A> {
+    fn default() -> Self {
+        TupleMerge::with_config(Config::default())
+    }
+}
+
+/// A rule's rank as one integer: priority, then insertion order (`seq` below 2**32).
+#[inline]
+fn rank<A: Address>(r: &Rule<A>) -> u64 {
+    u64::from(r.priority) << 32 | (r.seq & 0xffff_ffff)
+}
+
+impl<A: Word> TupleMerge<A> {
     pub fn new() -> Self {
         Self::default()
     }
-    pub fn build(mut rules: Vec<Rule<A>>) -> Self {
-        rules.sort_by_key(Rule::rank);
-        TupleMerge { rules }
+
+    pub fn with_config(config: Config) -> Self {
+        TupleMerge {
+            config,
+            entries: Vec::new(),
+            homes: Vec::new(),
+            free: Vec::new(),
+            ids: HashMap::new(),
+            tables: Vec::new(),
+            free_tables: Vec::new(),
+            order: Vec::new(),
+            live: 0,
+        }
     }
-    pub fn insert(&mut self, rule: Rule<A>) {
-        let at = self.rules.partition_point(|r| r.rank() < rule.rank());
-        self.rules.insert(at, rule);
+
+    /// Build from many rules at once (in rank order, which packs tables best).
+    pub fn build(rules: Vec<Rule<A>>) -> Self {
+        Self::build_with(rules, Config::default())
     }
-    /// Remove every entry with this rule id; returns how many there were.
-    pub fn remove(&mut self, id: u32) -> usize {
-        let before = self.rules.len();
-        self.rules.retain(|r| r.id != id);
-        before - self.rules.len()
+
+    pub fn build_with(mut rules: Vec<Rule<A>>, config: Config) -> Self {
+        rules.sort_by_key(rank);
+        let mut t = Self::with_config(config);
+        t.entries.reserve(rules.len());
+        t.homes.reserve(rules.len());
+        for r in rules {
+            t.insert(r);
+        }
+        t
     }
+
+    pub fn config(&self) -> Config {
+        self.config
+    }
+
+    /// Number of entries (rule alternatives).
     pub fn len(&self) -> usize {
-        self.rules.len()
+        self.live
     }
+
     pub fn is_empty(&self) -> bool {
-        self.rules.is_empty()
+        self.live == 0
     }
-    pub fn rules(&self) -> impl Iterator<Item = &Rule<A>> {
-        self.rules.iter()
+
+    /// Number of tables a lookup may visit.
+    pub fn tables(&self) -> usize {
+        self.order.len()
     }
+
+    /// Every entry, as a rule (`seq` holds the low 32 bits of the insertion number).
+    pub fn rules(&self) -> impl Iterator<Item = Rule<A>> + '_ {
+        self.ids.values().flat_map(move |&first| {
+            let mut at = first;
+            std::iter::from_fn(move || {
+                if at == NIL {
+                    return None;
+                }
+                let e = &self.entries[at as usize];
+                at = self.homes[at as usize].sibling;
+                Some(Rule {
+                    id: e.id,
+                    priority: (e.rank >> 32) as u32,
+                    seq: e.rank & 0xffff_ffff,
+                    src: Prefix::new(e.src, e.slen, false).expect("stored prefixes are valid"),
+                    dst: Prefix::new(e.dst, e.dlen, false).expect("stored prefixes are valid"),
+                    sport: e.sport,
+                    dport: e.dport,
+                    proto_value: e.proto_value,
+                    proto_mask: e.proto_mask,
+                })
+            })
+        })
+    }
+
+    fn table(&self, t: u32) -> &Table<A> {
+        self.tables[t as usize].as_ref().expect("live table")
+    }
+
+
+    /// Move table `t` to its place in `order` after its `best` changed.
+    fn reorder(&mut self, t: u32) {
+        let pos = self.order.iter().position(|&x| x == t).expect("table in order");
+        self.order.remove(pos);
+        let best = self.table(t).best;
+        let at = self
+            .order
+            .partition_point(|&x| self.tables[x as usize].as_ref().expect("live").best <= best);
+        self.order.insert(at, t);
+    }
+
+    /// The table for a new entry of tuple `want` and cut computed per table.
+    fn choose(&mut self, e: &Entry<A>, want: Tuple) -> u32 {
+        let limit = usize::from(self.config.limit.max(1));
+        let mut pick: Option<(u32, u32)> = None;
+        for &t in &self.order {
+            let tab = self.tables[t as usize].as_ref().expect("live");
+            if !tab.tuple.fits(want) {
+                continue;
+            }
+            let bits = tab.tuple.bits();
+            if pick.is_some_and(|(_, b)| b >= bits) {
+                continue;
+            }
+            if tab.bucket_len(&tab.cut_entry(e), &self.entries) < limit {
+                pick = Some((t, bits));
+            }
+        }
+        if let Some((t, _)) = pick {
+            return t;
+        }
+        // A new table: coarse first; if that exists (it was full), the rule's own tuple.
+        let relaxed = want.relaxed(self.config.quantum);
+        let tuple = if self.find_table(relaxed).is_none() {
+            relaxed
+        } else {
+            want
+        };
+        match self.find_table(tuple) {
+            Some(t) => t,
+            None => self.new_table(tuple),
+        }
+    }
+
+    fn find_table(&self, tuple: Tuple) -> Option<u32> {
+        self.order
+            .iter()
+            .copied()
+            .find(|&t| self.table(t).tuple == tuple)
+    }
+
+    fn new_table(&mut self, tuple: Tuple) -> u32 {
+        let tab = Some(Table::new(tuple));
+        let t = if let Some(t) = self.free_tables.pop() {
+            self.tables[t as usize] = tab;
+            t
+        } else {
+            self.tables.push(tab);
+            u32::try_from(self.tables.len() - 1).expect("fewer than 2**32 tables")
+        };
+        self.order.push(t);
+        t
+    }
+
+    /// Add one rule entry. The caller keeps `seq` below 2**32 and gives every alternative of a
+    /// rule the same id, priority and seq.
+    pub fn insert(&mut self, rule: Rule<A>) {
+        let e = Entry {
+            src: rule.src.addr(),
+            dst: rule.dst.addr(),
+            rank: rank(&rule),
+            sport: rule.sport,
+            dport: rule.dport,
+            slen: rule.src.len(),
+            dlen: rule.dst.len(),
+            proto_value: rule.proto_value & rule.proto_mask,
+            proto_mask: rule.proto_mask,
+            id: rule.id,
+            next: NIL,
+        };
+        let t = self.choose(&e, Tuple::of(&rule));
+        let sibling = self.ids.get(&rule.id).copied().unwrap_or(NIL);
+        let home = Home { table: t, sibling };
+        let idx = if let Some(i) = self.free.pop() {
+            self.entries[i as usize] = e;
+            self.homes[i as usize] = home;
+            i
+        } else {
+            self.entries.push(e);
+            self.homes.push(home);
+            u32::try_from(self.entries.len() - 1).expect("fewer than 2**32 entries")
+        };
+        self.ids.insert(rule.id, idx);
+        self.live += 1;
+        self.link(t, idx);
+    }
+
+    /// Put entry `idx` into its bucket of table `t`.
+    fn link(&mut self, t: u32, idx: u32) {
+        let entries = &mut self.entries;
+        let tab = self.tables[t as usize].as_mut().expect("live table");
+        if (tab.used + 1) * 2 > tab.slots.len() as u32 {
+            tab.grow(entries);
+        }
+        let cut = tab.cut_entry(&entries[idx as usize]);
+        let h = Table::hash(&cut);
+        let (i, found) = tab.find(&cut, h, entries);
+        let r = entries[idx as usize].rank;
+        if found {
+            // Insert into the chain by rank.
+            let head = tab.slots[i].head;
+            if r < entries[head as usize].rank {
+                entries[idx as usize].next = head;
+                tab.slots[i].head = idx;
+            } else {
+                let mut p = head;
+                loop {
+                    let n = entries[p as usize].next;
+                    if n == NIL || r < entries[n as usize].rank {
+                        entries[idx as usize].next = n;
+                        entries[p as usize].next = idx;
+                        break;
+                    }
+                    p = n;
+                }
+            }
+        } else {
+            entries[idx as usize].next = NIL;
+            tab.slots[i] = Slot {
+                tag: h as u32,
+                head: idx,
+            };
+            tab.used += 1;
+        }
+        tab.entries += 1;
+        if r < tab.best {
+            tab.best = r;
+            self.reorder(t);
+        }
+    }
+
+    /// Remove every entry of a rule id; returns how many there were.
+    pub fn remove(&mut self, id: u32) -> usize {
+        let Some(first) = self.ids.remove(&id) else {
+            return 0;
+        };
+        let mut n = 0;
+        let mut at = first;
+        while at != NIL {
+            let next = self.homes[at as usize].sibling;
+            self.unlink(at);
+            self.free.push(at);
+            n += 1;
+            at = next;
+        }
+        self.live -= n;
+        n
+    }
+
+    /// Take entry `idx` out of its bucket (and its table out of `order` if it empties).
+    fn unlink(&mut self, idx: u32) {
+        let t = self.homes[idx as usize].table;
+        let entries = &mut self.entries;
+        let tab = self.tables[t as usize].as_mut().expect("live table");
+        let cut = tab.cut_entry(&entries[idx as usize]);
+        let (i, found) = tab.find(&cut, Table::hash(&cut), entries);
+        debug_assert!(found, "an entry is in its bucket");
+        let next = entries[idx as usize].next;
+        if tab.slots[i].head == idx {
+            if next == NIL {
+                tab.vacate(i, entries);
+            } else {
+                tab.slots[i].head = next;
+            }
+        } else {
+            let mut p = tab.slots[i].head;
+            while entries[p as usize].next != idx {
+                p = entries[p as usize].next;
+            }
+            entries[p as usize].next = next;
+        }
+        entries[idx as usize].next = NIL;
+        tab.entries -= 1;
+        if tab.entries == 0 {
+            self.tables[t as usize] = None;
+            self.free_tables.push(t);
+            self.order.retain(|&x| x != t);
+        } else if entries[idx as usize].rank == tab.best {
+            tab.recompute_best(entries);
+            self.reorder(t);
+        }
+    }
+
+    /// The id of the best-ranked rule matching `k`.
+    #[inline]
     pub fn classify(&self, k: &Key<A>) -> Option<u32> {
-        self.rules.iter().find(|r| r.matches(k)).map(|r| r.id)
+        let mut best = u64::MAX;
+        let mut id = None;
+        for &t in &self.order {
+            let tab = self.tables[t as usize].as_ref().expect("live table");
+            if tab.best >= best {
+                break;
+            }
+            if let Some((r, i)) = tab.probe(k, best, &self.entries) {
+                best = r;
+                id = Some(i);
+            }
+        }
+        id
     }
+
+    /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
     pub fn classify_batch(&self, keys: &[Key<A>], out: &mut [i64]) {
         for (k, o) in keys.iter().zip(out.iter_mut()) {
             *o = self.classify(k).map_or(-1, i64::from);
         }
     }
+
+    /// Bytes held by the structure (capacity, not just length).
     pub fn memory(&self) -> usize {
-        self.rules.capacity() * core::mem::size_of::<Rule<A>>()
+        use core::mem::size_of;
+        let tables: usize = self
+            .tables
+            .iter()
+            .flatten()
+            .map(|t| t.slots.capacity() * size_of::<Slot>())
+            .sum();
+        self.entries.capacity() * size_of::<Entry<A>>()
+            + self.homes.capacity() * size_of::<Home>()
+            + self.free.capacity() * 4
+            + self.ids.capacity() * (size_of::<(u32, u32)>() + 1)
+            + self.tables.capacity() * size_of::<Option<Table<A>>>()
+            + tables
+            + self.order.capacity() * 4
+    }
+
+    /// Statistics: (tables, entries in the largest bucket, mean bucket size).
+    pub fn stats(&self) -> (usize, usize, f64) {
+        let mut largest = 0;
+        let mut buckets = 0usize;
+        for t in self.tables.iter().flatten() {
+            for s in t.slots.iter().filter(|s| s.head != NIL) {
+                buckets += 1;
+                let mut n = 0;
+                let mut e = s.head;
+                while e != NIL {
+                    n += 1;
+                    e = self.entries[e as usize].next;
+                }
+                largest = largest.max(n);
+            }
+        }
+        let mean = if buckets == 0 {
+            0.0
+        } else {
+            self.live as f64 / buckets as f64
+        };
+        (self.order.len(), largest, mean)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::classify::linear_first_match;
+    use crate::rand::Rng;
+
+    fn random_rule(rng: &mut Rng, id: u32, priority: u32) -> Rule<u32> {
+        // Few distinct values so that rules overlap heavily and buckets fill up.
+        let lens = [0u8, 8, 16, 24, 30, 32];
+        let slen = lens[rng.below(lens.len() as u64) as usize];
+        let dlen = lens[rng.below(lens.len() as u64) as usize];
+        let addr = |rng: &mut Rng| 0x0a00_0000 | (rng.below(4) as u32) << 16 | rng.below(8) as u32;
+        let ports = |rng: &mut Rng| -> (u16, u16) {
+            match rng.below(4) {
+                0 => (0, 65535),
+                1 => {
+                    let p = [0u16, 80, 443, 65535][rng.below(4) as usize];
+                    (p, p)
+                }
+                2 => (1024, 65535),
+                _ => {
+                    let lo = rng.below(100) as u16;
+                    (lo, lo + rng.below(20) as u16)
+                }
+            }
+        };
+        let (pv, pm) = match rng.below(3) {
+            0 => (0, 0),
+            1 => (6, 0xff),
+            _ => (17, 0xff),
+        };
+        Rule {
+            id,
+            priority,
+            seq: u64::from(id),
+            src: Prefix::new(addr(rng), slen, false).unwrap(),
+            dst: Prefix::new(addr(rng), dlen, false).unwrap(),
+            sport: ports(rng),
+            dport: ports(rng),
+            proto_value: pv,
+            proto_mask: pm,
+        }
+    }
+
+    fn random_key(rng: &mut Rng) -> Key<u32> {
+        let addr = |rng: &mut Rng| 0x0a00_0000 | (rng.below(4) as u32) << 16 | rng.below(8) as u32;
+        Key {
+            src: addr(rng),
+            dst: addr(rng),
+            sport: [0u16, 79, 80, 81, 443, 1023, 1024, 65535, 5][rng.below(9) as usize],
+            dport: rng.below(120) as u16,
+            proto: [6u8, 17, 1][rng.below(3) as usize],
+        }
+    }
+
+    #[test]
+    fn agrees_with_linear_scan_through_inserts_and_removes() {
+        for (seed, config) in [
+            (1, Config::default()),
+            (2, Config { quantum: 1, limit: 1 }),
+            (3, Config { quantum: 16, limit: 3 }),
+        ] {
+            let mut rng = Rng::new(seed);
+            let mut rules: Vec<Rule<u32>> = (0..300)
+                .map(|i| {
+                    let p = rng.below(50) as u32;
+                    random_rule(&mut rng, i, p)
+                })
+                .collect();
+            let mut t = TupleMerge::build_with(rules.clone(), config);
+            let keys: Vec<Key<u32>> = (0..400).map(|_| random_key(&mut rng)).collect();
+            let check = |t: &TupleMerge<u32>, rules: &[Rule<u32>]| {
+                let mut out = vec![0; keys.len()];
+                t.classify_batch(&keys, &mut out);
+                for (k, o) in keys.iter().zip(&out) {
+                    let want = linear_first_match(rules, k);
+                    assert_eq!(t.classify(k), want, "{k:?}");
+                    assert_eq!(*o, want.map_or(-1, i64::from));
+                }
+                assert_eq!(t.len(), rules.len());
+            };
+            check(&t, &rules);
+            for round in 0..200u32 {
+                if rng.below(2) == 0 && !rules.is_empty() {
+                    let i = rng.below(rules.len() as u64) as usize;
+                    let r = rules.swap_remove(i);
+                    assert_eq!(t.remove(r.id), 1);
+                    assert_eq!(t.remove(r.id), 0);
+                } else {
+                    let p = rng.below(50) as u32;
+                    let r = random_rule(&mut rng, 1000 + round, p);
+                    rules.push(r);
+                    t.insert(r);
+                }
+                if round % 20 == 0 {
+                    check(&t, &rules);
+                }
+            }
+            check(&t, &rules);
+            // Remove everything: the structure empties out.
+            for r in rules.drain(..) {
+                t.remove(r.id);
+            }
+            assert!(t.is_empty());
+            assert_eq!(t.tables(), 0);
+            assert_eq!(t.classify(&keys[0]), None);
+        }
+    }
+
+    #[test]
+    fn alternatives_share_an_id() {
+        let mut t = TupleMerge::<u32>::new();
+        let mut r = random_rule(&mut Rng::new(5), 7, 1);
+        r.dport = (80, 80);
+        t.insert(r);
+        r.dport = (443, 443);
+        t.insert(r);
+        let k = |dport| Key {
+            src: r.src.addr(),
+            dst: r.dst.addr(),
+            sport: r.sport.0,
+            dport,
+            proto: r.proto_value,
+        };
+        assert_eq!(t.classify(&k(80)), Some(7));
+        assert_eq!(t.classify(&k(443)), Some(7));
+        assert_eq!(t.classify(&k(81)), None);
+        assert_eq!(t.rules().count(), 2);
+        assert_eq!(t.remove(7), 2);
+        assert_eq!(t.classify(&k(80)), None);
     }
 }
