@@ -47,6 +47,14 @@ fn main() {
                 best = best.min(t0.elapsed().as_secs_f64());
             }
             let (tables, largest, mean) = t.stats();
+            let (mut cs, mut ps) = (0usize, 0usize);
+            for k in &trace {
+                let (c, p) = t.work(k);
+                cs += c;
+                ps += p;
+            }
+            println!("   {}", t.memory_parts());
+            println!("   candidates {:.1} probes {:.1} per packet", cs as f64 / trace.len() as f64, ps as f64 / trace.len() as f64);
             // Single-rule updates: remove and re-add rules.
             let mut u = t.clone();
             let n = 2000.min(rules.len());

@@ -123,7 +123,9 @@ impl Tuple {
 struct Entry<A: Address> {
     src: A,
     dst: A,
-    rank: u64,
+    /// The rank, split so that an IPv4 entry packs into 36 bytes.
+    priority: u32,
+    seq: u32,
     sport: (u16, u16),
     dport: (u16, u16),
     slen: u8,
@@ -136,6 +138,11 @@ struct Entry<A: Address> {
 }
 
 impl<A: Address> Entry<A> {
+    #[inline]
+    fn rank(&self) -> u64 {
+        u64::from(self.priority) << 32 | u64::from(self.seq)
+    }
+
     #[inline]
     fn matches(&self, k: &Key<A>) -> bool {
         k.src.and(A::mask(self.slen)) == self.src
@@ -177,8 +184,7 @@ struct Table<A: Address> {
     entries: u32,
     /// Occupied slots.
     used: u32,
-    /// Index = the hash's top `bits` bits.
-    bits: u32,
+    /// Any length (not a power of two): a hash picks its start by multiply-high.
     slots: Vec<Slot>,
 }
 
@@ -205,7 +211,6 @@ impl<A: Word> Table<A> {
             best: u64::MAX,
             entries: 0,
             used: 0,
-            bits: 2,
             slots: vec![EMPTY; 4],
         }
     }
@@ -244,13 +249,21 @@ impl<A: Word> Table<A> {
 
     #[inline]
     fn start(&self, h: u64) -> usize {
-        (h.wrapping_mul(0x9e37_79b9_7f4a_7c15) >> (64 - self.bits)) as usize
+        ((h >> 32) * self.slots.len() as u64 >> 32) as usize
+    }
+
+    #[inline]
+    fn step(&self, i: usize) -> usize {
+        if i + 1 == self.slots.len() {
+            0
+        } else {
+            i + 1
+        }
     }
 
     /// The slot index holding the bucket for `cut`, or the empty slot where it would go.
     fn find(&self, cut: &Cut<A>, h: u64, entries: &[Entry<A>]) -> (usize, bool) {
         let tag = h as u32;
-        let mask = self.slots.len() - 1;
         let mut i = self.start(h);
         loop {
             let s = self.slots[i];
@@ -260,7 +273,7 @@ impl<A: Word> Table<A> {
             if s.tag == tag && self.cut_entry(&entries[s.head as usize]) == *cut {
                 return (i, true);
             }
-            i = (i + 1) & mask;
+            i = self.step(i);
         }
     }
 
@@ -280,15 +293,13 @@ impl<A: Word> Table<A> {
     }
 
     fn grow(&mut self, entries: &[Entry<A>]) {
-        let doubled = vec![EMPTY; self.slots.len() * 2];
-        let old = std::mem::replace(&mut self.slots, doubled);
-        self.bits += 1;
-        let mask = self.slots.len() - 1;
+        let bigger = vec![EMPTY; self.slots.len() * 3 / 2 + 1];
+        let old = std::mem::replace(&mut self.slots, bigger);
         for s in old.into_iter().filter(|s| s.head != NIL) {
             let h = Self::hash(&self.cut_entry(&entries[s.head as usize]));
             let mut i = self.start(h);
             while self.slots[i].head != NIL {
-                i = (i + 1) & mask;
+                i = self.step(i);
             }
             self.slots[i] = s;
         }
@@ -296,10 +307,9 @@ impl<A: Word> Table<A> {
 
     /// Empty slot `i` and shift later members of its probe run back (no tombstones).
     fn vacate(&mut self, mut i: usize, entries: &[Entry<A>]) {
-        let mask = self.slots.len() - 1;
         let mut j = i;
         loop {
-            j = (j + 1) & mask;
+            j = self.step(j);
             let s = self.slots[j];
             if s.head == NIL {
                 break;
@@ -326,7 +336,7 @@ impl<A: Word> Table<A> {
             .slots
             .iter()
             .filter(|s| s.head != NIL)
-            .map(|s| entries[s.head as usize].rank)
+            .map(|s| entries[s.head as usize].rank())
             .min()
             .unwrap_or(u64::MAX);
     }
@@ -337,7 +347,6 @@ impl<A: Word> Table<A> {
         let cut = self.cut_key(k);
         let h = Self::hash(&cut);
         let tag = h as u32;
-        let mask = self.slots.len() - 1;
         let mut i = self.start(h);
         loop {
             let s = self.slots[i];
@@ -349,11 +358,11 @@ impl<A: Word> Table<A> {
                 if self.cut_entry(head) == cut {
                     let mut e = head;
                     loop {
-                        if e.rank >= best {
+                        if e.rank() >= best {
                             return None;
                         }
                         if e.matches(k) {
-                            return Some((e.rank, e.id));
+                            return Some((e.rank(), e.id));
                         }
                         if e.next == NIL {
                             return None;
@@ -362,8 +371,210 @@ impl<A: Word> Table<A> {
                     }
                 }
             }
-            i = (i + 1) & mask;
+            i = self.step(i);
         }
+    }
+}
+
+/// Cell maps: 32-bit cell keys to a bitmap of tables, open-addressed.
+#[derive(Debug, Clone, Default)]
+struct CellMap {
+    /// `cell + 1` (cells have at most 31 bits), 0 = empty.
+    keys: Vec<u32>,
+    /// `words` bitmap words per slot.
+    bits: Vec<u64>,
+    used: usize,
+}
+
+impl CellMap {
+    #[inline]
+    fn slot(&self, cell: u32) -> usize {
+        let h = u64::from(cell).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
+        (h * self.keys.len() as u64 >> 32) as usize
+    }
+
+    #[inline]
+    fn step(&self, i: usize) -> usize {
+        if i + 1 == self.keys.len() {
+            0
+        } else {
+            i + 1
+        }
+    }
+
+    /// The bitmap of `cell`, if any table has an entry there.
+    #[inline]
+    fn get(&self, cell: u32, words: usize) -> Option<&[u64]> {
+        if self.keys.is_empty() {
+            return None;
+        }
+        let want = cell + 1;
+        let mut i = self.slot(cell);
+        loop {
+            let k = self.keys[i];
+            if k == want {
+                return Some(&self.bits[i * words..(i + 1) * words]);
+            }
+            if k == 0 {
+                return None;
+            }
+            i = self.step(i);
+        }
+    }
+
+    fn set(&mut self, cell: u32, table: u32, words: usize) {
+        if (self.used + 1) * 4 > self.keys.len() * 3 {
+            let old_keys = std::mem::take(&mut self.keys);
+            let old_bits = std::mem::take(&mut self.bits);
+            let cap = (old_keys.len() * 3 / 2).max(16);
+            self.keys = vec![0; cap];
+            self.bits = vec![0; cap * words];
+            for (i, &k) in old_keys.iter().enumerate().filter(|(_, &k)| k != 0) {
+                let j = self.place(k);
+                self.bits[j * words..(j + 1) * words]
+                    .copy_from_slice(&old_bits[i * words..(i + 1) * words]);
+            }
+        }
+        let want = cell + 1;
+        let mut i = self.slot(cell);
+        while self.keys[i] != want && self.keys[i] != 0 {
+            i = self.step(i);
+        }
+        if self.keys[i] == 0 {
+            self.keys[i] = want;
+            self.used += 1;
+        }
+        self.bits[i * words + table as usize / 64] |= 1 << (table % 64);
+    }
+
+    /// Where key `k` (already `cell + 1`) goes in a table being refilled.
+    fn place(&mut self, k: u32) -> usize {
+        let mut i = self.slot(k - 1);
+        while self.keys[i] != 0 {
+            i = self.step(i);
+        }
+        self.keys[i] = k;
+        i
+    }
+
+    fn memory(&self) -> usize {
+        self.keys.capacity() * 4 + self.bits.capacity() * 8
+    }
+}
+
+/// The fields the prefilter reads: the top bits of the source and destination at two depths,
+/// and the protocol.
+const FIELDS: usize = 5;
+
+/// Which tables can hold an entry matching a packet, read from a few header bits before any
+/// table is probed. A table whose tuple has at least `cut` bits of an address is *filtered* on
+/// that address at that depth: a bitmap per cell (the address's top `cut` bits) lists the tables
+/// with an entry in the cell. A table exact on the protocol is filtered by protocol. A packet's
+/// candidates are the tables that every field lets through.
+///
+/// Bits are set on insert and left on removal (a stale bit costs one needless probe, never a
+/// wrong answer); the maps are rebuilt when removals since the last rebuild outnumber half the
+/// entries, and when a new table's index outgrows the bitmap width.
+#[derive(Debug, Clone, Default)]
+struct Prefilter {
+    words: usize,
+    /// Source cuts at (shallow, deep) bits, destination likewise.
+    cuts: [u8; 2],
+    maps: [CellMap; 4],
+    /// 256 bitmaps: tables exact on the protocol that hold an entry with that protocol.
+    proto: Vec<u64>,
+    /// Per field (src shallow, src deep, dst shallow, dst deep, proto): tables not filtered on it.
+    pass: [Vec<u64>; FIELDS],
+    removed: usize,
+}
+
+impl Prefilter {
+    fn new<A: Address>(words: usize) -> Prefilter {
+        // Cells are at most 31 bits (the cell maps store `cell + 1` in 32).
+        let cuts = if A::BITS == 32 { [8, 16] } else { [16, 31] };
+        Prefilter {
+            words,
+            cuts,
+            maps: Default::default(),
+            proto: vec![0; 256 * words],
+            pass: std::array::from_fn(|_| vec![0; words]),
+            removed: 0,
+        }
+    }
+
+    /// Which field slots filter a table of this tuple: (src slot, dst slot, proto).
+    fn slots(&self, tuple: Tuple) -> (Option<usize>, Option<usize>, bool) {
+        let depth = |len: u8| {
+            if len >= self.cuts[1] {
+                Some(1)
+            } else if len >= self.cuts[0] {
+                Some(0)
+            } else {
+                None
+            }
+        };
+        (depth(tuple.s), depth(tuple.d).map(|d| d + 2), tuple.p == 8)
+    }
+
+    /// Record a (new or reused) table index's tuple.
+    fn table(&mut self, t: u32, tuple: Tuple) {
+        let (sf, df, pf) = self.slots(tuple);
+        let (w, bit) = (t as usize / 64, 1u64 << (t % 64));
+        for (f, pass) in self.pass.iter_mut().enumerate() {
+            let filtered = Some(f) == sf || Some(f) == df || (f == 4 && pf);
+            if filtered {
+                pass[w] &= !bit;
+            } else {
+                pass[w] |= bit;
+            }
+        }
+    }
+
+    #[inline]
+    fn cell<A: Address>(&self, a: A, depth: usize) -> u32 {
+        a.chunk(0, self.cuts[depth])
+    }
+
+    fn add<A: Address>(&mut self, t: u32, tuple: Tuple, e: &Entry<A>) {
+        let (sf, df, pf) = self.slots(tuple);
+        let words = self.words;
+        if let Some(f) = sf {
+            let c = self.cell(e.src, f);
+            self.maps[f].set(c, t, words);
+        }
+        if let Some(f) = df {
+            let c = self.cell(e.dst, f - 2);
+            self.maps[f].set(c, t, words);
+        }
+        if pf {
+            self.proto[usize::from(e.proto_value) * words + t as usize / 64] |= 1 << (t % 64);
+        }
+    }
+
+    /// Candidate tables for `k`, one bitmap word at a time, into `out` (`words` long).
+    #[inline]
+    fn candidates<A: Address>(&self, k: &Key<A>, out: &mut [u64]) {
+        let w = self.words;
+        let lookups = [
+            self.maps[0].get(self.cell(k.src, 0), w),
+            self.maps[1].get(self.cell(k.src, 1), w),
+            self.maps[2].get(self.cell(k.dst, 0), w),
+            self.maps[3].get(self.cell(k.dst, 1), w),
+            Some(&self.proto[usize::from(k.proto) * w..(usize::from(k.proto) + 1) * w]),
+        ];
+        for (i, o) in out.iter_mut().enumerate() {
+            let mut m = u64::MAX;
+            for (f, l) in lookups.iter().enumerate() {
+                m &= self.pass[f][i] | l.map_or(0, |b| b[i]);
+            }
+            *o = m;
+        }
+    }
+
+    fn memory(&self) -> usize {
+        self.maps.iter().map(CellMap::memory).sum::<usize>()
+            + self.proto.capacity() * 8
+            + self.pass.iter().map(|p| p.capacity() * 8).sum::<usize>()
     }
 }
 
@@ -382,6 +593,7 @@ pub struct TupleMerge<A: Word> {
     /// Live tables, best-ranked first.
     order: Vec<u32>,
     live: usize,
+    filter: Prefilter,
 }
 
 impl<A: Word> Default for TupleMerge<A> {
@@ -412,6 +624,7 @@ impl<A: Word> TupleMerge<A> {
             free_tables: Vec::new(),
             order: Vec::new(),
             live: 0,
+            filter: Prefilter::new::<A>(1),
         }
     }
 
@@ -461,8 +674,8 @@ impl<A: Word> TupleMerge<A> {
                 at = self.homes[at as usize].sibling;
                 Some(Rule {
                     id: e.id,
-                    priority: (e.rank >> 32) as u32,
-                    seq: e.rank & 0xffff_ffff,
+                    priority: e.priority,
+                    seq: u64::from(e.seq),
                     src: Prefix::new(e.src, e.slen, false).expect("stored prefixes are valid"),
                     dst: Prefix::new(e.dst, e.dlen, false).expect("stored prefixes are valid"),
                     sport: e.sport,
@@ -540,7 +753,32 @@ impl<A: Word> TupleMerge<A> {
             u32::try_from(self.tables.len() - 1).expect("fewer than 2**32 tables")
         };
         self.order.push(t);
+        if t as usize >= self.filter.words * 64 {
+            self.rebuild_filter();
+        } else {
+            self.filter.table(t, tuple);
+        }
         t
+    }
+
+    /// Refill the prefilter from the live entries, sized for the table slab with room to grow.
+    fn rebuild_filter(&mut self) {
+        let words = self.tables.len().div_ceil(64).max(1);
+        let mut f = Prefilter::new::<A>(words);
+        for (t, tab) in self.tables.iter().enumerate() {
+            let Some(tab) = tab else { continue };
+            let t = t as u32;
+            f.table(t, tab.tuple);
+            for s in tab.slots.iter().filter(|s| s.head != NIL) {
+                let mut e = s.head;
+                while e != NIL {
+                    let entry = &self.entries[e as usize];
+                    f.add(t, tab.tuple, entry);
+                    e = entry.next;
+                }
+            }
+        }
+        self.filter = f;
     }
 
     /// Add one rule entry. The caller keeps `seq` below 2**32 and gives every alternative of a
@@ -549,7 +787,8 @@ impl<A: Word> TupleMerge<A> {
         let e = Entry {
             src: rule.src.addr(),
             dst: rule.dst.addr(),
-            rank: rank(&rule),
+            priority: rule.priority,
+            seq: (rule.seq & 0xffff_ffff) as u32,
             sport: rule.sport,
             dport: rule.dport,
             slen: rule.src.len(),
@@ -580,24 +819,24 @@ impl<A: Word> TupleMerge<A> {
     fn link(&mut self, t: u32, idx: u32) {
         let entries = &mut self.entries;
         let tab = self.tables[t as usize].as_mut().expect("live table");
-        if (tab.used + 1) * 2 > tab.slots.len() as u32 {
+        if (tab.used as usize + 1) * 4 > tab.slots.len() * 3 {
             tab.grow(entries);
         }
         let cut = tab.cut_entry(&entries[idx as usize]);
         let h = Table::hash(&cut);
         let (i, found) = tab.find(&cut, h, entries);
-        let r = entries[idx as usize].rank;
+        let r = entries[idx as usize].rank();
         if found {
             // Insert into the chain by rank.
             let head = tab.slots[i].head;
-            if r < entries[head as usize].rank {
+            if r < entries[head as usize].rank() {
                 entries[idx as usize].next = head;
                 tab.slots[i].head = idx;
             } else {
                 let mut p = head;
                 loop {
                     let n = entries[p as usize].next;
-                    if n == NIL || r < entries[n as usize].rank {
+                    if n == NIL || r < entries[n as usize].rank() {
                         entries[idx as usize].next = n;
                         entries[p as usize].next = idx;
                         break;
@@ -614,6 +853,7 @@ impl<A: Word> TupleMerge<A> {
             tab.used += 1;
         }
         tab.entries += 1;
+        self.filter.add(t, tab.tuple, &entries[idx as usize]);
         if r < tab.best {
             tab.best = r;
             self.reorder(t);
@@ -635,6 +875,10 @@ impl<A: Word> TupleMerge<A> {
             at = next;
         }
         self.live -= n;
+        self.filter.removed += n;
+        if self.filter.removed > self.live / 2 + 64 {
+            self.rebuild_filter();
+        }
         n
     }
 
@@ -666,7 +910,7 @@ impl<A: Word> TupleMerge<A> {
             self.tables[t as usize] = None;
             self.free_tables.push(t);
             self.order.retain(|&x| x != t);
-        } else if entries[idx as usize].rank == tab.best {
+        } else if entries[idx as usize].rank() == tab.best {
             tab.recompute_best(entries);
             self.reorder(t);
         }
@@ -675,19 +919,63 @@ impl<A: Word> TupleMerge<A> {
     /// The id of the best-ranked rule matching `k`.
     #[inline]
     pub fn classify(&self, k: &Key<A>) -> Option<u32> {
+        let words = self.filter.words;
+        let mut stack = [0u64; 8];
+        let mut heap = Vec::new();
+        let cand: &mut [u64] = if words <= stack.len() {
+            &mut stack[..words]
+        } else {
+            heap.resize(words, 0);
+            &mut heap
+        };
+        self.filter.candidates(k, cand);
         let mut best = u64::MAX;
         let mut id = None;
-        for &t in &self.order {
-            let tab = self.tables[t as usize].as_ref().expect("live table");
-            if tab.best >= best {
-                break;
-            }
-            if let Some((r, i)) = tab.probe(k, best, &self.entries) {
-                best = r;
-                id = Some(i);
+        for (w, &word) in cand.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let t = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(Some(tab)) = self.tables.get(t) else {
+                    continue;
+                };
+                if tab.best >= best {
+                    continue;
+                }
+                if let Some((r, i)) = tab.probe(k, best, &self.entries) {
+                    best = r;
+                    id = Some(i);
+                }
             }
         }
         id
+    }
+
+    /// For tuning: (candidate tables, tables probed) for `k`.
+    pub fn work(&self, k: &Key<A>) -> (usize, usize) {
+        let mut cand = vec![0u64; self.filter.words];
+        self.filter.candidates(k, &mut cand);
+        let mut best = u64::MAX;
+        let (mut c, mut p) = (0, 0);
+        for (w, &word) in cand.iter().enumerate() {
+            let mut bits = word;
+            while bits != 0 {
+                let t = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                let Some(Some(tab)) = self.tables.get(t) else {
+                    continue;
+                };
+                c += 1;
+                if tab.best >= best {
+                    continue;
+                }
+                p += 1;
+                if let Some((r, _)) = tab.probe(k, best, &self.entries) {
+                    best = r;
+                }
+            }
+        }
+        (c, p)
     }
 
     /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
@@ -713,6 +1001,22 @@ impl<A: Word> TupleMerge<A> {
             + self.tables.capacity() * size_of::<Option<Table<A>>>()
             + tables
             + self.order.capacity() * 4
+            + self.filter.memory()
+    }
+
+    /// For tuning: memory parts.
+    pub fn memory_parts(&self) -> String {
+        use core::mem::size_of;
+        let tables: usize = self.tables.iter().flatten().map(|t| t.slots.capacity() * size_of::<Slot>()).sum();
+        format!(
+            "entries {} homes {} ids {} slots {} filter {:?} words {}",
+            self.entries.capacity() * size_of::<Entry<A>>(),
+            self.homes.capacity() * size_of::<Home>(),
+            self.ids.capacity() * 9,
+            tables,
+            self.filter.maps.iter().map(|m| (m.used, m.memory())).collect::<Vec<_>>(),
+            self.filter.words
+        )
     }
 
     /// Statistics: (tables, entries in the largest bucket, mean bucket size).
