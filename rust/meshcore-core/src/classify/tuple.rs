@@ -464,7 +464,8 @@ impl CellMap {
 
 /// The fields the prefilter reads: the top bits of the source and destination at two depths,
 /// and the protocol.
-const FIELDS: usize = 5;
+const DEPTHS: usize = 3;
+const FIELDS: usize = 2 * DEPTHS + 1;
 
 /// Which tables can hold an entry matching a packet, read from a few header bits before any
 /// table is probed. A table whose tuple has at least `cut` bits of an address is *filtered* on
@@ -478,9 +479,10 @@ const FIELDS: usize = 5;
 #[derive(Debug, Clone, Default)]
 struct Prefilter {
     words: usize,
-    /// Source cuts at (shallow, deep) bits, destination likewise.
-    cuts: [u8; 2],
-    maps: [CellMap; 4],
+    /// Cut depths in bits, shallow to deep, for both addresses.
+    cuts: [u8; DEPTHS],
+    /// Source cells by depth, then destination cells by depth.
+    maps: [CellMap; 2 * DEPTHS],
     /// 256 bitmaps: tables exact on the protocol that hold an entry with that protocol.
     proto: Vec<u64>,
     /// Per field (src shallow, src deep, dst shallow, dst deep, proto): tables not filtered on it.
@@ -491,7 +493,7 @@ struct Prefilter {
 impl Prefilter {
     fn new<A: Address>(words: usize) -> Prefilter {
         // Cells are at most 31 bits (the cell maps store `cell + 1` in 32).
-        let cuts = if A::BITS == 32 { [8, 16] } else { [16, 31] };
+        let cuts = if A::BITS == 32 { [8, 16, 24] } else { [16, 24, 31] };
         Prefilter {
             words,
             cuts,
@@ -505,15 +507,9 @@ impl Prefilter {
     /// Which field slots filter a table of this tuple: (src slot, dst slot, proto).
     fn slots(&self, tuple: Tuple) -> (Option<usize>, Option<usize>, bool) {
         let depth = |len: u8| {
-            if len >= self.cuts[1] {
-                Some(1)
-            } else if len >= self.cuts[0] {
-                Some(0)
-            } else {
-                None
-            }
+            self.cuts.iter().rposition(|&c| len >= c)
         };
-        (depth(tuple.s), depth(tuple.d).map(|d| d + 2), tuple.p == 8)
+        (depth(tuple.s), depth(tuple.d).map(|d| d + DEPTHS), tuple.p == 8)
     }
 
     /// Record a (new or reused) table index's tuple.
@@ -521,7 +517,7 @@ impl Prefilter {
         let (sf, df, pf) = self.slots(tuple);
         let (w, bit) = (t as usize / 64, 1u64 << (t % 64));
         for (f, pass) in self.pass.iter_mut().enumerate() {
-            let filtered = Some(f) == sf || Some(f) == df || (f == 4 && pf);
+            let filtered = Some(f) == sf || Some(f) == df || (f == FIELDS - 1 && pf);
             if filtered {
                 pass[w] &= !bit;
             } else {
@@ -543,7 +539,7 @@ impl Prefilter {
             self.maps[f].set(c, t, words);
         }
         if let Some(f) = df {
-            let c = self.cell(e.dst, f - 2);
+            let c = self.cell(e.dst, f - DEPTHS);
             self.maps[f].set(c, t, words);
         }
         if pf {
@@ -555,11 +551,13 @@ impl Prefilter {
     #[inline]
     fn candidates<A: Address>(&self, k: &Key<A>, out: &mut [u64]) {
         let w = self.words;
-        let lookups = [
+        let lookups: [Option<&[u64]>; FIELDS] = [
             self.maps[0].get(self.cell(k.src, 0), w),
             self.maps[1].get(self.cell(k.src, 1), w),
-            self.maps[2].get(self.cell(k.dst, 0), w),
-            self.maps[3].get(self.cell(k.dst, 1), w),
+            self.maps[2].get(self.cell(k.src, 2), w),
+            self.maps[3].get(self.cell(k.dst, 0), w),
+            self.maps[4].get(self.cell(k.dst, 1), w),
+            self.maps[5].get(self.cell(k.dst, 2), w),
             Some(&self.proto[usize::from(k.proto) * w..(usize::from(k.proto) + 1) * w]),
         ];
         for (i, o) in out.iter_mut().enumerate() {
