@@ -46,6 +46,15 @@ fn main() {
                 t.classify_batch(&trace, &mut out);
                 best = best.min(t0.elapsed().as_secs_f64());
             }
+            let mut single = f64::MAX;
+            for _ in 0..5 {
+                let t0 = Instant::now();
+                for (k, o) in trace.iter().zip(out.iter_mut()) {
+                    *o = t.classify(k).map_or(-1, i64::from);
+                }
+                single = single.min(t0.elapsed().as_secs_f64());
+            }
+            println!("   one at a time {:.2} Mpps", trace.len() as f64 / single / 1e6);
             let (tables, largest, mean) = t.stats();
             let (mut cs, mut ps) = (0usize, 0usize);
             for k in &trace {

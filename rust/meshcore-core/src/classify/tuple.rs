@@ -27,6 +27,7 @@
 //! entries whose fields, cut to the table's tuple, equal the slot's key.
 
 use super::{Key, Rule};
+use crate::route::poptrie::prefetch;
 use crate::route::{Address, Prefix};
 use std::collections::HashMap;
 
@@ -576,6 +577,56 @@ impl Prefilter {
     }
 }
 
+/// Packets in flight in a batch.
+const LANES: usize = 16;
+/// Bitmap words a lane carries (256 tables); beyond that, batches go one packet at a time.
+const MAX_WORDS: usize = 4;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Stage {
+    /// The probe's first slot is prefetched.
+    Slot,
+    /// The chain head of the slot with a matching tag is prefetched.
+    Entry,
+    Done,
+}
+
+/// One packet in flight in [`TupleMerge::classify_batch`].
+#[derive(Debug, Clone, Copy)]
+struct Lane<A: Address> {
+    packet: usize,
+    key: Key<A>,
+    cand: [u64; MAX_WORDS],
+    word: usize,
+    best: u64,
+    id: u32,
+    table: u32,
+    slot: u32,
+    tag: u32,
+    stage: Stage,
+}
+
+impl<A: Address> Lane<A> {
+    const IDLE: Lane<A> = Lane {
+        packet: usize::MAX,
+        key: Key {
+            src: A::ZERO,
+            dst: A::ZERO,
+            sport: 0,
+            dport: 0,
+            proto: 0,
+        },
+        cand: [0; MAX_WORDS],
+        word: 0,
+        best: u64::MAX,
+        id: 0,
+        table: 0,
+        slot: 0,
+        tag: 0,
+        stage: Stage::Done,
+    };
+}
+
 /// A tuple-space classifier for one address family. Several entries may share a rule id (the
 /// alternatives of one rule); they share its rank and are removed together.
 #[derive(Debug, Clone)]
@@ -977,10 +1028,155 @@ impl<A: Word> TupleMerge<A> {
     }
 
     /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
+    ///
+    /// Packets go through [`LANES`] lanes in turn, one table probe per visit, and each probe's
+    /// slot and entry are prefetched one visit ahead: the cache misses of different packets
+    /// overlap instead of following one another.
     pub fn classify_batch(&self, keys: &[Key<A>], out: &mut [i64]) {
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.classify(k).map_or(-1, i64::from);
+        let n = keys.len().min(out.len());
+        let words = self.filter.words;
+        if words > MAX_WORDS || n < LANES {
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                *o = self.classify(k).map_or(-1, i64::from);
+            }
+            return;
         }
+        let mut lanes = [Lane::<A>::IDLE; LANES];
+        let mut next = 0;
+        let mut active = 0;
+        for lane in &mut lanes {
+            if next < n {
+                self.start_lane(lane, next, &keys[next]);
+                next += 1;
+                active += 1;
+            }
+        }
+        while active > 0 {
+            for lane in &mut lanes {
+                if lane.packet == usize::MAX {
+                    continue;
+                }
+                self.step_lane(lane);
+                if lane.stage == Stage::Done {
+                    out[lane.packet] = if lane.best == u64::MAX {
+                        -1
+                    } else {
+                        i64::from(lane.id)
+                    };
+                    if next < n {
+                        self.start_lane(lane, next, &keys[next]);
+                        next += 1;
+                    } else {
+                        lane.packet = usize::MAX;
+                        active -= 1;
+                    }
+                }
+            }
+        }
+    }
+
+    fn start_lane(&self, lane: &mut Lane<A>, packet: usize, k: &Key<A>) {
+        lane.packet = packet;
+        lane.key = *k;
+        lane.best = u64::MAX;
+        lane.id = 0;
+        lane.word = 0;
+        let words = self.filter.words;
+        self.filter.candidates(k, &mut lane.cand[..words]);
+        self.advance(lane);
+    }
+
+    /// Pick the lane's next candidate table that can beat its match, and prefetch the slot
+    /// its probe starts at; or finish the lane.
+    #[inline]
+    fn advance(&self, lane: &mut Lane<A>) {
+        let words = self.filter.words;
+        while lane.word < words {
+            let bits = lane.cand[lane.word];
+            if bits == 0 {
+                lane.word += 1;
+                continue;
+            }
+            let t = lane.word * 64 + bits.trailing_zeros() as usize;
+            lane.cand[lane.word] = bits & (bits - 1);
+            let Some(Some(tab)) = self.tables.get(t) else {
+                continue;
+            };
+            if tab.best >= lane.best {
+                continue;
+            }
+            let cut = tab.cut_key(&lane.key);
+            let h = Table::hash(&cut);
+            let i = tab.start(h);
+            prefetch(&raw const tab.slots[i]);
+            lane.table = t as u32;
+            lane.slot = i as u32;
+            lane.tag = h as u32;
+            lane.stage = Stage::Slot;
+            return;
+        }
+        lane.stage = Stage::Done;
+    }
+
+    /// One visit: look at the prefetched slot (then prefetch the chain head), or verify the
+    /// prefetched chain; then move on.
+    #[inline]
+    fn step_lane(&self, lane: &mut Lane<A>) {
+        let tab = self.tables[lane.table as usize].as_ref().expect("live table");
+        match lane.stage {
+            Stage::Slot => {
+                let mut i = lane.slot as usize;
+                loop {
+                    let s = tab.slots[i];
+                    if s.head == NIL {
+                        break;
+                    }
+                    if s.tag == lane.tag {
+                        prefetch(&raw const self.entries[s.head as usize]);
+                        lane.slot = i as u32;
+                        lane.stage = Stage::Entry;
+                        return;
+                    }
+                    i = tab.step(i);
+                }
+            }
+            Stage::Entry => {
+                let cut = tab.cut_key(&lane.key);
+                let mut i = lane.slot as usize;
+                // The tag matched at `i`; a different key with the same tag is rare, so the
+                // rest of the probe runs here rather than through the lanes.
+                loop {
+                    let s = tab.slots[i];
+                    if s.head == NIL {
+                        break;
+                    }
+                    if s.tag == lane.tag {
+                        let head = &self.entries[s.head as usize];
+                        if tab.cut_entry(head) == cut {
+                            let mut e = head;
+                            loop {
+                                if e.rank() >= lane.best {
+                                    break;
+                                }
+                                if e.matches(&lane.key) {
+                                    lane.best = e.rank();
+                                    lane.id = e.id;
+                                    break;
+                                }
+                                if e.next == NIL {
+                                    break;
+                                }
+                                e = &self.entries[e.next as usize];
+                            }
+                            break;
+                        }
+                    }
+                    i = tab.step(i);
+                }
+            }
+            Stage::Done => return,
+        }
+        self.advance(lane);
     }
 
     /// Bytes held by the structure (capacity, not just length).
