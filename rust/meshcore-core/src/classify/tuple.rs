@@ -10,24 +10,29 @@
 //! similar rules share a table, and a packet probes far fewer tables than with one table per
 //! exact tuple).
 //!
-//! - Lookup visits tables best-first by the best rank they hold and stops as soon as a table
+//! - A prefilter reads a few header bits (address cells at three depths, the protocol) and
+//!   names the candidate tables: those holding an entry that agrees with the packet there.
+//! - Lookup visits candidates best-first by the best rank each holds and stops as soon as one
 //!   cannot beat the match already found; inside a bucket it stops at the first entry that
 //!   matches or cannot win.
 //! - A bucket holds at most [`Config::limit`] entries where it can: an entry that would
 //!   overfill one goes to another compatible table, or to a new table with its rule's own
 //!   (finer) tuple. Only entries whose own tuple cannot tell them apart share a longer chain.
 //! - Insert and remove touch one table and one bucket: O(1) expected, plus a pass over one
-//!   table's slots when its best-ranked entry leaves, and O(tables) to keep the visiting order.
-//! - Buckets are open-addressed slots (a hash tag and the chain head, 8 bytes) in a
-//!   power-of-two array at most half full; entries live in one array with a free list, so no
+//!   table's slots when its best-ranked entry leaves. Table indices are kept in best-rank order
+//!   by an O(entries) reindex that runs after a bulk build and, amortised, after updates that
+//!   broke the order (lookups stay correct meanwhile, only slower).
+//! - Buckets are open-addressed slots (a hash tag and the chain head, 8 bytes) in an array
+//!   at most three quarters full; entries live in one array with a free list, so no
 //!   allocation per rule or per bucket.
 //!
-//! Invariants: every table's `best` is the minimum rank of its entries; `order` lists the live
-//! tables sorted by `best`; chains are sorted by rank; each slot's chain holds exactly the
-//! entries whose fields, cut to the table's tuple, equal the slot's key.
+//! Invariants: every table's `best` (and `bests[t]`) is the minimum rank of its entries, and no
+//! rank is `u64::MAX`; when `ordered`, live tables' bests do not decrease with the index;
+//! chains are sorted by rank; each slot's chain holds exactly the entries whose fields, cut to
+//! the table's tuple, equal the slot's key; the prefilter has a bit for every (entry's cell,
+//! table) pair and may have more.
 
 use super::{Key, Rule};
-use crate::route::poptrie::prefetch;
 use crate::route::{Address, Prefix};
 use std::collections::HashMap;
 
@@ -577,56 +582,6 @@ impl Prefilter {
     }
 }
 
-/// Packets in flight in a batch.
-const LANES: usize = 16;
-/// Bitmap words a lane carries (256 tables); beyond that, batches go one packet at a time.
-const MAX_WORDS: usize = 4;
-
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-enum Stage {
-    /// The probe's first slot is prefetched.
-    Slot,
-    /// The chain head of the slot with a matching tag is prefetched.
-    Entry,
-    Done,
-}
-
-/// One packet in flight in [`TupleMerge::classify_batch`].
-#[derive(Debug, Clone, Copy)]
-struct Lane<A: Address> {
-    packet: usize,
-    key: Key<A>,
-    cand: [u64; MAX_WORDS],
-    word: usize,
-    best: u64,
-    id: u32,
-    table: u32,
-    slot: u32,
-    tag: u32,
-    stage: Stage,
-}
-
-impl<A: Address> Lane<A> {
-    const IDLE: Lane<A> = Lane {
-        packet: usize::MAX,
-        key: Key {
-            src: A::ZERO,
-            dst: A::ZERO,
-            sport: 0,
-            dport: 0,
-            proto: 0,
-        },
-        cand: [0; MAX_WORDS],
-        word: 0,
-        best: u64::MAX,
-        id: 0,
-        table: 0,
-        slot: 0,
-        tag: 0,
-        stage: Stage::Done,
-    };
-}
-
 /// A tuple-space classifier for one address family. Several entries may share a rule id (the
 /// alternatives of one rule); they share its rank and are removed together.
 #[derive(Debug, Clone)]
@@ -637,10 +592,16 @@ pub struct TupleMerge<A: Word> {
     free: Vec<u32>,
     /// Rule id -> its first entry (the others follow through `Home::sibling`).
     ids: HashMap<u32, u32>,
+    /// Tables by index; emptied ones stay `None` until the next [`TupleMerge::reindex`].
     tables: Vec<Option<Table<A>>>,
-    free_tables: Vec<u32>,
-    /// Live tables, best-ranked first.
-    order: Vec<u32>,
+    /// Each table's best rank (`u64::MAX` for an empty index), read by lookups that skip
+    /// tables without touching them.
+    bests: Vec<u64>,
+    live_tables: usize,
+    /// Whether table indices are in best-rank order, so a lookup can stop at the first
+    /// candidate that cannot win. Updates that break the order count towards a reindex.
+    ordered: bool,
+    unordered_updates: usize,
     live: usize,
     filter: Prefilter,
 }
@@ -670,8 +631,10 @@ impl<A: Word> TupleMerge<A> {
             free: Vec::new(),
             ids: HashMap::new(),
             tables: Vec::new(),
-            free_tables: Vec::new(),
-            order: Vec::new(),
+            bests: Vec::new(),
+            live_tables: 0,
+            ordered: true,
+            unordered_updates: 0,
             live: 0,
             filter: Prefilter::new::<A>(1),
         }
@@ -688,8 +651,9 @@ impl<A: Word> TupleMerge<A> {
         t.entries.reserve(rules.len());
         t.homes.reserve(rules.len());
         for r in rules {
-            t.insert(r);
+            t.add(r);
         }
+        t.reindex();
         t
     }
 
@@ -708,7 +672,7 @@ impl<A: Word> TupleMerge<A> {
 
     /// Number of tables a lookup may visit.
     pub fn tables(&self) -> usize {
-        self.order.len()
+        self.live_tables
     }
 
     /// Every entry, as a rule (`seq` holds the low 32 bits of the insertion number).
@@ -736,28 +700,27 @@ impl<A: Word> TupleMerge<A> {
         })
     }
 
-    fn table(&self, t: u32) -> &Table<A> {
-        self.tables[t as usize].as_ref().expect("live table")
-    }
-
-
-    /// Move table `t` to its place in `order` after its `best` changed.
-    fn reorder(&mut self, t: u32) {
-        let pos = self.order.iter().position(|&x| x == t).expect("table in order");
-        self.order.remove(pos);
-        let best = self.table(t).best;
-        let at = self
-            .order
-            .partition_point(|&x| self.tables[x as usize].as_ref().expect("live").best <= best);
-        self.order.insert(at, t);
+    /// Record table `t`'s new best rank, and whether indices are still in best order.
+    fn set_best(&mut self, t: u32, best: u64) {
+        let t = t as usize;
+        self.bests[t] = best;
+        if !self.ordered {
+            return;
+        }
+        let before = self.bests[..t].iter().rev().find(|&&b| b != u64::MAX);
+        let after = self.bests[t + 1..].iter().find(|&&b| b != u64::MAX);
+        if before.is_some_and(|&b| b > best) || after.is_some_and(|&a| a < best) {
+            self.ordered = false;
+        }
     }
 
     /// The table for a new entry of tuple `want` and cut computed per table.
     fn choose(&mut self, e: &Entry<A>, want: Tuple) -> u32 {
         let limit = usize::from(self.config.limit.max(1));
         let mut pick: Option<(u32, u32)> = None;
-        for &t in &self.order {
-            let tab = self.tables[t as usize].as_ref().expect("live");
+        for (t, tab) in self.tables.iter().enumerate() {
+            let Some(tab) = tab else { continue };
+            let t = t as u32;
             if !tab.tuple.fits(want) {
                 continue;
             }
@@ -786,36 +749,45 @@ impl<A: Word> TupleMerge<A> {
     }
 
     fn find_table(&self, tuple: Tuple) -> Option<u32> {
-        self.order
+        self.tables
             .iter()
-            .copied()
-            .find(|&t| self.table(t).tuple == tuple)
+            .position(|t| t.as_ref().is_some_and(|t| t.tuple == tuple))
+            .map(|t| t as u32)
     }
 
     fn new_table(&mut self, tuple: Tuple) -> u32 {
-        let tab = Some(Table::new(tuple));
-        let t = if let Some(t) = self.free_tables.pop() {
-            self.tables[t as usize] = tab;
-            t
-        } else {
-            self.tables.push(tab);
-            u32::try_from(self.tables.len() - 1).expect("fewer than 2**32 tables")
-        };
-        self.order.push(t);
-        if t as usize >= self.filter.words * 64 {
-            self.rebuild_filter();
-        } else {
-            self.filter.table(t, tuple);
+        if self.tables.len() >= self.filter.words * 64 {
+            // Make room in the bitmaps (and drop emptied indices) first.
+            self.reindex();
         }
+        self.tables.push(Some(Table::new(tuple)));
+        self.bests.push(u64::MAX);
+        self.live_tables += 1;
+        let t = u32::try_from(self.tables.len() - 1).expect("fewer than 2**32 tables");
+        self.filter.table(t, tuple);
         t
     }
 
-    /// Refill the prefilter from the live entries, sized for the table slab with room to grow.
-    fn rebuild_filter(&mut self) {
-        let words = self.tables.len().div_ceil(64).max(1);
+    /// Renumber the live tables in best-rank order, dropping emptied indices, and refill the
+    /// prefilter (fresh, so bits left by removed entries go too). O(entries); run after a
+    /// bulk build and when enough updates have piled up to amortise it.
+    fn reindex(&mut self) {
+        let mut live: Vec<(u64, usize)> = self
+            .tables
+            .iter()
+            .enumerate()
+            .filter_map(|(t, tab)| tab.as_ref().map(|tab| (tab.best, t)))
+            .collect();
+        live.sort_unstable();
+        let mut old = std::mem::take(&mut self.tables);
+        self.tables = live.iter().map(|&(_, t)| old[t].take()).collect();
+        self.bests = live.iter().map(|&(b, _)| b).collect();
+        self.live_tables = self.tables.len();
+        // Bitmaps with room for at least one more table (a new one past the end reindexes).
+        let words = (self.tables.len() + 1).div_ceil(64);
         let mut f = Prefilter::new::<A>(words);
         for (t, tab) in self.tables.iter().enumerate() {
-            let Some(tab) = tab else { continue };
+            let tab = tab.as_ref().expect("live table");
             let t = t as u32;
             f.table(t, tab.tuple);
             for s in tab.slots.iter().filter(|s| s.head != NIL) {
@@ -823,16 +795,38 @@ impl<A: Word> TupleMerge<A> {
                 while e != NIL {
                     let entry = &self.entries[e as usize];
                     f.add(t, tab.tuple, entry);
+                    self.homes[e as usize].table = t;
                     e = entry.next;
                 }
             }
         }
         self.filter = f;
+        self.ordered = true;
+        self.unordered_updates = 0;
+    }
+
+    /// After an update: reindex when the table order has been broken for long enough, or
+    /// stale prefilter bits and emptied indices have piled up.
+    fn maybe_reindex(&mut self) {
+        if !self.ordered {
+            self.unordered_updates += 1;
+        }
+        if self.unordered_updates > self.live / 8 + 64
+            || self.filter.removed > self.live / 2 + 64
+            || self.tables.len() > 2 * self.live_tables + 16
+        {
+            self.reindex();
+        }
     }
 
     /// Add one rule entry. The caller keeps `seq` below 2**32 and gives every alternative of a
     /// rule the same id, priority and seq.
     pub fn insert(&mut self, rule: Rule<A>) {
+        self.add(rule);
+        self.maybe_reindex();
+    }
+
+    fn add(&mut self, rule: Rule<A>) {
         let e = Entry {
             src: rule.src.addr(),
             dst: rule.dst.addr(),
@@ -905,7 +899,7 @@ impl<A: Word> TupleMerge<A> {
         self.filter.add(t, tab.tuple, &entries[idx as usize]);
         if r < tab.best {
             tab.best = r;
-            self.reorder(t);
+            self.set_best(t, r);
         }
     }
 
@@ -925,13 +919,11 @@ impl<A: Word> TupleMerge<A> {
         }
         self.live -= n;
         self.filter.removed += n;
-        if self.filter.removed > self.live / 2 + 64 {
-            self.rebuild_filter();
-        }
+        self.maybe_reindex();
         n
     }
 
-    /// Take entry `idx` out of its bucket (and its table out of `order` if it empties).
+    /// Take entry `idx` out of its bucket (and drop its table if it empties).
     fn unlink(&mut self, idx: u32) {
         let t = self.homes[idx as usize].table;
         let entries = &mut self.entries;
@@ -957,11 +949,12 @@ impl<A: Word> TupleMerge<A> {
         tab.entries -= 1;
         if tab.entries == 0 {
             self.tables[t as usize] = None;
-            self.free_tables.push(t);
-            self.order.retain(|&x| x != t);
+            self.bests[t as usize] = u64::MAX;
+            self.live_tables -= 1;
         } else if entries[idx as usize].rank() == tab.best {
             tab.recompute_best(entries);
-            self.reorder(t);
+            let best = tab.best;
+            self.set_best(t, best);
         }
     }
 
@@ -980,17 +973,23 @@ impl<A: Word> TupleMerge<A> {
         self.filter.candidates(k, cand);
         let mut best = u64::MAX;
         let mut id = None;
-        for (w, &word) in cand.iter().enumerate() {
+        'words: for (w, &word) in cand.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let t = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
+                let b = self.bests.get(t).copied().unwrap_or(u64::MAX);
+                if b >= best {
+                    // Indices in best order: no later candidate can win either. An emptied
+                    // index (u64::MAX; no entry has that rank) is out of that order.
+                    if self.ordered && b != u64::MAX {
+                        break 'words;
+                    }
+                    continue;
+                }
                 let Some(Some(tab)) = self.tables.get(t) else {
                     continue;
                 };
-                if tab.best >= best {
-                    continue;
-                }
                 if let Some((r, i)) = tab.probe(k, best, &self.entries) {
                     best = r;
                     id = Some(i);
@@ -1028,155 +1027,10 @@ impl<A: Word> TupleMerge<A> {
     }
 
     /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
-    ///
-    /// Packets go through [`LANES`] lanes in turn, one table probe per visit, and each probe's
-    /// slot and entry are prefetched one visit ahead: the cache misses of different packets
-    /// overlap instead of following one another.
     pub fn classify_batch(&self, keys: &[Key<A>], out: &mut [i64]) {
-        let n = keys.len().min(out.len());
-        let words = self.filter.words;
-        if words > MAX_WORDS || n < LANES {
-            for (k, o) in keys.iter().zip(out.iter_mut()) {
-                *o = self.classify(k).map_or(-1, i64::from);
-            }
-            return;
+        for (k, o) in keys.iter().zip(out.iter_mut()) {
+            *o = self.classify(k).map_or(-1, i64::from);
         }
-        let mut lanes = [Lane::<A>::IDLE; LANES];
-        let mut next = 0;
-        let mut active = 0;
-        for lane in &mut lanes {
-            if next < n {
-                self.start_lane(lane, next, &keys[next]);
-                next += 1;
-                active += 1;
-            }
-        }
-        while active > 0 {
-            for lane in &mut lanes {
-                if lane.packet == usize::MAX {
-                    continue;
-                }
-                self.step_lane(lane);
-                if lane.stage == Stage::Done {
-                    out[lane.packet] = if lane.best == u64::MAX {
-                        -1
-                    } else {
-                        i64::from(lane.id)
-                    };
-                    if next < n {
-                        self.start_lane(lane, next, &keys[next]);
-                        next += 1;
-                    } else {
-                        lane.packet = usize::MAX;
-                        active -= 1;
-                    }
-                }
-            }
-        }
-    }
-
-    fn start_lane(&self, lane: &mut Lane<A>, packet: usize, k: &Key<A>) {
-        lane.packet = packet;
-        lane.key = *k;
-        lane.best = u64::MAX;
-        lane.id = 0;
-        lane.word = 0;
-        let words = self.filter.words;
-        self.filter.candidates(k, &mut lane.cand[..words]);
-        self.advance(lane);
-    }
-
-    /// Pick the lane's next candidate table that can beat its match, and prefetch the slot
-    /// its probe starts at; or finish the lane.
-    #[inline]
-    fn advance(&self, lane: &mut Lane<A>) {
-        let words = self.filter.words;
-        while lane.word < words {
-            let bits = lane.cand[lane.word];
-            if bits == 0 {
-                lane.word += 1;
-                continue;
-            }
-            let t = lane.word * 64 + bits.trailing_zeros() as usize;
-            lane.cand[lane.word] = bits & (bits - 1);
-            let Some(Some(tab)) = self.tables.get(t) else {
-                continue;
-            };
-            if tab.best >= lane.best {
-                continue;
-            }
-            let cut = tab.cut_key(&lane.key);
-            let h = Table::hash(&cut);
-            let i = tab.start(h);
-            prefetch(&raw const tab.slots[i]);
-            lane.table = t as u32;
-            lane.slot = i as u32;
-            lane.tag = h as u32;
-            lane.stage = Stage::Slot;
-            return;
-        }
-        lane.stage = Stage::Done;
-    }
-
-    /// One visit: look at the prefetched slot (then prefetch the chain head), or verify the
-    /// prefetched chain; then move on.
-    #[inline]
-    fn step_lane(&self, lane: &mut Lane<A>) {
-        let tab = self.tables[lane.table as usize].as_ref().expect("live table");
-        match lane.stage {
-            Stage::Slot => {
-                let mut i = lane.slot as usize;
-                loop {
-                    let s = tab.slots[i];
-                    if s.head == NIL {
-                        break;
-                    }
-                    if s.tag == lane.tag {
-                        prefetch(&raw const self.entries[s.head as usize]);
-                        lane.slot = i as u32;
-                        lane.stage = Stage::Entry;
-                        return;
-                    }
-                    i = tab.step(i);
-                }
-            }
-            Stage::Entry => {
-                let cut = tab.cut_key(&lane.key);
-                let mut i = lane.slot as usize;
-                // The tag matched at `i`; a different key with the same tag is rare, so the
-                // rest of the probe runs here rather than through the lanes.
-                loop {
-                    let s = tab.slots[i];
-                    if s.head == NIL {
-                        break;
-                    }
-                    if s.tag == lane.tag {
-                        let head = &self.entries[s.head as usize];
-                        if tab.cut_entry(head) == cut {
-                            let mut e = head;
-                            loop {
-                                if e.rank() >= lane.best {
-                                    break;
-                                }
-                                if e.matches(&lane.key) {
-                                    lane.best = e.rank();
-                                    lane.id = e.id;
-                                    break;
-                                }
-                                if e.next == NIL {
-                                    break;
-                                }
-                                e = &self.entries[e.next as usize];
-                            }
-                            break;
-                        }
-                    }
-                    i = tab.step(i);
-                }
-            }
-            Stage::Done => return,
-        }
-        self.advance(lane);
     }
 
     /// Bytes held by the structure (capacity, not just length).
@@ -1194,7 +1048,7 @@ impl<A: Word> TupleMerge<A> {
             + self.ids.capacity() * (size_of::<(u32, u32)>() + 1)
             + self.tables.capacity() * size_of::<Option<Table<A>>>()
             + tables
-            + self.order.capacity() * 4
+            + self.bests.capacity() * 8
             + self.filter.memory()
     }
 
@@ -1234,7 +1088,7 @@ impl<A: Word> TupleMerge<A> {
         } else {
             self.live as f64 / buckets as f64
         };
-        (self.order.len(), largest, mean)
+        (self.live_tables, largest, mean)
     }
 }
 
