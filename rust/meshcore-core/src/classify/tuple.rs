@@ -40,6 +40,8 @@ use std::collections::HashMap;
 pub trait Word: Address {
     /// Mix the address into 64 bits.
     fn fold(self) -> u64;
+    /// The top `bits` bits (1..=31).
+    fn top(self, bits: u8) -> u32;
 }
 
 impl Word for u32 {
@@ -47,12 +49,20 @@ impl Word for u32 {
     fn fold(self) -> u64 {
         u64::from(self)
     }
+    #[inline]
+    fn top(self, bits: u8) -> u32 {
+        self >> (32 - u32::from(bits))
+    }
 }
 
 impl Word for u128 {
     #[inline]
     fn fold(self) -> u64 {
         (self as u64) ^ ((self >> 64) as u64).rotate_left(29)
+    }
+    #[inline]
+    fn top(self, bits: u8) -> u32 {
+        ((self >> 64) as u64 >> (64 - u32::from(bits))) as u32
     }
 }
 
@@ -348,7 +358,7 @@ impl<A: Word> Table<A> {
     }
 
     /// The best `(rank, id)` in this table matching `k` that beats `best`.
-    #[inline]
+    #[inline(always)]
     fn probe(&self, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Option<(u64, u32)> {
         let cut = self.cut_key(k);
         let h = Self::hash(&cut);
@@ -382,9 +392,11 @@ impl<A: Word> Table<A> {
     }
 }
 
-/// Cell maps: 32-bit cell keys to a bitmap of tables, open-addressed.
+/// Cell maps: cell keys to a bitmap of tables; an array indexed by the cell for cells of at
+/// most 8 bits, otherwise open-addressed.
 #[derive(Debug, Clone, Default)]
 struct CellMap {
+    direct: bool,
     /// `cell + 1` (cells have at most 31 bits), 0 = empty.
     keys: Vec<u32>,
     /// `words` bitmap words per slot.
@@ -393,6 +405,18 @@ struct CellMap {
 }
 
 impl CellMap {
+    fn new(cell_bits: u8, words: usize) -> CellMap {
+        if cell_bits <= 8 {
+            CellMap {
+                direct: true,
+                bits: vec![0; (1 << cell_bits) * words],
+                ..CellMap::default()
+            }
+        } else {
+            CellMap::default()
+        }
+    }
+
     #[inline]
     fn slot(&self, cell: u32) -> usize {
         let h = u64::from(cell).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
@@ -411,6 +435,10 @@ impl CellMap {
     /// The bitmap of `cell`, if any table has an entry there.
     #[inline]
     fn get(&self, cell: u32, words: usize) -> Option<&[u64]> {
+        if self.direct {
+            let at = cell as usize * words;
+            return self.bits.get(at..at + words);
+        }
         if self.keys.is_empty() {
             return None;
         }
@@ -428,7 +456,36 @@ impl CellMap {
         }
     }
 
+    /// The bitmap of `cell` (zero if no table has an entry there), for a `W`-word map.
+    #[inline]
+    fn get_n<const W: usize>(&self, cell: u32) -> [u64; W] {
+        let word = |at: usize| -> [u64; W] { std::array::from_fn(|i| self.bits[at * W + i]) };
+        if self.direct {
+            return word(cell as usize);
+        }
+        if self.keys.is_empty() {
+            return [0; W];
+        }
+        let want = cell + 1;
+        let mut i = self.slot(cell);
+        loop {
+            let k = self.keys[i];
+            if k == want {
+                return word(i);
+            }
+            if k == 0 {
+                return [0; W];
+            }
+            i = self.step(i);
+        }
+    }
+
     fn set(&mut self, cell: u32, table: u32, words: usize) {
+        if self.direct {
+            self.used += 1;
+            self.bits[cell as usize * words + table as usize / 64] |= 1 << (table % 64);
+            return;
+        }
         if (self.used + 1) * 4 > self.keys.len() * 3 {
             let old_keys = std::mem::take(&mut self.keys);
             let old_bits = std::mem::take(&mut self.bits);
@@ -491,8 +548,12 @@ struct Prefilter {
     maps: [CellMap; 2 * DEPTHS],
     /// 256 bitmaps: tables exact on the protocol that hold an entry with that protocol.
     proto: Vec<u64>,
-    /// Per field (src shallow, src deep, dst shallow, dst deep, proto): tables not filtered on it.
+    /// Per field (source cuts shallow to deep, destination likewise, protocol): tables not
+    /// filtered on it.
     pass: [Vec<u64>; FIELDS],
+    /// Per field: how many table indices were filtered on it since the last refill (a field
+    /// that filters no table is not looked up).
+    filtered: [usize; FIELDS],
     removed: usize,
 }
 
@@ -503,9 +564,10 @@ impl Prefilter {
         Prefilter {
             words,
             cuts,
-            maps: Default::default(),
+            maps: std::array::from_fn(|f| CellMap::new(cuts[f % DEPTHS], words)),
             proto: vec![0; 256 * words],
             pass: std::array::from_fn(|_| vec![0; words]),
+            filtered: [0; FIELDS],
             removed: 0,
         }
     }
@@ -525,6 +587,7 @@ impl Prefilter {
         for (f, pass) in self.pass.iter_mut().enumerate() {
             let filtered = Some(f) == sf || Some(f) == df || (f == FIELDS - 1 && pf);
             if filtered {
+                self.filtered[f] += 1;
                 pass[w] &= !bit;
             } else {
                 pass[w] |= bit;
@@ -533,11 +596,11 @@ impl Prefilter {
     }
 
     #[inline]
-    fn cell<A: Address>(&self, a: A, depth: usize) -> u32 {
-        a.chunk(0, self.cuts[depth])
+    fn cell<A: Word>(&self, a: A, depth: usize) -> u32 {
+        a.top(self.cuts[depth])
     }
 
-    fn add<A: Address>(&mut self, t: u32, tuple: Tuple, e: &Entry<A>) {
+    fn add<A: Word>(&mut self, t: u32, tuple: Tuple, e: &Entry<A>) {
         let (sf, df, pf) = self.slots(tuple);
         let words = self.words;
         if let Some(f) = sf {
@@ -553,25 +616,70 @@ impl Prefilter {
         }
     }
 
-    /// Candidate tables for `k`, one bitmap word at a time, into `out` (`words` long).
+    /// Candidate tables for `k`, for a filter of `W` words.
     #[inline]
-    fn candidates<A: Address>(&self, k: &Key<A>, out: &mut [u64]) {
-        let w = self.words;
-        let lookups: [Option<&[u64]>; FIELDS] = [
-            self.maps[0].get(self.cell(k.src, 0), w),
-            self.maps[1].get(self.cell(k.src, 1), w),
-            self.maps[2].get(self.cell(k.src, 2), w),
-            self.maps[3].get(self.cell(k.dst, 0), w),
-            self.maps[4].get(self.cell(k.dst, 1), w),
-            self.maps[5].get(self.cell(k.dst, 2), w),
-            Some(&self.proto[usize::from(k.proto) * w..(usize::from(k.proto) + 1) * w]),
-        ];
-        for (i, o) in out.iter_mut().enumerate() {
-            let mut m = u64::MAX;
-            for (f, l) in lookups.iter().enumerate() {
-                m &= self.pass[f][i] | l.map_or(0, |b| b[i]);
+    fn candidates_n<A: Word, const W: usize>(&self, k: &Key<A>) -> [u64; W] {
+        let p = usize::from(k.proto) * W;
+        let pass = &self.pass[FIELDS - 1];
+        let mut out: [u64; W] = std::array::from_fn(|i| pass[i] | self.proto[p + i]);
+        for f in [DEPTHS - 1, 2 * DEPTHS - 1, DEPTHS - 2, 2 * DEPTHS - 2, 0, DEPTHS] {
+            if self.filtered[f] == 0 {
+                continue;
             }
-            *o = m;
+            let a = if f < DEPTHS { k.src } else { k.dst };
+            let b = self.maps[f].get_n::<W>(a.top(self.cuts[f % DEPTHS]));
+            let pass = &self.pass[f];
+            let mut any = 0;
+            for i in 0..W {
+                out[i] &= pass[i] | b[i];
+                any |= out[i];
+            }
+            if any == 0 {
+                break;
+            }
+        }
+        out
+    }
+
+    /// Candidate tables for `k` into `out` (`words` long).
+    #[inline]
+    fn candidates<A: Word>(&self, k: &Key<A>, out: &mut [u64]) {
+        let w = self.words;
+        let p = usize::from(k.proto) * w;
+        let pass = &self.pass[FIELDS - 1];
+        for (i, o) in out.iter_mut().enumerate() {
+            *o = pass[i] | self.proto[p + i];
+        }
+        // Deepest cuts first: they tell the most, and once no candidate is left the rest of
+        // the lookups are skipped.
+        for f in [DEPTHS - 1, 2 * DEPTHS - 1, DEPTHS - 2, 2 * DEPTHS - 2, 0, DEPTHS] {
+            if self.filtered[f] == 0 {
+                continue;
+            }
+            let (a, depth) = if f < DEPTHS {
+                (k.src, f)
+            } else {
+                (k.dst, f - DEPTHS)
+            };
+            let pass = &self.pass[f];
+            let mut any = 0;
+            match self.maps[f].get(self.cell(a, depth), w) {
+                Some(b) => {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o &= pass[i] | b[i];
+                        any |= *o;
+                    }
+                }
+                None => {
+                    for (i, o) in out.iter_mut().enumerate() {
+                        *o &= pass[i];
+                        any |= *o;
+                    }
+                }
+            }
+            if any == 0 {
+                return;
+            }
         }
     }
 
@@ -961,16 +1069,28 @@ impl<A: Word> TupleMerge<A> {
     /// The id of the best-ranked rule matching `k`.
     #[inline]
     pub fn classify(&self, k: &Key<A>) -> Option<u32> {
-        let words = self.filter.words;
-        let mut stack = [0u64; 8];
-        let mut heap = Vec::new();
-        let cand: &mut [u64] = if words <= stack.len() {
-            &mut stack[..words]
-        } else {
-            heap.resize(words, 0);
-            &mut heap
-        };
-        self.filter.candidates(k, cand);
+        match self.filter.words {
+            1 => self.classify_n::<1>(k),
+            2 => self.classify_n::<2>(k),
+            3 => self.classify_n::<3>(k),
+            4 => self.classify_n::<4>(k),
+            words => {
+                let mut cand = vec![0; words];
+                self.filter.candidates(k, &mut cand);
+                self.visit(k, &cand)
+            }
+        }
+    }
+
+    #[inline]
+    fn classify_n<const W: usize>(&self, k: &Key<A>) -> Option<u32> {
+        let cand = self.filter.candidates_n::<A, W>(k);
+        self.visit(k, &cand)
+    }
+
+    /// Probe the candidate tables best-first.
+    #[inline(always)]
+    fn visit(&self, k: &Key<A>, cand: &[u64]) -> Option<u32> {
         let mut best = u64::MAX;
         let mut id = None;
         'words: for (w, &word) in cand.iter().enumerate() {
