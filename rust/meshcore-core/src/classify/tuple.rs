@@ -263,9 +263,50 @@ impl<A: Word> Table<A> {
         h ^ (h >> 29)
     }
 
+    /// A slot's tag: the hash's top 32 bits, which also pick its home slot.
     #[inline]
-    fn start(&self, h: u64) -> usize {
-        ((h >> 32) * self.slots.len() as u64 >> 32) as usize
+    fn tag(h: u64) -> u32 {
+        (h >> 32) as u32
+    }
+
+    /// The home slot of a tag.
+    #[inline]
+    fn start(&self, tag: u32) -> usize {
+        (u64::from(tag) * self.slots.len() as u64 >> 32) as usize
+    }
+
+    /// How far slot `i`'s occupant sits past its home.
+    #[inline]
+    fn displacement(&self, i: usize, s: Slot) -> usize {
+        let home = self.start(s.tag);
+        if i >= home {
+            i - home
+        } else {
+            i + self.slots.len() - home
+        }
+    }
+
+    /// Place a new bucket (Robin Hood: an occupant nearer its home than the newcomer gives
+    /// up its slot), so that a lookup for an absent key stops at the first occupant nearer
+    /// its home than the lookup has come.
+    fn place(&mut self, mut s: Slot) {
+        let mut i = self.start(s.tag);
+        let mut d = 0;
+        loop {
+            let here = self.slots[i];
+            if here.head == NIL {
+                self.slots[i] = s;
+                return;
+            }
+            let hd = self.displacement(i, here);
+            if hd < d {
+                self.slots[i] = s;
+                s = here;
+                d = hd;
+            }
+            i = self.step(i);
+            d += 1;
+        }
     }
 
     #[inline]
@@ -278,27 +319,28 @@ impl<A: Word> Table<A> {
     }
 
     /// The slot index holding the bucket for `cut`, or the empty slot where it would go.
-    fn find(&self, cut: &Cut<A>, h: u64, entries: &[Entry<A>]) -> (usize, bool) {
-        let tag = h as u32;
-        let mut i = self.start(h);
+    fn find(&self, cut: &Cut<A>, h: u64, entries: &[Entry<A>]) -> Option<usize> {
+        let tag = Self::tag(h);
+        let mut i = self.start(tag);
+        let mut d = 0;
         loop {
             let s = self.slots[i];
-            if s.head == NIL {
-                return (i, false);
+            if s.head == NIL || self.displacement(i, s) < d {
+                return None;
             }
             if s.tag == tag && self.cut_entry(&entries[s.head as usize]) == *cut {
-                return (i, true);
+                return Some(i);
             }
             i = self.step(i);
+            d += 1;
         }
     }
 
     /// Number of entries in the bucket of `cut`.
     fn bucket_len(&self, cut: &Cut<A>, entries: &[Entry<A>]) -> usize {
-        let (i, found) = self.find(cut, Self::hash(cut), entries);
-        if !found {
+        let Some(i) = self.find(cut, Self::hash(cut), entries) else {
             return 0;
-        }
+        };
         let mut n = 0;
         let mut e = self.slots[i].head;
         while e != NIL {
@@ -308,39 +350,25 @@ impl<A: Word> Table<A> {
         n
     }
 
-    fn grow(&mut self, entries: &[Entry<A>]) {
+    fn grow(&mut self) {
         let bigger = vec![EMPTY; self.slots.len() * 3 / 2 + 1];
         let old = std::mem::replace(&mut self.slots, bigger);
         for s in old.into_iter().filter(|s| s.head != NIL) {
-            let h = Self::hash(&self.cut_entry(&entries[s.head as usize]));
-            let mut i = self.start(h);
-            while self.slots[i].head != NIL {
-                i = self.step(i);
-            }
-            self.slots[i] = s;
+            self.place(s);
         }
     }
 
-    /// Empty slot `i` and shift later members of its probe run back (no tombstones).
-    fn vacate(&mut self, mut i: usize, entries: &[Entry<A>]) {
-        let mut j = i;
+    /// Empty slot `i`, shifting the rest of its run back one place (no tombstones).
+    fn vacate(&mut self, mut i: usize) {
+        let mut j = self.step(i);
         loop {
-            j = self.step(j);
             let s = self.slots[j];
-            if s.head == NIL {
+            if s.head == NIL || self.displacement(j, s) == 0 {
                 break;
             }
-            let home = self.start(Self::hash(&self.cut_entry(&entries[s.head as usize])));
-            // Move s back to i unless its home lies cyclically in (i, j].
-            let stays = if i <= j {
-                i < home && home <= j
-            } else {
-                i < home || home <= j
-            };
-            if !stays {
-                self.slots[i] = s;
-                i = j;
-            }
+            self.slots[i] = s;
+            i = j;
+            j = self.step(j);
         }
         self.slots[i] = EMPTY;
         self.used -= 1;
@@ -361,12 +389,12 @@ impl<A: Word> Table<A> {
     #[inline(always)]
     fn probe(&self, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Option<(u64, u32)> {
         let cut = self.cut_key(k);
-        let h = Self::hash(&cut);
-        let tag = h as u32;
-        let mut i = self.start(h);
+        let tag = Self::tag(Self::hash(&cut));
+        let mut i = self.start(tag);
+        let mut d = 0;
         loop {
             let s = self.slots[i];
-            if s.head == NIL {
+            if s.head == NIL || self.displacement(i, s) < d {
                 return None;
             }
             if s.tag == tag {
@@ -388,6 +416,7 @@ impl<A: Word> Table<A> {
                 }
             }
             i = self.step(i);
+            d += 1;
         }
     }
 }
@@ -971,13 +1000,12 @@ impl<A: Word> TupleMerge<A> {
         let entries = &mut self.entries;
         let tab = self.tables[t as usize].as_mut().expect("live table");
         if (tab.used as usize + 1) * 4 > tab.slots.len() * 3 {
-            tab.grow(entries);
+            tab.grow();
         }
         let cut = tab.cut_entry(&entries[idx as usize]);
         let h = Table::hash(&cut);
-        let (i, found) = tab.find(&cut, h, entries);
         let r = entries[idx as usize].rank();
-        if found {
+        if let Some(i) = tab.find(&cut, h, entries) {
             // Insert into the chain by rank.
             let head = tab.slots[i].head;
             if r < entries[head as usize].rank() {
@@ -997,10 +1025,10 @@ impl<A: Word> TupleMerge<A> {
             }
         } else {
             entries[idx as usize].next = NIL;
-            tab.slots[i] = Slot {
-                tag: h as u32,
+            tab.place(Slot {
+                tag: Table::<A>::tag(h),
                 head: idx,
-            };
+            });
             tab.used += 1;
         }
         tab.entries += 1;
@@ -1037,12 +1065,13 @@ impl<A: Word> TupleMerge<A> {
         let entries = &mut self.entries;
         let tab = self.tables[t as usize].as_mut().expect("live table");
         let cut = tab.cut_entry(&entries[idx as usize]);
-        let (i, found) = tab.find(&cut, Table::hash(&cut), entries);
-        debug_assert!(found, "an entry is in its bucket");
+        let i = tab
+            .find(&cut, Table::hash(&cut), entries)
+            .expect("an entry is in its bucket");
         let next = entries[idx as usize].next;
         if tab.slots[i].head == idx {
             if next == NIL {
-                tab.vacate(i, entries);
+                tab.vacate(i);
             } else {
                 tab.slots[i].head = next;
             }
