@@ -192,9 +192,8 @@ struct Table<A: Address> {
     tuple: Tuple,
     smask: A,
     dmask: A,
-    spmask: u16,
-    dpmask: u16,
-    pmask: u8,
+    /// The ports and protocol bits of the tuple, in [`l4`] form.
+    l4mask: u64,
     /// Minimum rank of the entries.
     best: u64,
     entries: u32,
@@ -209,9 +208,14 @@ struct Table<A: Address> {
 struct Cut<A> {
     src: A,
     dst: A,
-    sport: u16,
-    dport: u16,
-    proto: u8,
+    /// Ports and protocol packed by [`l4`].
+    l4: u64,
+}
+
+/// Source port, destination port and protocol in one word, so a table cuts them with one AND.
+#[inline]
+fn l4(sport: u16, dport: u16, proto: u8) -> u64 {
+    u64::from(sport) << 24 | u64::from(dport) << 8 | u64::from(proto)
 }
 
 impl<A: Word> Table<A> {
@@ -221,9 +225,7 @@ impl<A: Word> Table<A> {
             tuple,
             smask: A::mask(tuple.s),
             dmask: A::mask(tuple.d),
-            spmask: pm(tuple.sp),
-            dpmask: pm(tuple.dp),
-            pmask: if tuple.p == 8 { 0xff } else { 0 },
+            l4mask: l4(pm(tuple.sp), pm(tuple.dp), if tuple.p == 8 { 0xff } else { 0 }),
             best: u64::MAX,
             entries: 0,
             used: 0,
@@ -232,13 +234,11 @@ impl<A: Word> Table<A> {
     }
 
     #[inline]
-    fn cut_key(&self, k: &Key<A>) -> Cut<A> {
+    fn cut_key(&self, k: &Key<A>, kl4: u64) -> Cut<A> {
         Cut {
             src: k.src.and(self.smask),
             dst: k.dst.and(self.dmask),
-            sport: k.sport & self.spmask,
-            dport: k.dport & self.dpmask,
-            proto: k.proto & self.pmask,
+            l4: kl4 & self.l4mask,
         }
     }
 
@@ -247,9 +247,7 @@ impl<A: Word> Table<A> {
         Cut {
             src: e.src.and(self.smask),
             dst: e.dst.and(self.dmask),
-            sport: e.sport.0 & self.spmask,
-            dport: e.dport.0 & self.dpmask,
-            proto: e.proto_value & self.pmask,
+            l4: l4(e.sport.0, e.dport.0, e.proto_value) & self.l4mask,
         }
     }
 
@@ -257,10 +255,8 @@ impl<A: Word> Table<A> {
     fn hash(c: &Cut<A>) -> u64 {
         const K1: u64 = 0x9e37_79b9_7f4a_7c15;
         const K2: u64 = 0xc2b2_ae3d_27d4_eb4f;
-        let ports = u64::from(c.sport) << 24 | u64::from(c.dport) << 8 | u64::from(c.proto);
-        let a = c.src.fold().wrapping_mul(K1) ^ c.dst.fold().rotate_left(32) ^ ports;
-        let h = a.wrapping_mul(K2);
-        h ^ (h >> 29)
+        let a = c.src.fold().wrapping_mul(K1) ^ c.dst.fold().rotate_left(32) ^ c.l4;
+        a.wrapping_mul(K2)
     }
 
     /// A slot's tag: the hash's top 32 bits, which also pick its home slot.
@@ -387,8 +383,8 @@ impl<A: Word> Table<A> {
 
     /// The best `(rank, id)` in this table matching `k` that beats `best`.
     #[inline(always)]
-    fn probe(&self, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Option<(u64, u32)> {
-        let cut = self.cut_key(k);
+    fn probe(&self, k: &Key<A>, kl4: u64, best: u64, entries: &[Entry<A>]) -> Option<(u64, u32)> {
+        let cut = self.cut_key(k, kl4);
         let tag = Self::tag(Self::hash(&cut));
         let mut i = self.start(tag);
         let mut d = 0;
@@ -1120,6 +1116,7 @@ impl<A: Word> TupleMerge<A> {
     /// Probe the candidate tables best-first.
     #[inline(always)]
     fn visit(&self, k: &Key<A>, cand: &[u64]) -> Option<u32> {
+        let kl4 = l4(k.sport, k.dport, k.proto);
         let mut best = u64::MAX;
         let mut id = None;
         'words: for (w, &word) in cand.iter().enumerate() {
@@ -1139,7 +1136,7 @@ impl<A: Word> TupleMerge<A> {
                 let Some(Some(tab)) = self.tables.get(t) else {
                     continue;
                 };
-                if let Some((r, i)) = tab.probe(k, best, &self.entries) {
+                if let Some((r, i)) = tab.probe(k, kl4, best, &self.entries) {
                     best = r;
                     id = Some(i);
                 }
@@ -1167,7 +1164,7 @@ impl<A: Word> TupleMerge<A> {
                     continue;
                 }
                 p += 1;
-                if let Some((r, _)) = tab.probe(k, best, &self.entries) {
+                if let Some((r, _)) = tab.probe(k, l4(k.sport, k.dport, k.proto), best, &self.entries) {
                     best = r;
                 }
             }
@@ -1176,9 +1173,17 @@ impl<A: Word> TupleMerge<A> {
     }
 
     /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
+    ///
+    /// A packet with the same key as the one before it (a flow's burst) reuses its answer.
     pub fn classify_batch(&self, keys: &[Key<A>], out: &mut [i64]) {
+        let mut last: Option<(&Key<A>, i64)> = None;
         for (k, o) in keys.iter().zip(out.iter_mut()) {
-            *o = self.classify(k).map_or(-1, i64::from);
+            let r = match last {
+                Some((prev, r)) if prev == k => r,
+                _ => self.classify(k).map_or(-1, i64::from),
+            };
+            last = Some((k, r));
+            *o = r;
         }
     }
 
