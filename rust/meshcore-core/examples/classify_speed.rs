@@ -2,6 +2,7 @@
 //! and single-rule update time, per configuration.
 //! `cargo run --release -p meshcore-core --example classify_speed DIR SET...` where DIR holds
 //! `SET`, `SET_trace` and `SET_trace.firstmatch` (e.g. `acl1_10k`).
+#![allow(clippy::cast_precision_loss)] // timing arithmetic
 use meshcore_core::classify::classbench::{parse_filters, parse_trace};
 use meshcore_core::classify::tuple::{Config, TupleMerge};
 use std::time::Instant;
@@ -13,10 +14,11 @@ fn main() {
         .unwrap_or_else(|_| "4:8".into())
         .split(',')
         .map(|c| {
-            let (q, l) = c.split_once(':').expect("quantum:limit");
+            let f: Vec<u8> = c.split(':').map(|x| x.parse().expect("number")).collect();
             Config {
-                quantum: q.parse().expect("quantum"),
-                limit: l.parse().expect("limit"),
+                quantum: f[0],
+                limit: f[1].into(),
+                cap: f.get(2).copied().unwrap_or(128),
             }
         })
         .collect();
@@ -54,16 +56,11 @@ fn main() {
                 }
                 single = single.min(t0.elapsed().as_secs_f64());
             }
-            println!("   one at a time {:.2} Mpps", trace.len() as f64 / single / 1e6);
-            let (tables, largest, mean) = t.stats();
-            let (mut cs, mut ps) = (0usize, 0usize);
-            for k in &trace {
-                let (c, p) = t.work(k);
-                cs += c;
-                ps += p;
-            }
-            println!("   {}", t.memory_parts());
-            println!("   candidates {:.1} probes {:.1} per packet", cs as f64 / trace.len() as f64, ps as f64 / trace.len() as f64);
+            println!(
+                "   one at a time {:.2} Mpps",
+                trace.len() as f64 / single / 1e6
+            );
+            let (tables, buckets, largest) = t.stats();
             // Single-rule updates: remove and re-add rules.
             let mut u = t.clone();
             let n = 2000.min(rules.len());
@@ -74,9 +71,10 @@ fn main() {
             }
             let upd = t0.elapsed().as_secs_f64() / (2 * n) as f64;
             println!(
-                "{set:9} q{:<2} l{:<3} rules {:5} wrong {wrong} | {:6.2} Mpps | tables {tables:4} largest {largest:3} mean {mean:.2} | {:5.1} B/rule | build {:6.1} ms | update {:5.2} us",
+                "{set:9} q{:<2} l{:<3} c{:<3} rules {:5} wrong {wrong} | {:6.2} Mpps | tables {tables:4} largest {largest:3} buckets {buckets:5} | {:5.1} B/rule | build {:6.1} ms | update {:5.2} us",
                 config.quantum,
                 config.limit,
+                config.cap,
                 rules.len(),
                 trace.len() as f64 / best / 1e6,
                 t.memory() as f64 / rules.len() as f64,

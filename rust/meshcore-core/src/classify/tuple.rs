@@ -27,10 +27,15 @@
 //!   allocation per rule or per bucket.
 //!
 //! Invariants: every table's `best` (and `bests[t]`) is the minimum rank of its entries, and no
-//! rank is `u64::MAX`; when `ordered`, live tables' bests do not decrease with the index;
+//! rank is `u64::MAX`; `inversions` counts the neighbouring live tables whose bests decrease
+//! with the index (none: lookups may stop early);
 //! chains are sorted by rank; each slot's chain holds exactly the entries whose fields, cut to
 //! the table's tuple, equal the slot's key; the prefilter has a bit for every (entry's cell,
 //! table) pair and may have more.
+
+// The per-packet path (prefilter, candidate walk, table probe) is forced into one loop body:
+// each piece runs several times per packet and is small next to a call.
+#![allow(clippy::inline_always)]
 
 use super::{Key, Rule};
 use crate::route::{Address, Prefix};
@@ -75,13 +80,27 @@ pub struct Config {
     pub quantum: u8,
     /// Entries per bucket before a rule looks for another table.
     pub limit: u16,
+    /// Longest prefix length a new table's tuple keeps.
+    pub cap: u8,
 }
 
-impl Default for Config {
-    fn default() -> Self {
-        Config {
-            quantum: 4,
-            limit: 8,
+impl Config {
+    /// The defaults for an address width, chosen on the ClassBench sets: IPv4 tables keep at
+    /// most 24 prefix bits in multiples of 8 (so /25../32 rules share /24-keyed buckets), 16
+    /// entries a bucket; IPv6 keeps up to /64 in multiples of 16.
+    pub fn for_width(bits: u8) -> Config {
+        if bits <= 32 {
+            Config {
+                quantum: 8,
+                limit: 16,
+                cap: 24,
+            }
+        } else {
+            Config {
+                quantum: 16,
+                limit: 16,
+                cap: 64,
+            }
         }
     }
 }
@@ -116,12 +135,12 @@ impl Tuple {
 
     /// The coarser tuple a new table takes for a rule of tuple `self`: prefixes rounded down to
     /// the quantum, ports kept only when exact.
-    fn relaxed(self, quantum: u8) -> Tuple {
+    fn relaxed(self, quantum: u8, cap: u8) -> Tuple {
         let q = quantum.max(1);
         let exact = |w: u8| if w == 16 { 16 } else { 0 };
         Tuple {
-            s: self.s - self.s % q,
-            d: self.d - self.d % q,
+            s: (self.s - self.s % q).min(cap),
+            d: (self.d - self.d % q).min(cap),
             sp: exact(self.sp),
             dp: exact(self.dp),
             p: self.p,
@@ -129,7 +148,10 @@ impl Tuple {
     }
 
     fn bits(self) -> u32 {
-        u32::from(self.s) + u32::from(self.d) + u32::from(self.sp) + u32::from(self.dp)
+        u32::from(self.s)
+            + u32::from(self.d)
+            + u32::from(self.sp)
+            + u32::from(self.dp)
             + u32::from(self.p)
     }
 }
@@ -225,7 +247,11 @@ impl<A: Word> Table<A> {
             tuple,
             smask: A::mask(tuple.s),
             dmask: A::mask(tuple.d),
-            l4mask: l4(pm(tuple.sp), pm(tuple.dp), if tuple.p == 8 { 0xff } else { 0 }),
+            l4mask: l4(
+                pm(tuple.sp),
+                pm(tuple.dp),
+                if tuple.p == 8 { 0xff } else { 0 },
+            ),
             best: u64::MAX,
             entries: 0,
             used: 0,
@@ -268,7 +294,7 @@ impl<A: Word> Table<A> {
     /// The home slot of a tag.
     #[inline]
     fn start(&self, tag: u32) -> usize {
-        (u64::from(tag) * self.slots.len() as u64 >> 32) as usize
+        ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
     }
 
     /// How far slot `i`'s occupant sits past its home.
@@ -445,7 +471,7 @@ impl CellMap {
     #[inline]
     fn slot(&self, cell: u32) -> usize {
         let h = u64::from(cell).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        (h * self.keys.len() as u64 >> 32) as usize
+        ((h * self.keys.len() as u64) >> 32) as usize
     }
 
     #[inline]
@@ -476,30 +502,6 @@ impl CellMap {
             }
             if k == 0 {
                 return None;
-            }
-            i = self.step(i);
-        }
-    }
-
-    /// The bitmap of `cell` (zero if no table has an entry there), for a `W`-word map.
-    #[inline]
-    fn get_n<const W: usize>(&self, cell: u32) -> [u64; W] {
-        let word = |at: usize| -> [u64; W] { std::array::from_fn(|i| self.bits[at * W + i]) };
-        if self.direct {
-            return word(cell as usize);
-        }
-        if self.keys.is_empty() {
-            return [0; W];
-        }
-        let want = cell + 1;
-        let mut i = self.slot(cell);
-        loop {
-            let k = self.keys[i];
-            if k == want {
-                return word(i);
-            }
-            if k == 0 {
-                return [0; W];
             }
             i = self.step(i);
         }
@@ -550,68 +552,127 @@ impl CellMap {
     }
 }
 
-/// The fields the prefilter reads: the top bits of the source and destination at two depths,
-/// and the protocol.
+/// Depths of the address cuts.
 const DEPTHS: usize = 3;
+/// Prefilter fields: source cuts (shallow to deep), destination cuts, the protocol.
+const PROTO: usize = 2 * DEPTHS;
 const FIELDS: usize = 2 * DEPTHS + 1;
+/// Lookup order: the most telling fields first, so that an empty candidate set stops early.
+const LOOKUP_ORDER: [usize; FIELDS] = [
+    DEPTHS - 1,
+    2 * DEPTHS - 1,
+    DEPTHS - 2,
+    2 * DEPTHS - 2,
+    0,
+    DEPTHS,
+    PROTO,
+];
 
 /// Which tables can hold an entry matching a packet, read from a few header bits before any
-/// table is probed. A table whose tuple has at least `cut` bits of an address is *filtered* on
-/// that address at that depth: a bitmap per cell (the address's top `cut` bits) lists the tables
-/// with an entry in the cell. A table exact on the protocol is filtered by protocol. A packet's
-/// candidates are the tables that every field lets through.
+/// table is probed. Each field is a cut of the header: the top bits of the source or the
+/// destination at three depths, and the protocol. A table whose tuple fixes all the bits of a field is
+/// *filtered* on it: a bitmap per cell of the field lists the tables with an entry in the
+/// cell. A packet's candidates are the tables that every field lets through.
 ///
 /// Bits are set on insert and left on removal (a stale bit costs one needless probe, never a
-/// wrong answer); the maps are rebuilt when removals since the last rebuild outnumber half the
-/// entries, and when a new table's index outgrows the bitmap width.
+/// wrong answer); the owner refills the filter when removals pile up and when a new table's
+/// index outgrows the bitmap width.
 #[derive(Debug, Clone, Default)]
 struct Prefilter {
     words: usize,
     /// Cut depths in bits, shallow to deep, for both addresses.
     cuts: [u8; DEPTHS],
-    /// Source cells by depth, then destination cells by depth.
-    maps: [CellMap; 2 * DEPTHS],
-    /// 256 bitmaps: tables exact on the protocol that hold an entry with that protocol.
-    proto: Vec<u64>,
-    /// Per field (source cuts shallow to deep, destination likewise, protocol): tables not
-    /// filtered on it.
+    maps: [CellMap; FIELDS],
+    /// Per field: tables not filtered on it.
     pass: [Vec<u64>; FIELDS],
     /// Per field: how many table indices were filtered on it since the last refill (a field
     /// that filters no table is not looked up).
     filtered: [usize; FIELDS],
+    /// Fields in use, as a bit set (see [`Prefilter::prune`]).
+    enabled: u32,
     removed: usize,
 }
 
 impl Prefilter {
     fn new<A: Address>(words: usize) -> Prefilter {
         // Cells are at most 31 bits (the cell maps store `cell + 1` in 32).
-        let cuts = if A::BITS == 32 { [8, 16, 24] } else { [16, 24, 31] };
+        let cuts = if A::BITS == 32 {
+            [8, 16, 24]
+        } else {
+            [16, 24, 31]
+        };
         Prefilter {
             words,
             cuts,
-            maps: std::array::from_fn(|f| CellMap::new(cuts[f % DEPTHS], words)),
-            proto: vec![0; 256 * words],
+            maps: std::array::from_fn(|f| match f {
+                PROTO => CellMap::new(8, words),
+                f => CellMap::new(cuts[f % DEPTHS], words),
+            }),
             pass: std::array::from_fn(|_| vec![0; words]),
             filtered: [0; FIELDS],
+            enabled: (1 << FIELDS) - 1,
             removed: 0,
         }
     }
 
-    /// Which field slots filter a table of this tuple: (src slot, dst slot, proto).
-    fn slots(&self, tuple: Tuple) -> (Option<usize>, Option<usize>, bool) {
-        let depth = |len: u8| {
-            self.cuts.iter().rposition(|&c| len >= c)
+    /// Stop using the deepest address cut where it tells little more than the one above it:
+    /// over the entries filtered on both, its cells name almost as many tables (more than 8
+    /// for every 9), as when most prefixes sit alone in their /16. It would cost a lookup per
+    /// packet and memory per cell for almost no fewer probes. Tables filtered on it pass it
+    /// from now on.
+    fn prune<'a, A: Word + 'a>(&mut self, entries: impl Iterator<Item = (Tuple, &'a Entry<A>)>) {
+        let tables = |m: &CellMap, cell: u32, words: usize| -> u32 {
+            m.get(cell, words)
+                .map_or(0, |b| b.iter().map(|w| w.count_ones()).sum())
         };
-        (depth(tuple.s), depth(tuple.d).map(|d| d + DEPTHS), tuple.p == 8)
+        let mut sums = [[0u64; 2]; 2];
+        for (tuple, e) in entries {
+            let set = self.fields(tuple);
+            for (side, base) in [0, DEPTHS].into_iter().enumerate() {
+                let (deep, above) = (base + DEPTHS - 1, base + DEPTHS - 2);
+                if set & (1 << deep) != 0 {
+                    for (i, f) in [deep, above].into_iter().enumerate() {
+                        let c = self.cell(f, e.src, e.dst, e.proto_value);
+                        sums[side][i] += u64::from(tables(&self.maps[f], c, self.words));
+                    }
+                }
+            }
+        }
+        for (side, base) in [0, DEPTHS].into_iter().enumerate() {
+            let deep = base + DEPTHS - 1;
+            let [d, a] = sums[side];
+            if d * 9 > a * 8 {
+                self.enabled &= !(1 << deep);
+                self.maps[deep] = CellMap::new(self.cuts[DEPTHS - 1], self.words);
+                self.pass[deep].fill(u64::MAX);
+                self.filtered[deep] = 0;
+            }
+        }
     }
 
-    /// Record a (new or reused) table index's tuple.
+    /// The fields that filter a table of this tuple, as a bit set.
+    fn fields(&self, tuple: Tuple) -> u32 {
+        let mut set = 0;
+        for (d, &c) in self.cuts.iter().enumerate() {
+            if tuple.s >= c {
+                set |= 1 << d;
+            }
+            if tuple.d >= c {
+                set |= 1 << (DEPTHS + d);
+            }
+        }
+        if tuple.p == 8 {
+            set |= 1 << PROTO;
+        }
+        set & self.enabled
+    }
+
+    /// Record a new table index's tuple.
     fn table(&mut self, t: u32, tuple: Tuple) {
-        let (sf, df, pf) = self.slots(tuple);
+        let set = self.fields(tuple);
         let (w, bit) = (t as usize / 64, 1u64 << (t % 64));
         for (f, pass) in self.pass.iter_mut().enumerate() {
-            let filtered = Some(f) == sf || Some(f) == df || (f == FIELDS - 1 && pf);
-            if filtered {
+            if set & (1 << f) != 0 {
                 self.filtered[f] += 1;
                 pass[w] &= !bit;
             } else {
@@ -620,84 +681,46 @@ impl Prefilter {
         }
     }
 
+    /// The cell of field `f` for these header values.
     #[inline]
-    fn cell<A: Word>(&self, a: A, depth: usize) -> u32 {
-        a.top(self.cuts[depth])
+    fn cell<A: Word>(&self, f: usize, src: A, dst: A, proto: u8) -> u32 {
+        match f {
+            PROTO => u32::from(proto),
+            f if f < DEPTHS => src.top(self.cuts[f]),
+            f => dst.top(self.cuts[f - DEPTHS]),
+        }
     }
 
     fn add<A: Word>(&mut self, t: u32, tuple: Tuple, e: &Entry<A>) {
-        let (sf, df, pf) = self.slots(tuple);
-        let words = self.words;
-        if let Some(f) = sf {
-            let c = self.cell(e.src, f);
-            self.maps[f].set(c, t, words);
-        }
-        if let Some(f) = df {
-            let c = self.cell(e.dst, f - DEPTHS);
-            self.maps[f].set(c, t, words);
-        }
-        if pf {
-            self.proto[usize::from(e.proto_value) * words + t as usize / 64] |= 1 << (t % 64);
-        }
-    }
-
-    /// Candidate tables for `k`, for a filter of `W` words.
-    #[inline]
-    fn candidates_n<A: Word, const W: usize>(&self, k: &Key<A>) -> [u64; W] {
-        let p = usize::from(k.proto) * W;
-        let pass = &self.pass[FIELDS - 1];
-        let mut out: [u64; W] = std::array::from_fn(|i| pass[i] | self.proto[p + i]);
-        for f in [DEPTHS - 1, 2 * DEPTHS - 1, DEPTHS - 2, 2 * DEPTHS - 2, 0, DEPTHS] {
-            if self.filtered[f] == 0 {
-                continue;
-            }
-            let a = if f < DEPTHS { k.src } else { k.dst };
-            let b = self.maps[f].get_n::<W>(a.top(self.cuts[f % DEPTHS]));
-            let pass = &self.pass[f];
-            let mut any = 0;
-            for i in 0..W {
-                out[i] &= pass[i] | b[i];
-                any |= out[i];
-            }
-            if any == 0 {
-                break;
+        let set = self.fields(tuple);
+        for f in 0..FIELDS {
+            if set & (1 << f) != 0 {
+                let c = self.cell(f, e.src, e.dst, e.proto_value);
+                self.maps[f].set(c, t, self.words);
             }
         }
-        out
     }
 
     /// Candidate tables for `k` into `out` (`words` long).
-    #[inline]
+    #[inline(always)]
     fn candidates<A: Word>(&self, k: &Key<A>, out: &mut [u64]) {
-        let w = self.words;
-        let p = usize::from(k.proto) * w;
-        let pass = &self.pass[FIELDS - 1];
-        for (i, o) in out.iter_mut().enumerate() {
-            *o = pass[i] | self.proto[p + i];
-        }
-        // Deepest cuts first: they tell the most, and once no candidate is left the rest of
-        // the lookups are skipped.
-        for f in [DEPTHS - 1, 2 * DEPTHS - 1, DEPTHS - 2, 2 * DEPTHS - 2, 0, DEPTHS] {
+        out.fill(u64::MAX);
+        for f in LOOKUP_ORDER {
             if self.filtered[f] == 0 {
                 continue;
             }
-            let (a, depth) = if f < DEPTHS {
-                (k.src, f)
-            } else {
-                (k.dst, f - DEPTHS)
-            };
             let pass = &self.pass[f];
             let mut any = 0;
-            match self.maps[f].get(self.cell(a, depth), w) {
+            match self.maps[f].get(self.cell(f, k.src, k.dst, k.proto), self.words) {
                 Some(b) => {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o &= pass[i] | b[i];
+                    for ((o, p), b) in out.iter_mut().zip(pass).zip(b) {
+                        *o &= p | b;
                         any |= *o;
                     }
                 }
                 None => {
-                    for (i, o) in out.iter_mut().enumerate() {
-                        *o &= pass[i];
+                    for (o, p) in out.iter_mut().zip(pass) {
+                        *o &= p;
                         any |= *o;
                     }
                 }
@@ -710,7 +733,6 @@ impl Prefilter {
 
     fn memory(&self) -> usize {
         self.maps.iter().map(CellMap::memory).sum::<usize>()
-            + self.proto.capacity() * 8
             + self.pass.iter().map(|p| p.capacity() * 8).sum::<usize>()
     }
 }
@@ -731,9 +753,9 @@ pub struct TupleMerge<A: Word> {
     /// tables without touching them.
     bests: Vec<u64>,
     live_tables: usize,
-    /// Whether table indices are in best-rank order, so a lookup can stop at the first
-    /// candidate that cannot win. Updates that break the order count towards a reindex.
-    ordered: bool,
+    /// Neighbouring live tables out of best-rank order. At zero a lookup can stop at the first
+    /// candidate that cannot win. Updates made while it is not zero count towards a reindex.
+    inversions: usize,
     unordered_updates: usize,
     live: usize,
     filter: Prefilter,
@@ -741,7 +763,7 @@ pub struct TupleMerge<A: Word> {
 
 impl<A: Word> Default for TupleMerge<A> {
     fn default() -> Self {
-        TupleMerge::with_config(Config::default())
+        TupleMerge::with_config(Config::for_width(A::BITS))
     }
 }
 
@@ -766,7 +788,7 @@ impl<A: Word> TupleMerge<A> {
             tables: Vec::new(),
             bests: Vec::new(),
             live_tables: 0,
-            ordered: true,
+            inversions: 0,
             unordered_updates: 0,
             live: 0,
             filter: Prefilter::new::<A>(1),
@@ -775,7 +797,7 @@ impl<A: Word> TupleMerge<A> {
 
     /// Build from many rules at once (in rank order, which packs tables best).
     pub fn build(rules: Vec<Rule<A>>) -> Self {
-        Self::build_with(rules, Config::default())
+        Self::build_with(rules, Config::for_width(A::BITS))
     }
 
     pub fn build_with(mut rules: Vec<Rule<A>>, config: Config) -> Self {
@@ -809,6 +831,10 @@ impl<A: Word> TupleMerge<A> {
     }
 
     /// Every entry, as a rule (`seq` holds the low 32 bits of the insertion number).
+    ///
+    /// # Panics
+    ///
+    /// Never: stored prefix lengths are within the address width.
     pub fn rules(&self) -> impl Iterator<Item = Rule<A>> + '_ {
         self.ids.values().flat_map(move |&first| {
             let mut at = first;
@@ -833,18 +859,29 @@ impl<A: Word> TupleMerge<A> {
         })
     }
 
-    /// Record table `t`'s new best rank, and whether indices are still in best order.
+    /// Record table `t`'s new best rank (`u64::MAX`: the table emptied), keeping the count of
+    /// out-of-order neighbours.
     fn set_best(&mut self, t: u32, best: u64) {
         let t = t as usize;
+        let prev = self.bests[..t].iter().rposition(|&b| b != u64::MAX);
+        let next = self.bests[t + 1..]
+            .iter()
+            .position(|&b| b != u64::MAX)
+            .map(|i| t + 1 + i);
+        let bad = |bests: &[u64], a: Option<usize>, b: Option<usize>| match (a, b) {
+            (Some(a), Some(b)) => usize::from(bests[a] > bests[b]),
+            _ => 0,
+        };
+        let around = |bests: &[u64]| {
+            if bests[t] == u64::MAX {
+                bad(bests, prev, next)
+            } else {
+                bad(bests, prev, Some(t)) + bad(bests, Some(t), next)
+            }
+        };
+        self.inversions -= around(&self.bests);
         self.bests[t] = best;
-        if !self.ordered {
-            return;
-        }
-        let before = self.bests[..t].iter().rev().find(|&&b| b != u64::MAX);
-        let after = self.bests[t + 1..].iter().find(|&&b| b != u64::MAX);
-        if before.is_some_and(|&b| b > best) || after.is_some_and(|&a| a < best) {
-            self.ordered = false;
-        }
+        self.inversions += around(&self.bests);
     }
 
     /// The table for a new entry of tuple `want` and cut computed per table.
@@ -869,7 +906,7 @@ impl<A: Word> TupleMerge<A> {
             return t;
         }
         // A new table: coarse first; if that exists (it was full), the rule's own tuple.
-        let relaxed = want.relaxed(self.config.quantum);
+        let relaxed = want.relaxed(self.config.quantum, self.config.cap);
         let tuple = if self.find_table(relaxed).is_none() {
             relaxed
         } else {
@@ -933,15 +970,32 @@ impl<A: Word> TupleMerge<A> {
                 }
             }
         }
+        let entries = &self.entries;
+        f.prune(self.tables.iter().flatten().flat_map(|tab| {
+            tab.slots
+                .iter()
+                .filter(|s| s.head != NIL)
+                .flat_map(|s| {
+                    let mut e = s.head;
+                    std::iter::from_fn(move || {
+                        (e != NIL).then(|| {
+                            let entry = &entries[e as usize];
+                            e = entry.next;
+                            entry
+                        })
+                    })
+                })
+                .map(|e| (tab.tuple, e))
+        }));
         self.filter = f;
-        self.ordered = true;
+        self.inversions = 0;
         self.unordered_updates = 0;
     }
 
     /// After an update: reindex when the table order has been broken for long enough, or
     /// stale prefilter bits and emptied indices have piled up.
     fn maybe_reindex(&mut self) {
-        if !self.ordered {
+        if self.inversions > 0 {
             self.unordered_updates += 1;
         }
         if self.unordered_updates > self.live / 8 + 64
@@ -1082,7 +1136,7 @@ impl<A: Word> TupleMerge<A> {
         tab.entries -= 1;
         if tab.entries == 0 {
             self.tables[t as usize] = None;
-            self.bests[t as usize] = u64::MAX;
+            self.set_best(t, u64::MAX);
             self.live_tables -= 1;
         } else if entries[idx as usize].rank() == tab.best {
             tab.recompute_best(entries);
@@ -1109,7 +1163,8 @@ impl<A: Word> TupleMerge<A> {
 
     #[inline]
     fn classify_n<const W: usize>(&self, k: &Key<A>) -> Option<u32> {
-        let cand = self.filter.candidates_n::<A, W>(k);
+        let mut cand = [0; W];
+        self.filter.candidates(k, &mut cand);
         self.visit(k, &cand)
     }
 
@@ -1128,7 +1183,7 @@ impl<A: Word> TupleMerge<A> {
                 if b >= best {
                     // Indices in best order: no later candidate can win either. An emptied
                     // index (u64::MAX; no entry has that rank) is out of that order.
-                    if self.ordered && b != u64::MAX {
+                    if self.inversions == 0 && b != u64::MAX {
                         break 'words;
                     }
                     continue;
@@ -1143,33 +1198,6 @@ impl<A: Word> TupleMerge<A> {
             }
         }
         id
-    }
-
-    /// For tuning: (candidate tables, tables probed) for `k`.
-    pub fn work(&self, k: &Key<A>) -> (usize, usize) {
-        let mut cand = vec![0u64; self.filter.words];
-        self.filter.candidates(k, &mut cand);
-        let mut best = u64::MAX;
-        let (mut c, mut p) = (0, 0);
-        for (w, &word) in cand.iter().enumerate() {
-            let mut bits = word;
-            while bits != 0 {
-                let t = w * 64 + bits.trailing_zeros() as usize;
-                bits &= bits - 1;
-                let Some(Some(tab)) = self.tables.get(t) else {
-                    continue;
-                };
-                c += 1;
-                if tab.best >= best {
-                    continue;
-                }
-                p += 1;
-                if let Some((r, _)) = tab.probe(k, l4(k.sport, k.dport, k.proto), best, &self.entries) {
-                    best = r;
-                }
-            }
-        }
-        (c, p)
     }
 
     /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
@@ -1206,23 +1234,8 @@ impl<A: Word> TupleMerge<A> {
             + self.filter.memory()
     }
 
-    /// For tuning: memory parts.
-    pub fn memory_parts(&self) -> String {
-        use core::mem::size_of;
-        let tables: usize = self.tables.iter().flatten().map(|t| t.slots.capacity() * size_of::<Slot>()).sum();
-        format!(
-            "entries {} homes {} ids {} slots {} filter {:?} words {}",
-            self.entries.capacity() * size_of::<Entry<A>>(),
-            self.homes.capacity() * size_of::<Home>(),
-            self.ids.capacity() * 9,
-            tables,
-            self.filter.maps.iter().map(|m| (m.used, m.memory())).collect::<Vec<_>>(),
-            self.filter.words
-        )
-    }
-
-    /// Statistics: (tables, entries in the largest bucket, mean bucket size).
-    pub fn stats(&self) -> (usize, usize, f64) {
+    /// Statistics: (tables, buckets, entries in the largest bucket).
+    pub fn stats(&self) -> (usize, usize, usize) {
         let mut largest = 0;
         let mut buckets = 0usize;
         for t in self.tables.iter().flatten() {
@@ -1237,12 +1250,7 @@ impl<A: Word> TupleMerge<A> {
                 largest = largest.max(n);
             }
         }
-        let mean = if buckets == 0 {
-            0.0
-        } else {
-            self.live as f64 / buckets as f64
-        };
-        (self.live_tables, largest, mean)
+        (self.live_tables, buckets, largest)
     }
 }
 
@@ -1301,58 +1309,117 @@ mod tests {
         }
     }
 
-    #[test]
-    fn agrees_with_linear_scan_through_inserts_and_removes() {
-        for (seed, config) in [
-            (1, Config::default()),
-            (2, Config { quantum: 1, limit: 1 }),
-            (3, Config { quantum: 16, limit: 3 }),
-        ] {
-            let mut rng = Rng::new(seed);
-            let mut rules: Vec<Rule<u32>> = (0..300)
-                .map(|i| {
-                    let p = rng.below(50) as u32;
-                    random_rule(&mut rng, i, p)
-                })
-                .collect();
-            let mut t = TupleMerge::build_with(rules.clone(), config);
-            let keys: Vec<Key<u32>> = (0..400).map(|_| random_key(&mut rng)).collect();
-            let check = |t: &TupleMerge<u32>, rules: &[Rule<u32>]| {
-                let mut out = vec![0; keys.len()];
-                t.classify_batch(&keys, &mut out);
-                for (k, o) in keys.iter().zip(&out) {
-                    let want = linear_first_match(rules, k);
-                    assert_eq!(t.classify(k), want, "{k:?}");
-                    assert_eq!(*o, want.map_or(-1, i64::from));
-                }
-                assert_eq!(t.len(), rules.len());
-            };
-            check(&t, &rules);
-            for round in 0..200u32 {
-                if rng.below(2) == 0 && !rules.is_empty() {
-                    let i = rng.below(rules.len() as u64) as usize;
-                    let r = rules.swap_remove(i);
-                    assert_eq!(t.remove(r.id), 1);
-                    assert_eq!(t.remove(r.id), 0);
-                } else {
-                    let p = rng.below(50) as u32;
-                    let r = random_rule(&mut rng, 1000 + round, p);
-                    rules.push(r);
-                    t.insert(r);
-                }
-                if round % 20 == 0 {
-                    check(&t, &rules);
-                }
-            }
-            check(&t, &rules);
-            // Remove everything: the structure empties out.
-            for r in rules.drain(..) {
-                t.remove(r.id);
-            }
-            assert!(t.is_empty());
-            assert_eq!(t.tables(), 0);
-            assert_eq!(t.classify(&keys[0]), None);
+    /// An IPv4 rule or key moved into IPv6 space (the top 32 bits), lengths kept.
+    fn widen_rule(r: &Rule<u32>) -> Rule<u128> {
+        let p = |p: Prefix<u32>| Prefix::new(u128::from(p.addr()) << 96, p.len(), true).unwrap();
+        Rule {
+            id: r.id,
+            priority: r.priority,
+            seq: r.seq,
+            src: p(r.src),
+            dst: p(r.dst),
+            sport: r.sport,
+            dport: r.dport,
+            proto_value: r.proto_value,
+            proto_mask: r.proto_mask,
         }
+    }
+
+    fn widen_key(k: &Key<u32>) -> Key<u128> {
+        Key {
+            src: u128::from(k.src) << 96 | 0x1234,
+            dst: u128::from(k.dst) << 96 | 0x5678,
+            sport: k.sport,
+            dport: k.dport,
+            proto: k.proto,
+        }
+    }
+
+    /// Random rules, random inserts and removes (priorities in random order, so table order
+    /// breaks and reindexes run), each state checked against the linear scan.
+    fn differential<A: Word>(
+        seed: u64,
+        config: Config,
+        rule: impl Fn(&Rule<u32>) -> Rule<A>,
+        key: impl Fn(&Key<u32>) -> Key<A>,
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut rules: Vec<Rule<A>> = (0..300)
+            .map(|i| {
+                let p = rng.below(50) as u32;
+                rule(&random_rule(&mut rng, i, p))
+            })
+            .collect();
+        let mut t = TupleMerge::build_with(rules.clone(), config);
+        let keys: Vec<Key<A>> = (0..400).map(|_| key(&random_key(&mut rng))).collect();
+        let check = |t: &TupleMerge<A>, rules: &[Rule<A>]| {
+            let mut out = vec![0; keys.len()];
+            t.classify_batch(&keys, &mut out);
+            for (k, o) in keys.iter().zip(&out) {
+                let want = linear_first_match(rules, k);
+                assert_eq!(t.classify(k), want, "{k:?}");
+                assert_eq!(*o, want.map_or(-1, i64::from));
+            }
+            assert_eq!(t.len(), rules.len());
+        };
+        check(&t, &rules);
+        for round in 0..800u32 {
+            if rng.below(2) == 0 && !rules.is_empty() {
+                let i = rng.below(rules.len() as u64) as usize;
+                let r = rules.swap_remove(i);
+                assert_eq!(t.remove(r.id), 1);
+                assert_eq!(t.remove(r.id), 0);
+            } else {
+                let p = rng.below(50) as u32;
+                let r = rule(&random_rule(&mut rng, 1000 + round, p));
+                rules.push(r);
+                t.insert(r);
+            }
+            if round % 40 == 0 {
+                check(&t, &rules);
+            }
+        }
+        check(&t, &rules);
+        // Remove everything: the structure empties out.
+        for r in rules.drain(..) {
+            t.remove(r.id);
+        }
+        assert!(t.is_empty());
+        assert_eq!(t.tables(), 0);
+        assert_eq!(t.classify(&keys[0]), None);
+    }
+
+    const CONFIGS: [Config; 3] = [
+        Config {
+            quantum: 8,
+            limit: 16,
+            cap: 24,
+        },
+        Config {
+            quantum: 1,
+            limit: 1,
+            cap: 128,
+        },
+        Config {
+            quantum: 16,
+            limit: 3,
+            cap: 16,
+        },
+    ];
+
+    #[test]
+    fn agrees_with_linear_scan_ipv4() {
+        for (seed, config) in CONFIGS.into_iter().enumerate() {
+            differential(seed as u64, config, |r| *r, |k| *k);
+        }
+    }
+
+    #[test]
+    fn agrees_with_linear_scan_ipv6() {
+        for (seed, config) in CONFIGS.into_iter().enumerate() {
+            differential(10 + seed as u64, config, widen_rule, widen_key);
+        }
+        differential(20, Config::for_width(128), widen_rule, widen_key);
     }
 
     #[test]

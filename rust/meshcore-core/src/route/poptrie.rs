@@ -101,7 +101,7 @@ fn rank(bits: u64, c: u32) -> u32 {
 /// anywhere).
 #[inline(always)]
 #[allow(unsafe_code)]
-pub(crate) fn prefetch<T>(p: *const T) {
+fn prefetch<T>(p: *const T) {
     #[cfg(target_arch = "x86_64")]
     // SAFETY: a prefetch is a hint and never faults, whatever the address.
     unsafe {
