@@ -10,8 +10,12 @@ use std::time::Instant;
 fn main() {
     let mut args = std::env::args().skip(1);
     let dir = args.next().expect("DIR SET...");
+    // CONFIGS=quantum:limit[:cap],... compares tunings; the default is the IPv4 default.
     let configs: Vec<Config> = std::env::var("CONFIGS")
-        .unwrap_or_else(|_| "4:8".into())
+        .unwrap_or_else(|_| {
+            let c = Config::for_width(32);
+            format!("{}:{}:{}", c.quantum, c.limit, c.cap)
+        })
         .split(',')
         .map(|c| {
             let f: Vec<u8> = c.split(':').map(|x| x.parse().expect("number")).collect();

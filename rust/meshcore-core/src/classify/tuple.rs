@@ -590,6 +590,10 @@ struct Prefilter {
     filtered: [usize; FIELDS],
     /// Fields in use, as a bit set (see [`Prefilter::prune`]).
     enabled: u32,
+    /// The lookups a packet makes: fields that filter some table, in [`LOOKUP_ORDER`], as
+    /// (field, header part: 0 source / 1 destination / 2 protocol, cut bits).
+    steps: [(u8, u8, u8); FIELDS],
+    nsteps: usize,
     removed: usize,
 }
 
@@ -611,7 +615,26 @@ impl Prefilter {
             pass: std::array::from_fn(|_| vec![0; words]),
             filtered: [0; FIELDS],
             enabled: (1 << FIELDS) - 1,
+            steps: [(0, 0, 0); FIELDS],
+            nsteps: 0,
             removed: 0,
+        }
+    }
+
+    /// Recompute `steps` after the set of fields that filter a table changed.
+    fn replan(&mut self) {
+        self.nsteps = 0;
+        for f in LOOKUP_ORDER {
+            if self.filtered[f] == 0 {
+                continue;
+            }
+            let step = match f {
+                PROTO => (2, 8),
+                f if f < DEPTHS => (0, self.cuts[f]),
+                f => (1, self.cuts[f - DEPTHS]),
+            };
+            self.steps[self.nsteps] = (f as u8, step.0, step.1);
+            self.nsteps += 1;
         }
     }
 
@@ -648,6 +671,7 @@ impl Prefilter {
                 self.filtered[deep] = 0;
             }
         }
+        self.replan();
     }
 
     /// The fields that filter a table of this tuple, as a bit set.
@@ -679,6 +703,16 @@ impl Prefilter {
                 pass[w] |= bit;
             }
         }
+        if set & !self.planned() != 0 {
+            self.replan();
+        }
+    }
+
+    /// The fields in `steps`, as a bit set.
+    fn planned(&self) -> u32 {
+        self.steps[..self.nsteps]
+            .iter()
+            .fold(0, |acc, &(f, _, _)| acc | 1 << f)
     }
 
     /// The cell of field `f` for these header values.
@@ -705,13 +739,16 @@ impl Prefilter {
     #[inline(always)]
     fn candidates<A: Word>(&self, k: &Key<A>, out: &mut [u64]) {
         out.fill(u64::MAX);
-        for f in LOOKUP_ORDER {
-            if self.filtered[f] == 0 {
-                continue;
-            }
+        for &(f, part, bits) in &self.steps[..self.nsteps] {
+            let cell = match part {
+                0 => k.src.top(bits),
+                1 => k.dst.top(bits),
+                _ => u32::from(k.proto),
+            };
+            let f = usize::from(f);
             let pass = &self.pass[f];
             let mut any = 0;
-            match self.maps[f].get(self.cell(f, k.src, k.dst, k.proto), self.words) {
+            match self.maps[f].get(cell, self.words) {
                 Some(b) => {
                     for ((o, p), b) in out.iter_mut().zip(pass).zip(b) {
                         *o &= p | b;
