@@ -416,7 +416,7 @@ impl<A: Word> Table<A> {
         let mut d = 0;
         loop {
             let s = self.slots[i];
-            if s.head == NIL || self.displacement(i, s) < d {
+            if s.head == NIL {
                 return None;
             }
             if s.tag == tag {
@@ -436,6 +436,9 @@ impl<A: Word> Table<A> {
                         e = &entries[e.next as usize];
                     }
                 }
+            } else if self.displacement(i, s) < d {
+                // Robin Hood order: past an occupant nearer its home, the key is absent.
+                return None;
             }
             i = self.step(i);
             d += 1;
@@ -638,40 +641,45 @@ impl Prefilter {
         }
     }
 
-    /// Stop using the deepest address cut where it tells little more than the one above it:
-    /// over the entries filtered on both, its cells name almost as many tables (more than 8
-    /// for every 9), as when most prefixes sit alone in their /16. It would cost a lookup per
-    /// packet and memory per cell for almost no fewer probes. Tables filtered on it pass it
-    /// from now on.
-    fn prune<'a, A: Word + 'a>(&mut self, entries: impl Iterator<Item = (Tuple, &'a Entry<A>)>) {
-        let tables = |m: &CellMap, cell: u32, words: usize| -> u32 {
-            m.get(cell, words)
-                .map_or(0, |b| b.iter().map(|w| w.count_ones()).sum())
-        };
-        let mut sums = [[0u64; 2]; 2];
-        for (tuple, e) in entries {
-            let set = self.fields(tuple);
-            for (side, base) in [0, DEPTHS].into_iter().enumerate() {
-                let (deep, above) = (base + DEPTHS - 1, base + DEPTHS - 2);
-                if set & (1 << deep) != 0 {
-                    for (i, f) in [deep, above].into_iter().enumerate() {
-                        let c = self.cell(f, e.src, e.dst, e.proto_value);
-                        sums[side][i] += u64::from(tables(&self.maps[f], c, self.words));
+    /// Stop using fields that hardly narrow the candidates, judged on the entries' own header
+    /// values (the corner packets of the rules): a field whose lookup, in plan order, removes
+    /// fewer than 1 in 16 of the candidates still standing costs a lookup per packet and memory
+    /// per cell for almost no fewer probes. The least useful such field goes first and the rest
+    /// are judged again without it. Tables filtered on a dropped field pass it from now on.
+    fn prune<A: Word>(&mut self, samples: &[(A, A, u8)]) {
+        let words = self.words;
+        let mut cand = vec![0u64; words];
+        loop {
+            let mut before = [0u64; FIELDS];
+            let mut removed = [0u64; FIELDS];
+            for &(src, dst, proto) in samples {
+                cand.fill(u64::MAX);
+                for &(f, _, _) in &self.steps[..self.nsteps] {
+                    let f = usize::from(f);
+                    let bits = self.maps[f].get(self.cell(f, src, dst, proto), words);
+                    let mut was = 0;
+                    let mut now = 0;
+                    for (i, c) in cand.iter_mut().enumerate() {
+                        was += c.count_ones();
+                        *c &= self.pass[f][i] | bits.map_or(0, |b| b[i]);
+                        now += c.count_ones();
                     }
+                    before[f] += u64::from(was);
+                    removed[f] += u64::from(was - now);
                 }
             }
+            let worst = self.steps[..self.nsteps]
+                .iter()
+                .map(|&(f, _, _)| usize::from(f))
+                .filter(|&f| removed[f] * 16 < before[f])
+                .min_by(|&x, &y| (removed[x] * before[y]).cmp(&(removed[y] * before[x])));
+            let Some(f) = worst else { break };
+            self.enabled &= !(1 << f);
+            self.maps[f] = CellMap::default();
+            self.pass[f].fill(u64::MAX);
+            self.filtered[f] = 0;
+            self.replan();
         }
-        for (side, base) in [0, DEPTHS].into_iter().enumerate() {
-            let deep = base + DEPTHS - 1;
-            let [d, a] = sums[side];
-            if d * 9 > a * 8 {
-                self.enabled &= !(1 << deep);
-                self.maps[deep] = CellMap::new(self.cuts[DEPTHS - 1], self.words);
-                self.pass[deep].fill(u64::MAX);
-                self.filtered[deep] = 0;
-            }
-        }
-        self.replan();
     }
 
     /// The fields that filter a table of this tuple, as a bit set.
@@ -1007,23 +1015,27 @@ impl<A: Word> TupleMerge<A> {
                 }
             }
         }
+        // Judge the fields on at most 4096 entries, spread over all of them.
         let entries = &self.entries;
-        f.prune(self.tables.iter().flatten().flat_map(|tab| {
-            tab.slots
-                .iter()
-                .filter(|s| s.head != NIL)
-                .flat_map(|s| {
-                    let mut e = s.head;
-                    std::iter::from_fn(move || {
-                        (e != NIL).then(|| {
-                            let entry = &entries[e as usize];
-                            e = entry.next;
-                            entry
-                        })
+        let step = self.live.div_ceil(4096).max(1);
+        let samples: Vec<(A, A, u8)> = self
+            .tables
+            .iter()
+            .flatten()
+            .flat_map(|tab| tab.slots.iter().filter(|s| s.head != NIL))
+            .flat_map(|s| {
+                let mut e = s.head;
+                std::iter::from_fn(move || {
+                    (e != NIL).then(|| {
+                        let entry = &entries[e as usize];
+                        e = entry.next;
+                        (entry.src, entry.dst, entry.proto_value)
                     })
                 })
-                .map(|e| (tab.tuple, e))
-        }));
+            })
+            .step_by(step)
+            .collect();
+        f.prune(&samples);
         self.filter = f;
         self.inversions = 0;
         self.unordered_updates = 0;
