@@ -171,7 +171,8 @@ struct Entry<A: Address> {
     proto_value: u8,
     proto_mask: u8,
     id: u32,
-    /// Next entry of the bucket's chain (worse rank), or `NIL`.
+    /// Next entry of the bucket's chain (worse rank). Chains are circular: the last entry's
+    /// `next` is the first, so a slot that names the last reaches both ends in one step.
     next: u32,
 }
 
@@ -199,15 +200,27 @@ struct Home {
     sibling: u32,
 }
 
-/// One bucket slot: the chain head, and 32 bits of the key's hash to skip most mismatches
-/// without reading the entry.
+/// One bucket slot: the chain's last entry (whose `next` is the first), and 32 bits of the
+/// key's hash to skip most mismatches without reading the entry. Naming the last entry makes
+/// the usual insert (a rule ranked below those already there) and the removal of the best
+/// entry O(1) however long the chain; most chains hold one entry, which is both ends.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
     tag: u32,
-    head: u32,
+    tail: u32,
 }
 
-const EMPTY: Slot = Slot { tag: 0, head: NIL };
+const EMPTY: Slot = Slot { tag: 0, tail: NIL };
+
+/// The entries of the chain ending at `tail`, best first.
+fn chain<A: Address>(tail: u32, entries: &[Entry<A>]) -> impl Iterator<Item = u32> + '_ {
+    let mut at = Some(entries[tail as usize].next);
+    std::iter::from_fn(move || {
+        let e = at?;
+        at = (e != tail).then(|| entries[e as usize].next);
+        Some(e)
+    })
+}
 
 #[derive(Debug, Clone)]
 struct Table<A: Address> {
@@ -316,7 +329,7 @@ impl<A: Word> Table<A> {
         let mut d = 0;
         loop {
             let here = self.slots[i];
-            if here.head == NIL {
+            if here.tail == NIL {
                 self.slots[i] = s;
                 return;
             }
@@ -347,10 +360,10 @@ impl<A: Word> Table<A> {
         let mut d = 0;
         loop {
             let s = self.slots[i];
-            if s.head == NIL || self.displacement(i, s) < d {
+            if s.tail == NIL || self.displacement(i, s) < d {
                 return None;
             }
-            if s.tag == tag && self.cut_entry(&entries[s.head as usize]) == *cut {
+            if s.tag == tag && self.cut_entry(&entries[s.tail as usize]) == *cut {
                 return Some(i);
             }
             i = self.step(i);
@@ -360,22 +373,14 @@ impl<A: Word> Table<A> {
 
     /// Number of entries in the bucket of `cut`.
     fn bucket_len(&self, cut: &Cut<A>, entries: &[Entry<A>]) -> usize {
-        let Some(i) = self.find(cut, Self::hash(cut), entries) else {
-            return 0;
-        };
-        let mut n = 0;
-        let mut e = self.slots[i].head;
-        while e != NIL {
-            n += 1;
-            e = entries[e as usize].next;
-        }
-        n
+        self.find(cut, Self::hash(cut), entries)
+            .map_or(0, |i| chain(self.slots[i].tail, entries).count())
     }
 
     fn grow(&mut self) {
         let bigger = vec![EMPTY; self.slots.len() * 3 / 2 + 1];
         let old = std::mem::replace(&mut self.slots, bigger);
-        for s in old.into_iter().filter(|s| s.head != NIL) {
+        for s in old.into_iter().filter(|s| s.tail != NIL) {
             self.place(s);
         }
     }
@@ -385,7 +390,7 @@ impl<A: Word> Table<A> {
         let mut j = self.step(i);
         loop {
             let s = self.slots[j];
-            if s.head == NIL || self.displacement(j, s) == 0 {
+            if s.tail == NIL || self.displacement(j, s) == 0 {
                 break;
             }
             self.slots[i] = s;
@@ -401,8 +406,8 @@ impl<A: Word> Table<A> {
         self.best = self
             .slots
             .iter()
-            .filter(|s| s.head != NIL)
-            .map(|s| entries[s.head as usize].rank())
+            .filter(|s| s.tail != NIL)
+            .map(|s| entries[entries[s.tail as usize].next as usize].rank())
             .min()
             .unwrap_or(u64::MAX);
     }
@@ -416,24 +421,25 @@ impl<A: Word> Table<A> {
         let mut d = 0;
         loop {
             let s = self.slots[i];
-            if s.head == NIL {
+            if s.tail == NIL {
                 return None;
             }
             if s.tag == tag {
-                let head = &entries[s.head as usize];
-                if self.cut_entry(head) == cut {
-                    let mut e = head;
+                let last = &entries[s.tail as usize];
+                if self.cut_entry(last) == cut {
+                    let mut at = last.next;
                     loop {
+                        let e = &entries[at as usize];
                         if e.rank() >= best {
                             return None;
                         }
                         if e.matches(k) {
                             return Some((e.rank(), e.id));
                         }
-                        if e.next == NIL {
+                        if at == s.tail {
                             return None;
                         }
-                        e = &entries[e.next as usize];
+                        at = e.next;
                     }
                 }
             } else if self.displacement(i, s) < d {
@@ -1005,13 +1011,10 @@ impl<A: Word> TupleMerge<A> {
             let tab = tab.as_ref().expect("live table");
             let t = t as u32;
             f.table(t, tab.tuple);
-            for s in tab.slots.iter().filter(|s| s.head != NIL) {
-                let mut e = s.head;
-                while e != NIL {
-                    let entry = &self.entries[e as usize];
-                    f.add(t, tab.tuple, entry);
+            for s in tab.slots.iter().filter(|s| s.tail != NIL) {
+                for e in chain(s.tail, &self.entries) {
+                    f.add(t, tab.tuple, &self.entries[e as usize]);
                     self.homes[e as usize].table = t;
-                    e = entry.next;
                 }
             }
         }
@@ -1022,16 +1025,11 @@ impl<A: Word> TupleMerge<A> {
             .tables
             .iter()
             .flatten()
-            .flat_map(|tab| tab.slots.iter().filter(|s| s.head != NIL))
-            .flat_map(|s| {
-                let mut e = s.head;
-                std::iter::from_fn(move || {
-                    (e != NIL).then(|| {
-                        let entry = &entries[e as usize];
-                        e = entry.next;
-                        (entry.src, entry.dst, entry.proto_value)
-                    })
-                })
+            .flat_map(|tab| tab.slots.iter().filter(|s| s.tail != NIL))
+            .flat_map(|s| chain(s.tail, entries))
+            .map(|e| {
+                let e = &entries[e as usize];
+                (e.src, e.dst, e.proto_value)
             })
             .step_by(step)
             .collect();
@@ -1105,28 +1103,29 @@ impl<A: Word> TupleMerge<A> {
         let h = Table::hash(&cut);
         let r = entries[idx as usize].rank();
         if let Some(i) = tab.find(&cut, h, entries) {
-            // Insert into the chain by rank.
-            let head = tab.slots[i].head;
-            if r < entries[head as usize].rank() {
+            // Into the chain by rank; equal ranks (alternatives of one rule) after those there.
+            let tail = tab.slots[i].tail;
+            let head = entries[tail as usize].next;
+            if r >= entries[tail as usize].rank() {
                 entries[idx as usize].next = head;
-                tab.slots[i].head = idx;
+                entries[tail as usize].next = idx;
+                tab.slots[i].tail = idx;
+            } else if r < entries[head as usize].rank() {
+                entries[idx as usize].next = head;
+                entries[tail as usize].next = idx;
             } else {
                 let mut p = head;
-                loop {
-                    let n = entries[p as usize].next;
-                    if n == NIL || r < entries[n as usize].rank() {
-                        entries[idx as usize].next = n;
-                        entries[p as usize].next = idx;
-                        break;
-                    }
-                    p = n;
+                while r >= entries[entries[p as usize].next as usize].rank() {
+                    p = entries[p as usize].next;
                 }
+                entries[idx as usize].next = entries[p as usize].next;
+                entries[p as usize].next = idx;
             }
         } else {
-            entries[idx as usize].next = NIL;
+            entries[idx as usize].next = idx;
             tab.place(Slot {
                 tag: Table::<A>::tag(h),
-                head: idx,
+                tail: idx,
             });
             tab.used += 1;
         }
@@ -1168,18 +1167,19 @@ impl<A: Word> TupleMerge<A> {
             .find(&cut, Table::hash(&cut), entries)
             .expect("an entry is in its bucket");
         let next = entries[idx as usize].next;
-        if tab.slots[i].head == idx {
-            if next == NIL {
-                tab.vacate(i);
-            } else {
-                tab.slots[i].head = next;
-            }
+        if next == idx {
+            tab.vacate(i);
         } else {
-            let mut p = tab.slots[i].head;
+            // The predecessor: the tail when `idx` is the head (the best entry), the usual case.
+            let tail = tab.slots[i].tail;
+            let mut p = tail;
             while entries[p as usize].next != idx {
                 p = entries[p as usize].next;
             }
             entries[p as usize].next = next;
+            if idx == tail {
+                tab.slots[i].tail = p;
+            }
         }
         entries[idx as usize].next = NIL;
         tab.entries -= 1;
@@ -1288,15 +1288,9 @@ impl<A: Word> TupleMerge<A> {
         let mut largest = 0;
         let mut buckets = 0usize;
         for t in self.tables.iter().flatten() {
-            for s in t.slots.iter().filter(|s| s.head != NIL) {
+            for s in t.slots.iter().filter(|s| s.tail != NIL) {
                 buckets += 1;
-                let mut n = 0;
-                let mut e = s.head;
-                while e != NIL {
-                    n += 1;
-                    e = self.entries[e as usize].next;
-                }
-                largest = largest.max(n);
+                largest = largest.max(chain(s.tail, &self.entries).count());
             }
         }
         (self.live_tables, buckets, largest)
@@ -1469,6 +1463,41 @@ mod tests {
             differential(10 + seed as u64, config, widen_rule, widen_key);
         }
         differential(20, Config::for_width(128), widen_rule, widen_key);
+    }
+
+    /// Rules no tuple can tell apart share one long chain: inserted in any rank order and
+    /// removed from its head, middle and tail, it keeps the best match first.
+    #[test]
+    fn identical_rules_chain() {
+        let mut rng = Rng::new(9);
+        let base = random_rule(&mut rng, 0, 0);
+        let mut t = TupleMerge::<u32>::new();
+        let mut rules = Vec::new();
+        for id in 0..400u32 {
+            let r = Rule {
+                id,
+                priority: rng.below(40) as u32,
+                seq: u64::from(id),
+                ..base
+            };
+            rules.push(r);
+            t.insert(r);
+        }
+        let k = Key {
+            src: base.src.addr(),
+            dst: base.dst.addr(),
+            sport: base.sport.0,
+            dport: base.dport.1,
+            proto: base.proto_value,
+        };
+        assert_eq!(t.stats().2, 400);
+        while !rules.is_empty() {
+            assert_eq!(t.classify(&k), linear_first_match(&rules, &k));
+            let i = rng.below(rules.len() as u64) as usize;
+            assert_eq!(t.remove(rules.swap_remove(i).id), 1);
+        }
+        assert_eq!(t.classify(&k), None);
+        assert!(t.is_empty());
     }
 
     #[test]
