@@ -371,10 +371,10 @@ impl<A: Word> Table<A> {
         }
     }
 
-    /// Number of entries in the bucket of `cut`.
-    fn bucket_len(&self, cut: &Cut<A>, entries: &[Entry<A>]) -> usize {
+    /// Number of entries in the bucket of `cut`, counted up to `cap`.
+    fn bucket_len(&self, cut: &Cut<A>, entries: &[Entry<A>], cap: usize) -> usize {
         self.find(cut, Self::hash(cut), entries)
-            .map_or(0, |i| chain(self.slots[i].tail, entries).count())
+            .map_or(0, |i| chain(self.slots[i].tail, entries).take(cap).count())
     }
 
     fn grow(&mut self) {
@@ -949,7 +949,7 @@ impl<A: Word> TupleMerge<A> {
             if pick.is_some_and(|(_, b)| b >= bits) {
                 continue;
             }
-            if tab.bucket_len(&tab.cut_entry(e), &self.entries) < limit {
+            if tab.bucket_len(&tab.cut_entry(e), &self.entries, limit) < limit {
                 pick = Some((t, bits));
             }
         }
