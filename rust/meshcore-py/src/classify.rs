@@ -104,10 +104,13 @@ fn rule_ports(obj: Option<&Bound<'_, PyAny>>, what: &str) -> PyResult<(u16, u16)
         return Ok((0, u16::MAX));
     };
     let py = obj.py();
-    if let Some(p) = small_int(obj, what, u16::MAX)? {
-        return Ok((p, p));
-    }
+    // The tuple first: probing a tuple for `__index__` raises and formats an AttributeError.
     let pair = obj.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
+    if pair.is_none() {
+        if let Some(p) = small_int(obj, what, u16::MAX)? {
+            return Ok((p, p));
+        }
+    }
     let Some(pair) = pair else {
         return Err(PyTypeError::new_err(format!(
             "{what} must be a port (int) or an inclusive (lo, hi) range, not {}",
@@ -139,10 +142,12 @@ fn rule_proto(obj: Option<&Bound<'_, PyAny>>) -> PyResult<(u8, u8)> {
         return parse_protocol(s.to_cow()?.trim())
             .map_err(|e| rule_error(py, format!("proto: {e}")));
     }
-    if let Some(v) = small_int(obj, "proto", 255)? {
-        return Ok((v as u8, 0xff));
-    }
     let pair = obj.cast::<PyTuple>().ok().filter(|t| t.len() == 2);
+    if pair.is_none() {
+        if let Some(v) = small_int(obj, "proto", 255)? {
+            return Ok((v as u8, 0xff));
+        }
+    }
     if let Some(pair) = pair {
         let byte = |i: usize, what: &str| -> PyResult<u8> {
             let item = pair.get_item(i)?;
