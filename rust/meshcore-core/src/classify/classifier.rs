@@ -216,6 +216,15 @@ fn v6(p: AnyPrefix) -> Option<Prefix<u128>> {
     }
 }
 
+/// Insertion numbers stay below this: the per-family structures rank by
+/// `priority << 32 | seq` and need `seq < 2**32 - 1`. When they run out (after some four
+/// billion additions), the rules are renumbered in rank order and rebuilt. Tests lower it to
+/// exercise the renumbering.
+#[cfg(not(test))]
+const SEQ_LIMIT: u64 = u32::MAX as u64;
+#[cfg(test)]
+const SEQ_LIMIT: u64 = 200;
+
 /// A priority-ordered rule set over IPv4 and IPv6 packets.
 #[derive(Debug, Clone, Default)]
 pub struct Classifier {
@@ -273,10 +282,31 @@ impl Classifier {
         if self.specs.contains_key(&spec.id) {
             return Err(AddError::Duplicate(spec.id));
         }
-        let seq = self.next_seq;
-        self.next_seq += 1;
+        let seq = self.take_seqs(1);
         self.place(spec, &fams, seq);
         Ok(())
+    }
+
+    /// Reserve `n` insertion numbers and return the first, renumbering the rules first (in
+    /// rank order, so no answer changes) when the numbers would reach [`SEQ_LIMIT`].
+    fn take_seqs(&mut self, n: u64) -> u64 {
+        if self.next_seq + n >= SEQ_LIMIT {
+            let mut all: Vec<(Spec, u64)> = self.specs.drain().map(|(_, v)| v).collect();
+            all.sort_by_key(|(s, seq)| (s.priority, *seq));
+            let (mut r4, mut r6) = (Vec::new(), Vec::new());
+            for (seq, (spec, _)) in all.into_iter().enumerate() {
+                let seq = seq as u64;
+                let fams = spec.check().expect("a rule in the set passed its checks");
+                spec.rules(&fams, seq, &mut r4, &mut r6);
+                self.specs.insert(spec.id, (spec, seq));
+            }
+            self.v4 = TupleMerge::build(r4);
+            self.v6 = TupleMerge::build(r6);
+            self.next_seq = self.specs.len() as u64;
+        }
+        let base = self.next_seq;
+        self.next_seq += n;
+        base
     }
 
     /// Add many rules, in order (earlier ones win ties). All or nothing: on an error nothing is
@@ -292,8 +322,7 @@ impl Classifier {
             }
             fams.push(fam);
         }
-        let base = self.next_seq;
-        self.next_seq += specs.len() as u64;
+        let base = self.take_seqs(specs.len() as u64);
         let bulk = specs.len() >= 64 && specs.len() >= self.specs.len();
         if bulk {
             let mut r4: Vec<Rule<u32>> = self.v4.rules().collect();
@@ -512,6 +541,44 @@ mod tests {
             ext: vec![],
             frag: None,
         }
+    }
+
+    /// Past the insertion-number limit (200 under test) the rules are renumbered; ties between
+    /// equal priorities still go to the rule added first.
+    #[test]
+    fn insertion_numbers_renumber_without_changing_answers() {
+        let mut rng = crate::rand::Rng::new(3);
+        let mut c = Classifier::new();
+        let mut live: Vec<(u32, u32, u16)> = Vec::new(); // (id, priority, dport) in add order
+        for id in 0..1000u32 {
+            if !live.is_empty() && rng.below(3) == 0 {
+                let (gone, _, _) = live.remove(rng.below(live.len() as u64) as usize);
+                assert!(c.remove(gone).is_some());
+            }
+            let (priority, dport) = (rng.below(4) as u32, rng.below(8) as u16);
+            let m = Match {
+                dport: (dport, 7),
+                ..Match::ANY
+            };
+            c.add(Spec::single(id, priority, m)).unwrap();
+            live.push((id, priority, dport));
+            for port in 0..8u16 {
+                let want = live
+                    .iter()
+                    .filter(|&&(_, _, lo)| lo <= port)
+                    .min_by_key(|&&(_, p, _)| p) // first added among the best priority
+                    .map(|&(id, _, _)| id);
+                let k = Key {
+                    src: 1u32,
+                    dst: 2,
+                    sport: 3,
+                    dport: port,
+                    proto: 6,
+                };
+                assert_eq!(c.classify_v4(&k), want, "after adding {id}, port {port}");
+            }
+        }
+        assert!(c.next_seq < 1000, "renumbered along the way");
     }
 
     #[test]
