@@ -12,19 +12,21 @@
 //!
 //! - A prefilter reads a few header bits (address cells at three depths, the protocol) and
 //!   names the candidate tables: those holding an entry that agrees with the packet there.
+//!   Fields that hardly narrow the candidates for a rule set are dropped at each reindex.
 //! - Lookup visits candidates best-first by the best rank each holds and stops as soon as one
 //!   cannot beat the match already found; inside a bucket it stops at the first entry that
 //!   matches or cannot win.
 //! - A bucket holds at most [`Config::limit`] entries where it can: an entry that would
 //!   overfill one goes to another compatible table, or to a new table with its rule's own
 //!   (finer) tuple. Only entries whose own tuple cannot tell them apart share a longer chain.
-//! - Insert and remove touch one table and one bucket: O(1) expected, plus a pass over one
-//!   table's slots when its best-ranked entry leaves. Table indices are kept in best-rank order
+//! - Insert and remove touch one table and one bucket: O(1) expected, plus a look at each
+//!   table's bucket for the new rule when choosing where it goes, and a pass over one table's
+//!   slots when its best-ranked entry leaves. Table indices are kept in best-rank order
 //!   by an O(entries) reindex that runs after a bulk build and, amortised, after updates that
 //!   broke the order (lookups stay correct meanwhile, only slower).
-//! - Buckets are open-addressed slots (a hash tag and the chain head, 8 bytes) in an array
-//!   at most three quarters full; entries live in one array with a free list, so no
-//!   allocation per rule or per bucket.
+//! - Buckets are Robin Hood open-addressed slots (a hash tag and the last entry of a circular
+//!   chain, 8 bytes) in an array at most three quarters full; entries live in one array with a
+//!   free list, so no allocation per rule or per bucket.
 //!
 //! Invariants: every table's `best` (and `bests[t]`) is the minimum rank of its entries, and no
 //! rank is `u64::MAX`; `inversions` counts the neighbouring live tables whose bests decrease
