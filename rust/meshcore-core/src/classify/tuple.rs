@@ -518,6 +518,30 @@ impl CellMap {
         }
     }
 
+    /// The one-word bitmap of `cell` (zero if no table has an entry there), for a map of one
+    /// word per cell.
+    #[inline(always)]
+    fn get1(&self, cell: u32) -> u64 {
+        if self.direct {
+            return self.bits.get(cell as usize).copied().unwrap_or(0);
+        }
+        if self.keys.is_empty() {
+            return 0;
+        }
+        let want = cell + 1;
+        let mut i = self.slot(cell);
+        loop {
+            let k = self.keys[i];
+            if k == want {
+                return self.bits[i];
+            }
+            if k == 0 {
+                return 0;
+            }
+            i = self.step(i);
+        }
+    }
+
     fn set(&mut self, cell: u32, table: u32, words: usize) {
         if self.direct {
             self.used += 1;
@@ -596,6 +620,8 @@ struct Prefilter {
     maps: [CellMap; FIELDS],
     /// Per field: tables not filtered on it.
     pass: [Vec<u64>; FIELDS],
+    /// The first word of each `pass`, inline for the one-word lookup.
+    pass1: [u64; FIELDS],
     /// Per field: how many table indices were filtered on it since the last refill (a field
     /// that filters no table is not looked up).
     filtered: [usize; FIELDS],
@@ -624,6 +650,7 @@ impl Prefilter {
                 f => CellMap::new(cuts[f % DEPTHS], words),
             }),
             pass: std::array::from_fn(|_| vec![0; words]),
+            pass1: [0; FIELDS],
             filtered: [0; FIELDS],
             enabled: (1 << FIELDS) - 1,
             steps: [(0, 0, 0); FIELDS],
@@ -685,6 +712,7 @@ impl Prefilter {
             self.enabled &= !(1 << f);
             self.maps[f] = CellMap::default();
             self.pass[f].fill(u64::MAX);
+            self.pass1[f] = u64::MAX;
             self.filtered[f] = 0;
             self.replan();
         }
@@ -719,6 +747,7 @@ impl Prefilter {
                 pass[w] |= bit;
             }
         }
+        self.pass1 = std::array::from_fn(|f| self.pass[f][0]);
         if set & !self.planned() != 0 {
             self.replan();
         }
@@ -749,6 +778,25 @@ impl Prefilter {
                 self.maps[f].set(c, t, self.words);
             }
         }
+    }
+
+    /// Candidate tables for `k` when the bitmaps are one word wide (up to 63 tables).
+    #[inline(always)]
+    fn candidates1<A: Word>(&self, k: &Key<A>) -> u64 {
+        let mut out = u64::MAX;
+        for &(f, part, bits) in &self.steps[..self.nsteps] {
+            let cell = match part {
+                0 => k.src.top(bits),
+                1 => k.dst.top(bits),
+                _ => u32::from(k.proto),
+            };
+            let f = usize::from(f);
+            out &= self.pass1[f] | self.maps[f].get1(cell);
+            if out == 0 {
+                break;
+            }
+        }
+        out
     }
 
     /// Candidate tables for `k` into `out` (`words` long).
@@ -1214,6 +1262,9 @@ impl<A: Word> TupleMerge<A> {
 
     #[inline]
     fn classify_n<const W: usize>(&self, k: &Key<A>) -> Option<u32> {
+        if W == 1 {
+            return self.visit(k, &[self.filter.candidates1(k)]);
+        }
         let mut cand = [0; W];
         self.filter.candidates(k, &mut cand);
         self.visit(k, &cand)
