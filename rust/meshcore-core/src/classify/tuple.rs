@@ -603,6 +603,17 @@ const LOOKUP_ORDER: [usize; FIELDS] = [
     PROTO,
 ];
 
+/// A packet's cell for a prefilter step: the top `bits` of the source (`part` 0) or the
+/// destination (1), or the protocol (2).
+#[inline(always)]
+fn step_cell<A: Word>(part: u8, bits: u8, k: &Key<A>) -> u32 {
+    match part {
+        0 => k.src.top(bits),
+        1 => k.dst.top(bits),
+        _ => u32::from(k.proto),
+    }
+}
+
 /// Which tables can hold an entry matching a packet, read from a few header bits before any
 /// table is probed. Each field is a cut of the header: the top bits of the source or the
 /// destination at three depths, and the protocol. A table whose tuple fixes all the bits of a field is
@@ -785,11 +796,7 @@ impl Prefilter {
     fn candidates1<A: Word>(&self, k: &Key<A>) -> u64 {
         let mut out = u64::MAX;
         for &(f, part, bits) in &self.steps[..self.nsteps] {
-            let cell = match part {
-                0 => k.src.top(bits),
-                1 => k.dst.top(bits),
-                _ => u32::from(k.proto),
-            };
+            let cell = step_cell(part, bits, k);
             let f = usize::from(f);
             out &= self.pass1[f] | self.maps[f].get1(cell);
             if out == 0 {
@@ -804,11 +811,7 @@ impl Prefilter {
     fn candidates<A: Word>(&self, k: &Key<A>, out: &mut [u64]) {
         out.fill(u64::MAX);
         for &(f, part, bits) in &self.steps[..self.nsteps] {
-            let cell = match part {
-                0 => k.src.top(bits),
-                1 => k.dst.top(bits),
-                _ => u32::from(k.proto),
-            };
+            let cell = step_cell(part, bits, k);
             let f = usize::from(f);
             let pass = &self.pass[f];
             let mut any = 0;
