@@ -350,11 +350,6 @@ impl Classifier {
         Some(spec)
     }
 
-    /// Remove every rule.
-    pub fn clear(&mut self) {
-        *self = Classifier::default();
-    }
-
     /// The id of the best-ranked rule matching an IPv4 packet.
     #[inline]
     pub fn classify_v4(&self, k: &Key<u32>) -> Option<u32> {
@@ -474,17 +469,8 @@ impl Classifier {
         }
     }
 
-    /// The IPv4 structure (for statistics).
-    pub fn v4(&self) -> &TupleMerge<u32> {
-        &self.v4
-    }
-
-    /// The IPv6 structure (for statistics).
-    pub fn v6(&self) -> &TupleMerge<u128> {
-        &self.v6
-    }
-
-    /// Bytes held by the lookup structures of both families (not the id map).
+    /// Bytes held by the lookup structures of both families, with their per-entry bookkeeping
+    /// (not the rule descriptions kept for `get` and rebuilds).
     pub fn memory(&self) -> usize {
         self.v4.memory() + self.v6.memory()
     }

@@ -916,10 +916,6 @@ impl<A: Word> TupleMerge<A> {
         t
     }
 
-    pub fn config(&self) -> Config {
-        self.config
-    }
-
     /// Number of entries (rule alternatives).
     pub fn len(&self) -> usize {
         self.live
