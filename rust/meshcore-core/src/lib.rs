@@ -10,6 +10,8 @@
 //!   table compiled from it.
 //! - [`classify`]: 5-tuple classification rules, ClassBench files and the reference first-match
 //!   scan (the fast classifier is being built on them).
+//! - [`queue`]: token buckets, GCRA, shapers, colour meters, RED and CoDel, with time passed in
+//!   as integer nanoseconds and rates as exact rationals.
 //! - [`rand`]: a seeded PRNG for reproducible simulations and tests.
 //!
 //! Invariants kept everywhere: no function panics on any input bytes (the fuzz targets in
@@ -17,6 +19,7 @@
 
 pub mod classify;
 pub mod pcap;
+pub mod queue;
 pub mod rand;
 pub mod route;
 pub mod wire;

@@ -6,6 +6,7 @@
 mod batch;
 mod build;
 mod classify;
+mod clock;
 mod convert;
 mod error;
 mod lock;

@@ -1,0 +1,221 @@
+//! Queues, meters and active queue management, with time as an argument.
+//!
+//! Every function here takes the current time as integer nanoseconds ([`Nanos`]) from the caller;
+//! nothing reads a clock. Rates and bucket sizes are exact rationals ([`Ratio`]), so token
+//! arithmetic is done in integers and never drifts, however long a run is.
+//!
+//! Shared vocabulary:
+//! - [`Ratio`]: an exact non-negative rational; [`Ratio::from_f64`] reads a float as the decimal
+//!   it prints as (`0.1` is 1/10, not the binary fraction nearest to it), which is what a user who
+//!   writes `rate=0.1` means.
+//! - [`seconds_to_nanos`]: the one conversion of a time in seconds to [`Nanos`] (rounded to the
+//!   nearest nanosecond).
+//! - [`Verdict`] (enqueued / dropped / marked) and [`Color`] (green / yellow / red).
+//! - [`ParamError`]: a refused parameter, with a message that names it.
+
+use std::fmt;
+
+/// A time in integer nanoseconds on the caller's clock (any origin; never negative).
+pub type Nanos = u64;
+
+/// Nanoseconds in one second.
+pub const NANOS_PER_SEC: u64 = 1_000_000_000;
+
+/// A parameter the constructor refuses; the message names the parameter and the rule it broke.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ParamError(pub String);
+
+impl fmt::Display for ParamError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl std::error::Error for ParamError {}
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// An exact non-negative rational `num / den`, kept in lowest terms (`den > 0`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct Ratio {
+    num: u128,
+    den: u128,
+}
+
+impl Ratio {
+    pub const ZERO: Ratio = Ratio { num: 0, den: 1 };
+
+    /// `num / den` in lowest terms; `None` when `den` is 0.
+    pub fn new(num: u128, den: u128) -> Option<Ratio> {
+        if den == 0 {
+            return None;
+        }
+        let g = gcd(num, den).max(1);
+        Some(Ratio {
+            num: num / g,
+            den: den / g,
+        })
+    }
+
+    /// The integer `n`.
+    pub fn integer(n: u128) -> Ratio {
+        Ratio { num: n, den: 1 }
+    }
+
+    pub fn num(self) -> u128 {
+        self.num
+    }
+
+    pub fn den(self) -> u128 {
+        self.den
+    }
+
+    pub fn is_zero(self) -> bool {
+        self.num == 0
+    }
+
+    /// The float `x` read as the shortest decimal that prints as `x` (Rust's `Display`, the same
+    /// digits as Python's `repr`): `0.1` becomes 1/10 and `2.5e-7` becomes 1/4000000. `what`
+    /// names the parameter in the error for a negative, infinite, NaN or too precise value.
+    pub fn from_f64(x: f64, what: &str) -> Result<Ratio, ParamError> {
+        if !x.is_finite() || x < 0.0 {
+            return Err(ParamError(format!(
+                "{what} must be a finite number >= 0, got {x}"
+            )));
+        }
+        let text = format!("{x}");
+        let (int_part, frac_part) = text.split_once('.').unwrap_or((&text, ""));
+        let too_big = || ParamError(format!("{what} = {x} is too large or too precise"));
+        let mut num: u128 = 0;
+        for c in int_part.bytes().chain(frac_part.bytes()) {
+            num = num
+                .checked_mul(10)
+                .and_then(|n| n.checked_add(u128::from(c - b'0')))
+                .ok_or_else(too_big)?;
+        }
+        let exp = u32::try_from(frac_part.len()).map_err(|_| too_big())?;
+        let den = 10u128.checked_pow(exp).ok_or_else(too_big)?;
+        // den is a power of ten, never 0.
+        Ratio::new(num, den).ok_or_else(too_big)
+    }
+
+    /// The nearest float.
+    #[allow(clippy::cast_precision_loss)]
+    pub fn to_f64(self) -> f64 {
+        // Both parts may exceed 2**53; dividing the rounded parts is within 2 ulp, which is all
+        // a float view needs (arithmetic stays in integers).
+        self.num as f64 / self.den as f64
+    }
+
+    /// `self * k`, rounded up, or `None` on overflow.
+    pub fn mul_ceil(self, k: u128) -> Option<u128> {
+        let p = self.num.checked_mul(k)?;
+        Some(p.div_ceil(self.den))
+    }
+
+    /// `self * k`, rounded down, or `None` on overflow.
+    pub fn mul_floor(self, k: u128) -> Option<u128> {
+        Some(self.num.checked_mul(k)? / self.den)
+    }
+}
+
+impl fmt::Display for Ratio {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        if self.den == 1 {
+            write!(f, "{}", self.num)
+        } else {
+            write!(f, "{}/{}", self.num, self.den)
+        }
+    }
+}
+
+/// `seconds` as integer nanoseconds, rounded to the nearest; negative, NaN and times past
+/// 2**63 ns (292 years) are refused. `what` names the argument in the error.
+pub fn seconds_to_nanos(seconds: f64, what: &str) -> Result<Nanos, ParamError> {
+    // 9.2e18 ns: well inside u64, and every sum of two such times still fits.
+    const LIMIT: f64 = 9.2e18;
+    let ns = (seconds * 1e9).round();
+    if ns.is_nan() || !(0.0..LIMIT).contains(&ns) {
+        return Err(ParamError(format!(
+            "{what} must be a time in seconds in [0, 9.2e9), got {seconds}"
+        )));
+    }
+    #[allow(clippy::cast_sign_loss)] // checked non-negative above
+    Ok(ns as u64)
+}
+
+/// Integer nanoseconds as float seconds.
+#[allow(clippy::cast_precision_loss)]
+pub fn nanos_to_seconds(ns: Nanos) -> f64 {
+    // Split so that times below 2**53 s are exact to the nanosecond in the sum's rounding.
+    (ns / NANOS_PER_SEC) as f64 + (ns % NANOS_PER_SEC) as f64 * 1e-9
+}
+
+/// What a queue did with an arriving packet.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[repr(u8)]
+pub enum Verdict {
+    /// Queued unchanged.
+    Enqueued = 0,
+    /// Refused (early drop, forced drop or overflow).
+    Dropped = 1,
+    /// Queued with its ECN field set to CE (RFC 3168) instead of being dropped.
+    Marked = 2,
+}
+
+/// A meter's colour (RFC 2697, 2698, 4115).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+#[repr(u8)]
+pub enum Color {
+    Green = 0,
+    Yellow = 1,
+    Red = 2,
+}
+
+impl Color {
+    /// The colour with code 0, 1 or 2.
+    pub fn from_code(code: u8) -> Option<Color> {
+        match code {
+            0 => Some(Color::Green),
+            1 => Some(Color::Yellow),
+            2 => Some(Color::Red),
+            _ => None,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn ratio_reads_decimals() {
+        let r = |x: f64| Ratio::from_f64(x, "x").unwrap();
+        assert_eq!(r(0.1), Ratio::new(1, 10).unwrap());
+        assert_eq!(r(1000.0), Ratio::integer(1000));
+        assert_eq!(r(2.5e-7), Ratio::new(1, 4_000_000).unwrap());
+        assert_eq!(r(0.0), Ratio::ZERO);
+        assert_eq!(r(1.0 / 3.0).den(), 10u128.pow(16));
+        assert!(Ratio::from_f64(-1.0, "rate").is_err());
+        assert!(Ratio::from_f64(f64::NAN, "rate").is_err());
+        assert!(Ratio::from_f64(f64::INFINITY, "rate").is_err());
+        assert!(Ratio::from_f64(1e300, "rate").is_err());
+        assert_eq!(r(0.7).mul_floor(10), Some(7));
+        assert_eq!(r(0.7).mul_ceil(3), Some(3));
+    }
+
+    #[test]
+    fn seconds_round_trip() {
+        assert_eq!(seconds_to_nanos(0.1, "now"), Ok(100_000_000));
+        assert_eq!(seconds_to_nanos(1.5e-9, "now"), Ok(2));
+        assert!(seconds_to_nanos(-1e-3, "now").is_err());
+        assert!(seconds_to_nanos(f64::NAN, "now").is_err());
+        assert!(seconds_to_nanos(1e10, "now").is_err());
+        assert!((nanos_to_seconds(123_456_789_012) - 123.456_789_012).abs() < 1e-12);
+    }
+}

@@ -1,0 +1,146 @@
+//! Time and exact-number arguments shared by the queue, meter and AQM classes.
+//!
+//! Every call takes `now` in float seconds or `None`. `None` reads the object's clock: by default
+//! CLOCK_MONOTONIC, the clock behind `time.monotonic()` (so explicit and implicit times mix), or a
+//! Python callable given as `clock=` (for tests and simulations). Times become integer
+//! nanoseconds once, here; the core never sees a float time.
+
+// Used by the queue classes as they land.
+#![allow(dead_code)]
+
+use crate::error::{raise, Exc};
+use meshcore_core::queue::{seconds_to_nanos, Color, Nanos, ParamError, Ratio, Verdict};
+use pyo3::prelude::*;
+use pyo3::sync::PyOnceLock;
+use pyo3::types::{PyBool, PyFloat, PyInt};
+
+/// Where `now=None` reads the time from.
+pub enum Clock {
+    /// CLOCK_MONOTONIC, as `time.monotonic()`.
+    Monotonic,
+    /// A Python callable returning float seconds.
+    Call(Py<PyAny>),
+}
+
+/// CLOCK_MONOTONIC in integer nanoseconds.
+pub fn monotonic_ns() -> Nanos {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::Monotonic);
+    // CLOCK_MONOTONIC is never negative.
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
+/// A refused parameter as `ConfigError`.
+pub fn config_error(py: Python<'_>, e: &ParamError) -> PyErr {
+    raise(py, Exc::Config, e.to_string())
+}
+
+/// Seconds (`what` names the argument) as nanoseconds, or `ConfigError`.
+pub fn nanos(py: Python<'_>, seconds: f64, what: &str) -> PyResult<Nanos> {
+    seconds_to_nanos(seconds, what).map_err(|e| config_error(py, &e))
+}
+
+impl Clock {
+    /// The `clock=` argument: None for the monotonic clock, else a callable.
+    pub fn from_arg(py: Python<'_>, clock: Option<Bound<'_, PyAny>>) -> PyResult<Clock> {
+        match clock {
+            None => Ok(Clock::Monotonic),
+            Some(c) if c.is_callable() => Ok(Clock::Call(c.unbind())),
+            Some(c) => Err(raise(
+                py,
+                Exc::Config,
+                format!(
+                    "clock must be a callable returning seconds, got {}",
+                    c.get_type().name()?
+                ),
+            )),
+        }
+    }
+
+    /// `now` in nanoseconds: the argument when given, else this clock's reading.
+    #[inline]
+    pub fn now(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Nanos> {
+        match now {
+            Some(s) => nanos(py, s, "now"),
+            None => match self {
+                Clock::Monotonic => Ok(monotonic_ns()),
+                Clock::Call(f) => {
+                    let s: f64 = f.bind(py).call0()?.extract()?;
+                    nanos(py, s, "clock()")
+                }
+            },
+        }
+    }
+
+    /// The callable, for pickling and `repr` (None for the monotonic clock).
+    pub fn callable(&self, py: Python<'_>) -> Option<Py<PyAny>> {
+        match self {
+            Clock::Monotonic => None,
+            Clock::Call(f) => Some(f.clone_ref(py)),
+        }
+    }
+}
+
+/// An exact non-negative number argument (`what` names it): an int, a float (read as the decimal
+/// it prints as), or anything with `as_integer_ratio()` (`Fraction`, `Decimal`).
+pub fn ratio(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Ratio> {
+    let bad = |detail: String| raise(py, Exc::Config, format!("{what} {detail}"));
+    if obj.is_instance_of::<PyBool>() {
+        return Err(bad("must be a number, got bool".into()));
+    }
+    if obj.is_instance_of::<PyFloat>() {
+        let x: f64 = obj.extract()?;
+        return Ratio::from_f64(x, what).map_err(|e| config_error(py, &e));
+    }
+    let (num, den): (Bound<'_, PyAny>, Bound<'_, PyAny>) = if obj.is_instance_of::<PyInt>() {
+        (obj.clone(), 1u8.into_pyobject(py)?.into_any())
+    } else if let Ok(pair) = obj.call_method0("as_integer_ratio") {
+        pair.extract()?
+    } else {
+        return Err(bad(format!(
+            "must be a number, got {}",
+            obj.get_type().name()?
+        )));
+    };
+    let (Ok(num), Ok(den)) = (num.extract::<u128>(), den.extract::<u128>()) else {
+        return Err(bad(format!("must be >= 0 and below 2**128, got {obj}")));
+    };
+    Ratio::new(num, den).ok_or_else(|| bad("has a zero denominator".into()))
+}
+
+static VERDICTS: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
+static COLORS: PyOnceLock<[Py<PyAny>; 3]> = PyOnceLock::new();
+
+fn members(py: Python<'_>, class: &str) -> PyResult<[Py<PyAny>; 3]> {
+    let cls = py.import("meshcore.queues")?.getattr(class)?;
+    Ok([
+        cls.call1((0,))?.unbind(),
+        cls.call1((1,))?.unbind(),
+        cls.call1((2,))?.unbind(),
+    ])
+}
+
+/// The `meshcore.Verdict` member for `v` (cached: returning it costs one reference count).
+pub fn verdict<'py>(py: Python<'py>, v: Verdict) -> PyResult<Bound<'py, PyAny>> {
+    let all = VERDICTS.get_or_try_init(py, || members(py, "Verdict"))?;
+    Ok(all[v as usize].bind(py).clone())
+}
+
+/// The `meshcore.Color` member for `c` (cached).
+pub fn color<'py>(py: Python<'py>, c: Color) -> PyResult<Bound<'py, PyAny>> {
+    let all = COLORS.get_or_try_init(py, || members(py, "Color"))?;
+    Ok(all[c as usize].bind(py).clone())
+}
+
+/// A colour argument: a `Color`, or the int 0, 1 or 2.
+pub fn color_arg(py: Python<'_>, obj: &Bound<'_, PyAny>) -> PyResult<Color> {
+    obj.extract::<u8>()
+        .ok()
+        .and_then(Color::from_code)
+        .ok_or_else(|| {
+            raise(
+                py,
+                Exc::Config,
+                format!("color must be Color.GREEN, YELLOW or RED (0, 1, 2), got {obj}"),
+            )
+        })
+}
