@@ -120,13 +120,13 @@ fn members(py: Python<'_>, class: &str) -> PyResult<[Py<PyAny>; 3]> {
 }
 
 /// The `meshcore.Verdict` member for `v` (cached: returning it costs one reference count).
-pub fn verdict<'py>(py: Python<'py>, v: Verdict) -> PyResult<Bound<'py, PyAny>> {
+pub fn verdict(py: Python<'_>, v: Verdict) -> PyResult<Bound<'_, PyAny>> {
     let all = VERDICTS.get_or_try_init(py, || members(py, "Verdict"))?;
     Ok(all[v as usize].bind(py).clone())
 }
 
 /// The `meshcore.Color` member for `c` (cached).
-pub fn color<'py>(py: Python<'py>, c: Color) -> PyResult<Bound<'py, PyAny>> {
+pub fn color(py: Python<'_>, c: Color) -> PyResult<Bound<'_, PyAny>> {
     let all = COLORS.get_or_try_init(py, || members(py, "Color"))?;
     Ok(all[c as usize].bind(py).clone())
 }
