@@ -1,0 +1,168 @@
+"""meshcore.RateLimiter: per-key exact token buckets, the LRU bound, and asyncio acquire."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from fractions import Fraction
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import meshcore
+from meshcore import ConfigError, RateLimiter
+
+
+class FakeTime:
+    """A clock and a matching sleep: sleeping advances the clock by exactly the time asked for."""
+
+    def __init__(self) -> None:
+        self.t = 0.0
+        self.slept: list[float] = []
+
+    def __call__(self) -> float:
+        return self.t
+
+    async def sleep(self, seconds: float) -> None:
+        self.slept.append(seconds)
+        self.t += seconds
+        await asyncio.sleep(0)
+
+
+def test_exported() -> None:
+    assert meshcore.RateLimiter is RateLimiter
+    assert "RateLimiter" in meshcore.__all__
+
+
+def test_keys_are_independent() -> None:
+    clock = FakeTime()
+    lim = RateLimiter(10, 3, clock=clock)
+    assert [lim.try_acquire("a") for _ in range(4)] == [True, True, True, False]
+    assert [lim.try_acquire("b") for _ in range(4)] == [True, True, True, False]
+    assert lim.time_until("a") == pytest.approx(0.1)
+    clock.t = 0.1
+    assert lim.try_acquire("a") and not lim.try_acquire("a")
+    assert len(lim) == 2 and "a" in lim and "c" not in lim
+    # A new key starts full and is not created by asking.
+    assert lim.time_until("c", 3) == 0.0 and "c" not in lim
+
+
+def test_lru_bound_forgets_the_least_recently_used() -> None:
+    clock = FakeTime()
+    lim = RateLimiter(1, 2, max_keys=3, clock=clock)
+    for k in ("a", "b", "c"):
+        assert lim.try_acquire(k, 2)
+    assert lim.try_acquire("a", 0.5) is False  # touches "a": now "b" is the oldest
+    assert lim.try_acquire("d", 2)
+    assert len(lim) == 3 and "b" not in lim
+    assert "a" in lim and "c" in lim and "d" in lim
+    # "b" comes back with a fresh, full bucket.
+    assert lim.try_acquire("b", 2)
+    assert "c" not in lim
+    lim.forget("b")
+    lim.forget("never-seen")
+    assert "b" not in lim and len(lim) == 2
+
+
+def test_bad_parameters() -> None:
+    with pytest.raises(ConfigError, match="max_keys"):
+        RateLimiter(1, 1, max_keys=0)
+    with pytest.raises(ConfigError):
+        RateLimiter(-1, 1)
+    with pytest.raises(ConfigError):
+        RateLimiter(1, 0)
+    lim = RateLimiter(1, 5)
+    with pytest.raises(ConfigError):
+        lim.try_acquire("k", 6)
+    with pytest.raises(ConfigError):
+        asyncio.run(lim.acquire("k", 6))
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    rate=st.integers(1, 1000),
+    burst=st.integers(1, 50),
+    events=st.lists(
+        st.tuples(st.integers(0, 3), st.integers(0, 2_000_000), st.integers(1, 5)),
+        min_size=1,
+        max_size=200,
+    ),
+)
+def test_matches_a_model_bucket_per_key(
+    rate: int, burst: int, events: list[tuple[int, int, int]]
+) -> None:
+    """Each key admits exactly what an exact (Fraction) token bucket admits."""
+    lim = RateLimiter(rate, burst)
+    level: dict[int, Fraction] = {}
+    last: dict[int, int] = {}
+    t_us = 0
+    for key, gap_us, n in events:
+        t_us += gap_us
+        now = t_us / 1e6
+        if key not in level:
+            level[key], last[key] = Fraction(burst), t_us
+        level[key] = min(
+            Fraction(burst), level[key] + Fraction(rate) * Fraction(t_us - last[key], 10**6)
+        )
+        last[key] = t_us
+        want = n <= burst and level[key] >= n
+        if n > burst:
+            with pytest.raises(ConfigError):
+                lim.try_acquire(key, n, now)
+            continue
+        if want:
+            level[key] -= n
+        assert lim.try_acquire(key, n, now) is want
+
+
+def test_acquire_sleeps_exactly_what_is_missing() -> None:
+    clock = FakeTime()
+    lim = RateLimiter(10, 1, clock=clock, sleep=clock.sleep)
+
+    async def run() -> None:
+        for _ in range(5):
+            await lim.acquire("k")
+
+    asyncio.run(run())
+    # The first passes at once; each later one waits one token time, once, with no polling.
+    assert clock.slept == pytest.approx([0.1] * 4)
+    assert clock.t == pytest.approx(0.4)
+
+
+def test_acquire_serves_waiters_in_arrival_order() -> None:
+    clock = FakeTime()
+    lim = RateLimiter(1, 3, clock=clock, sleep=clock.sleep)
+    assert lim.try_acquire("k", 3)  # empty at t = 0
+    done: list[tuple[str, float]] = []
+
+    async def want(name: str, n: int) -> None:
+        await lim.acquire("k", n)
+        done.append((name, clock.t))
+
+    async def run() -> None:
+        big = asyncio.create_task(want("big", 3))
+        await asyncio.sleep(0)
+        small = asyncio.create_task(want("small", 1))
+        await asyncio.gather(big, small)
+
+    asyncio.run(run())
+    # Without first-in-first-out service the small request would pass at t = 1 and delay the
+    # big one; with it the big one passes at t = 3 and the small one a second later.
+    assert [name for name, _ in done] == ["big", "small"]
+    assert done[0][1] == pytest.approx(3.0) and done[1][1] == pytest.approx(4.0)
+    assert lim._locks == {}  # the per-key waiter state is gone once nobody waits
+
+
+def test_acquire_on_the_real_event_loop_clock() -> None:
+    lim = RateLimiter(200, 1)
+
+    async def run() -> float:
+        t0 = time.monotonic()
+        for _ in range(6):
+            await lim.acquire("k")
+        return time.monotonic() - t0
+
+    elapsed = asyncio.run(run())
+    # Five waits of 5 ms each must have happened (a lower bound: never admitted early).
+    assert elapsed >= 5 * 0.005 - 1e-3
