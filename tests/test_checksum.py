@@ -1,4 +1,4 @@
-"""checksum and decrement_ttl against an independent RFC 1071 implementation."""
+"""checksum, decrement_ttl and mark_ce against an independent RFC 1071 implementation."""
 
 from __future__ import annotations
 
@@ -7,7 +7,15 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshcore import Packet, PacketError, build_packet, checksum, decrement_ttl, update_checksums
+from meshcore import (
+    Packet,
+    PacketError,
+    build_packet,
+    checksum,
+    decrement_ttl,
+    mark_ce,
+    update_checksums,
+)
 from wirebytes import ETH_IPV4, eth, inet_sum, ipv4, ipv6, udp
 
 
@@ -119,3 +127,49 @@ def test_update_checksums_errors() -> None:
     with pytest.raises(PacketError, match="ipv4: truncated"):
         update_checksums(bytearray(build_packet("10.0.0.1", "10.0.0.2")[:30]))
     assert update_checksums(bytearray(eth(bytes(28), 0x0806))) == 0
+
+
+@settings(max_examples=300)
+@given(
+    tos=st.integers(0, 255),
+    ident=st.integers(0, 65535),
+    options=st.sampled_from([b"", b"\x01\x01\x01\x01", b"\x94\x04\x00\x00"]),
+)
+def test_mark_ce_ipv4(tos: int, ident: int, options: bytes) -> None:
+    frame = bytearray(
+        eth(ipv4(udp(1, 2, b"x"), 17, tos=tos, ident=ident, options=options), ETH_IPV4)
+    )
+    before = bytes(frame)
+    ect = tos & 3 != 0
+    assert mark_ce(frame, 14) is ect
+    hl = (frame[14] & 0x0F) * 4
+    header = bytes(frame[14 : 14 + hl])
+    if ect:
+        assert header[1] == tos | 3  # DSCP kept, ECN = CE
+        assert inet_sum(header) == 0  # the incrementally patched checksum is valid
+        changed = [i for i, (a, b) in enumerate(zip(before, frame, strict=True)) if a != b]
+        assert set(changed) <= {15, 24, 25}  # TOS and the checksum, nothing else
+        assert Packet.parse(frame).ecn == 3
+    else:
+        assert bytes(frame) == before  # Not-ECT: untouched, the queue drops it instead
+
+
+@pytest.mark.parametrize(("ecn", "marked"), [(0, False), (1, True), (2, True), (3, True)])
+def test_mark_ce_ipv6(ecn: int, marked: bool) -> None:
+    dgram = bytearray(ipv6(udp(1, 2), 17))
+    dgram[1] = (dgram[1] & 0xCF) | (ecn << 4)  # traffic class low bits = ECN
+    dgram[0] = (dgram[0] & 0xF0) | 0xB  # DSCP bits in the high nibble of the traffic class
+    before = bytes(dgram)
+    assert mark_ce(memoryview(dgram)) is marked
+    p = Packet.parse(bytes(dgram), link="ip")
+    assert p.ecn == (3 if marked else 0)
+    assert dgram[0] == before[0] and dgram[2:] == before[2:]  # flow label and the rest kept
+
+
+def test_mark_ce_errors() -> None:
+    with pytest.raises(PacketError, match="writable"):
+        mark_ce(bytes(ipv4(b"", 17, tos=1)))
+    with pytest.raises(PacketError, match="ipv4: truncated"):
+        mark_ce(bytearray(ipv4(b"", 17, tos=1)[:12]))
+    with pytest.raises(PacketError):
+        mark_ce(bytearray(b"\x50" + bytes(30)))

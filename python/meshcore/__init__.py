@@ -15,6 +15,7 @@ from meshcore._meshcore import (
     checksum,
     decrement_ttl,
     describe_error,
+    mark_ce,
     update_checksums,
 )
 from meshcore.errors import (
@@ -49,6 +50,7 @@ __all__ = [
     "errors",
     "flow_keys",
     "ipv4_as_uint32",
+    "mark_ce",
     "parse_batch",
     "update_checksums",
 ]

@@ -26,6 +26,7 @@ __all__ = [
     "build_packet",
     "checksum",
     "decrement_ttl",
+    "mark_ce",
     "describe_error",
     "update_checksums",
 ]
@@ -572,6 +573,14 @@ def decrement_ttl(buffer: _Bytes, l3_offset: int = 0) -> int:
     return the new value. The IPv4 header checksum is patched incrementally (RFC 1624, eqn. 3).
     ``buffer`` must be writable (bytearray, memoryview, numpy array). Raises
     :class:`meshcore.PacketError` when the header is malformed or the TTL is already 0."""
+
+def mark_ce(buffer: _Bytes, l3_offset: int = 0) -> bool:
+    """Set ECN Congestion Experienced (RFC 3168) in place on the IP header at
+    ``buffer[l3_offset:]`` if the packet is ECN-capable (ECT(0) or ECT(1)) and return True; the
+    IPv4 header checksum is patched incrementally (RFC 1624). A Not-ECT packet is left unchanged
+    and returns False: a queue that would mark it drops it instead. A packet already carrying CE
+    returns True. ``buffer`` must be writable; raises :class:`meshcore.PacketError` when the
+    header is malformed."""
 
 def update_checksums(buffer: _Bytes, link: str = "ethernet") -> int:
     """Recompute the IPv4 header checksum and the TCP / UDP / ICMP / ICMPv6 checksum (with the

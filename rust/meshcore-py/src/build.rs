@@ -1,4 +1,4 @@
-//! `build_packet`, `checksum`, `decrement_ttl`: emitting and patching packets from Python.
+//! `build_packet`, `checksum`, `decrement_ttl`, `mark_ce`: emitting and patching packets from Python.
 
 use crate::batch::Pinned;
 use crate::convert;
@@ -242,18 +242,18 @@ pub fn checksum(py: Python<'_>, data: &Bound<'_, PyAny>) -> PyResult<u16> {
     Ok(pinned.detach(py, csum::checksum))
 }
 
-/// Decrement the TTL / hop limit in place, patching the IPv4 header checksum (RFC 1624).
+/// Run `patch` on a copy of the IP header at `buffer[l3_offset..]` and write the bytes it
+/// changed back into the buffer.
 ///
-/// The header is copied out, patched, and the changed bytes written back through the raw
+/// The header is copied out, patched, and only the changed bytes are written back through the raw
 /// pointer: no Rust reference to the shared buffer is formed, so another thread writing the same
 /// buffer at the same time (free-threaded Python) gets unspecified bytes, never unsoundness here.
-#[pyfunction]
-#[pyo3(signature = (buffer, l3_offset = 0))]
-pub fn decrement_ttl(
+fn patch_ip_header<R>(
     py: Python<'_>,
     buffer: &Bound<'_, PyAny>,
-    #[pyo3(from_py_with = convert::arg_l3_offset)] l3_offset: usize,
-) -> PyResult<u8> {
+    l3_offset: usize,
+    patch: impl FnOnce(&mut [u8]) -> meshcore_core::wire::Result<R>,
+) -> PyResult<R> {
     let buf = convert::byte_buffer(buffer, "buffer", true)?;
     let len = buf.len_bytes();
     let avail = len.saturating_sub(l3_offset).min(MAX_IP_HEADER);
@@ -267,20 +267,44 @@ pub fn decrement_ttl(
             std::ptr::copy_nonoverlapping(base.add(l3_offset), header.as_mut_ptr(), avail);
         }
     }
-    let ttl = guard(py, || {
-        stack::decrement_ttl(&mut header[..avail], 0).map_err(|e| error::wire(py, e))
+    let before = header;
+    let r = guard(py, || {
+        patch(&mut header[..avail]).map_err(|e| error::wire(py, e))
     })?;
-    // Write back the TTL / hop-limit byte and the IPv4 checksum (bytes 8..12), or byte 7.
-    let (at, n) = if header[0] >> 4 == 4 { (8, 4) } else { (7, 1) };
-    // SAFETY: as above; `at + n <= avail` because the header check passed for `avail` bytes.
-    #[allow(unsafe_code)]
-    unsafe {
-        std::ptr::copy_nonoverlapping(header.as_ptr().add(at), base.add(l3_offset + at), n);
+    for at in (0..avail).filter(|&i| header[i] != before[i]) {
+        // SAFETY: as above; `at < avail`.
+        #[allow(unsafe_code)]
+        unsafe {
+            *base.add(l3_offset + at) = header[at];
+        }
     }
-    Ok(ttl)
+    Ok(r)
 }
 
-/// The longest IP header `decrement_ttl` needs: IPv4 with 40 bytes of options.
+/// Decrement the TTL / hop limit in place, patching the IPv4 header checksum (RFC 1624).
+#[pyfunction]
+#[pyo3(signature = (buffer, l3_offset = 0))]
+pub fn decrement_ttl(
+    py: Python<'_>,
+    buffer: &Bound<'_, PyAny>,
+    #[pyo3(from_py_with = convert::arg_l3_offset)] l3_offset: usize,
+) -> PyResult<u8> {
+    patch_ip_header(py, buffer, l3_offset, |h| stack::decrement_ttl(h, 0))
+}
+
+/// Set ECN Congestion Experienced in place on an ECN-capable packet (RFC 3168), patching the
+/// IPv4 header checksum; whether the packet now carries CE (False for Not-ECT, left unchanged).
+#[pyfunction]
+#[pyo3(signature = (buffer, l3_offset = 0))]
+pub fn mark_ce(
+    py: Python<'_>,
+    buffer: &Bound<'_, PyAny>,
+    #[pyo3(from_py_with = convert::arg_l3_offset)] l3_offset: usize,
+) -> PyResult<bool> {
+    patch_ip_header(py, buffer, l3_offset, |h| stack::set_ce(h, 0))
+}
+
+/// The longest IP header `decrement_ttl` and `mark_ce` need: IPv4 with 40 bytes of options.
 const MAX_IP_HEADER: usize = 60;
 
 /// Recompute the IPv4 header checksum and the transport checksum of the frame in `buffer`

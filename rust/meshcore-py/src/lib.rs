@@ -40,6 +40,7 @@ fn _meshcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_function(wrap_pyfunction!(build::build_packet, m)?)?;
     m.add_function(wrap_pyfunction!(build::checksum, m)?)?;
     m.add_function(wrap_pyfunction!(build::decrement_ttl, m)?)?;
+    m.add_function(wrap_pyfunction!(build::mark_ce, m)?)?;
     m.add_function(wrap_pyfunction!(build::update_checksums, m)?)?;
     m.add_function(wrap_pyfunction!(describe_error, m)?)?;
     m.add_function(wrap_pyfunction!(_debug_panic, m)?)?;

@@ -250,6 +250,25 @@ pub fn decrement_ttl(buf: &mut [u8]) -> Result<u8> {
     Ok(ttl - 1)
 }
 
+/// Set ECN Congestion Experienced (RFC 3168) in the IPv4 header at the front of `buf` if the
+/// packet is ECN-capable (ECT(0) or ECT(1)), patching the checksum incrementally (RFC 1624).
+/// Returns whether the packet now carries CE: `false` for a Not-ECT packet, which is left alone
+/// (a queue drops it instead). A packet already marked CE stays as it is and returns `true`.
+pub fn set_ce(buf: &mut [u8]) -> Result<bool> {
+    check_header(buf)?;
+    match buf[1] & 3 {
+        0 => Ok(false),
+        3 => Ok(true),
+        _ => {
+            let old = be16(buf, 0);
+            buf[1] |= 3;
+            let c = checksum::update16(be16(buf, 10), old, be16(buf, 0));
+            put16(buf, 10, c);
+            Ok(true)
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -288,6 +307,30 @@ mod tests {
         assert_eq!(source_route_destination(&done), None);
         assert_eq!(source_route_destination(&[131, 3, 4, 0]), None);
         assert_eq!(source_route_destination(&[7, 7, 4, 1, 2, 3, 4]), None);
+    }
+
+    #[test]
+    fn ce_mark_keeps_checksum_valid() {
+        let mut pkt = HDR.to_vec();
+        pkt.resize(0x73, 0);
+        assert_eq!(set_ce(&mut pkt), Ok(false)); // Not-ECT: untouched
+        assert_eq!(&pkt[..20], &HDR);
+        for ect in [1u8, 2] {
+            let mut p = pkt.clone();
+            p[1] = 0xb8 | ect; // DSCP EF with ECT(1) / ECT(0)
+            let c = checksum::checksum(&{
+                let mut h = p[..20].to_vec();
+                h[10] = 0;
+                h[11] = 0;
+                h
+            });
+            p[10..12].copy_from_slice(&c.to_be_bytes());
+            assert_eq!(set_ce(&mut p), Ok(true));
+            assert_eq!(p[1], 0xbb);
+            assert!(Ipv4Packet::new_checked(&p[..]).unwrap().verify_checksum());
+            assert_eq!(set_ce(&mut p), Ok(true)); // already CE
+            assert_eq!(p[1], 0xbb);
+        }
     }
 
     #[test]

@@ -289,6 +289,19 @@ pub fn decrement_hop_limit(buf: &mut [u8]) -> Result<u8> {
     Ok(hl - 1)
 }
 
+/// Set ECN Congestion Experienced (RFC 3168) in the traffic class of the IPv6 header at the
+/// front of `buf` if the packet is ECN-capable. IPv6 has no header checksum. Returns whether the
+/// packet now carries CE (`false` for Not-ECT, left alone).
+pub fn set_ce(buf: &mut [u8]) -> Result<bool> {
+    check_header(buf)?;
+    // Traffic class = low nibble of byte 0, high nibble of byte 1; ECN = its low two bits.
+    if buf[1] & 0x30 == 0 {
+        return Ok(false);
+    }
+    buf[1] |= 0x30;
+    Ok(true)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

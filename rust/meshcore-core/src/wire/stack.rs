@@ -807,6 +807,20 @@ pub fn decrement_ttl(data: &mut [u8], l3_offset: usize) -> Result<u8> {
     }
 }
 
+/// Set ECN CE on the IP header at `data[l3_offset..]` if the packet is ECN-capable (see
+/// [`ipv4::set_ce`], [`ipv6::set_ce`]); whether it now carries CE.
+pub fn set_ce(data: &mut [u8], l3_offset: usize) -> Result<bool> {
+    let l3 = data
+        .get_mut(l3_offset..)
+        .ok_or(Error::truncated(Layer::Ip, l3_offset + 1, 0))?;
+    match byte(l3, 0) >> 4 {
+        4 => ipv4::set_ce(l3),
+        6 => ipv6::set_ce(l3),
+        _ if l3.is_empty() => Err(Error::truncated(Layer::Ip, 1, 0)),
+        v => Err(Error::new(Layer::Ip, ErrorKind::BadVersion, v as usize, 4)),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
