@@ -152,8 +152,12 @@ pub fn seconds_to_nanos(seconds: f64, what: &str) -> Result<Nanos, ParamError> {
 /// Integer nanoseconds as float seconds.
 #[allow(clippy::cast_precision_loss)]
 pub fn nanos_to_seconds(ns: Nanos) -> f64 {
-    // Split so that times below 2**53 s are exact to the nanosecond in the sum's rounding.
-    (ns / NANOS_PER_SEC) as f64 + (ns % NANOS_PER_SEC) as f64 * 1e-9
+    if ns < 1 << 53 {
+        // One correctly rounded division: the float nearest to the exact time (below 104 days).
+        ns as f64 / 1e9
+    } else {
+        (ns / NANOS_PER_SEC) as f64 + (ns % NANOS_PER_SEC) as f64 / 1e9
+    }
 }
 
 /// What a queue did with an arriving packet.
