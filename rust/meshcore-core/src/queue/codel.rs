@@ -79,12 +79,32 @@ pub struct CodelStats {
     pub marks: u64,
 }
 
+/// A packet that [`Codel::dequeue`] delivers.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Delivered<T> {
+    pub item: T,
+    /// Bytes, as given at enqueue.
+    pub size: u32,
+    /// `Enqueued` (unchanged) or `Marked` (CE set instead of a drop).
+    pub verdict: Verdict,
+}
+
 #[derive(Debug, Clone)]
 struct Entry<T> {
     item: T,
     size: u32,
     stamp: Nanos,
     ect: bool,
+}
+
+impl<T> Entry<T> {
+    fn delivered(self, verdict: Verdict) -> Delivered<T> {
+        Delivered {
+            item: self.item,
+            size: self.size,
+            verdict,
+        }
+    }
 }
 
 /// A bounded FIFO of `T` under CoDel (see the module documentation).
@@ -180,9 +200,9 @@ impl<T> Codel<T> {
         (Some(e), ok_to_drop)
     }
 
-    /// Deliver the next packet at `now` with `Enqueued` (unchanged) or `Marked` (CE set); None
+    /// Deliver the next packet at `now`, `Enqueued` (unchanged) or `Marked` (CE set); None
     /// when the queue runs empty. Packets CoDel drops on the way are pushed onto `dropped`.
-    pub fn dequeue(&mut self, now: Nanos, dropped: &mut Vec<T>) -> Option<(T, Verdict)> {
+    pub fn dequeue(&mut self, now: Nanos, dropped: &mut Vec<T>) -> Option<Delivered<T>> {
         let now = self.clock(now);
         let (mut p, ok_to_drop) = self.dodequeue(now);
         let ecn = self.cfg.ecn;
@@ -198,7 +218,7 @@ impl<T> Codel<T> {
                     self.stats.marks += 1;
                     self.stats.dequeued += 1;
                     self.drop_next = self.control_law(self.drop_next, self.count);
-                    return Some((e.item, Verdict::Marked));
+                    return Some(e.delivered(Verdict::Marked));
                 }
                 self.stats.drops += 1;
                 dropped.push(e.item);
@@ -231,13 +251,13 @@ impl<T> Codel<T> {
             self.lastcount = self.count;
             if let Some(e) = p {
                 self.stats.dequeued += 1;
-                return Some((e.item, verdict));
+                return Some(e.delivered(verdict));
             }
             return None;
         }
         let e = p?;
         self.stats.dequeued += 1;
-        Some((e.item, Verdict::Enqueued))
+        Some(e.delivered(Verdict::Enqueued))
     }
 
     pub fn len(&self) -> usize {

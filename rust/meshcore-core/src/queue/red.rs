@@ -531,6 +531,11 @@ impl<T> RedQueue<T> {
 
     /// Take the head packet at `now` (None when empty). Emptying the queue starts an idle period.
     pub fn dequeue(&mut self, now: Nanos) -> Option<T> {
+        self.pop(now).map(|(item, _)| item)
+    }
+
+    /// [`dequeue`](Self::dequeue), with the packet's size.
+    pub fn pop(&mut self, now: Nanos) -> Option<(T, u32)> {
         let now = self.red.clock(now);
         if self.red.cfg.adaptive {
             self.red.run_ticks(now, self.items.is_empty());
@@ -541,7 +546,7 @@ impl<T> RedQueue<T> {
         if self.items.is_empty() {
             self.red.q_time = Some(now);
         }
-        Some(e.item)
+        Some((e.item, e.size))
     }
 
     /// The average queue size (packets, or bytes in byte mode) as of the latest arrival.
