@@ -405,9 +405,7 @@ def scalar_run(q: RedQueue, sizes: list[int], times: list[float], ecn: list[bool
     st.sampled_from(RULES),
     st.booleans(),
 )
-def test_batch_equals_scalar(
-    rows: list[tuple[int, float, bool]], rule: str, gentle: bool
-) -> None:
+def test_batch_equals_scalar(rows: list[tuple[int, float, bool]], rule: str, gentle: bool) -> None:
     sizes = [r[0] for r in rows]
     times = list(np.cumsum([r[1] for r in rows]))
     ecn = [r[2] for r in rows]
@@ -422,7 +420,13 @@ def test_batch_equals_scalar(
     want = scalar_run(a, sizes, times, ecn)
     got = b.enqueue_many(np.array(sizes, dtype=np.int64), np.array(times), np.array(ecn, bool))
     assert got.dtype == np.uint8 and got.tolist() == want
-    assert (a.avg, a.max_p, a.count, len(a), a.backlog) == (b.avg, b.max_p, b.count, len(b), b.backlog)
+    assert (a.avg, a.max_p, a.count, len(a), a.backlog) == (
+        b.avg,
+        b.max_p,
+        b.count,
+        len(b),
+        b.backlog,
+    )
     assert a.stats() == b.stats()
     assert a.dequeue_many(10**6) == b.dequeue_many(10**6)
 
@@ -491,3 +495,21 @@ def test_probability_is_pure() -> None:
     q = RedQueue(5, 15, 0.1)
     f: Callable[[float], float] = q.probability
     assert f(10) == pytest.approx(0.05) and f(4.99) == 0.0 and f(15) == 1.0
+
+
+@pytest.mark.parametrize(
+    "t", [0.0, 1.5e-9, 2.5e-9, 0.4999999e-9, 1.0000000005, 12345.0000000005, 3.7e9, 9.19e9]
+)
+def test_batch_times_round_as_scalar(t: float) -> None:
+    # The batch converts seconds to ns without libm; it must round exactly as the scalar path.
+    def make() -> RedQueue:
+        q = RedQueue(1e6, 2e6, 0.1, w_q=1e-15, bytes_mode=True, limit=10**7, packet_time=1e-9)
+        q.enqueue(b"x" * 1000, now=0.0)
+        q.enqueue(b"", now=0.0)
+        q.dequeue_many(2, now=0.0)
+        return q
+
+    a, b = make(), make()
+    a.enqueue(b"", now=t)
+    b.enqueue_many([0], times=[t])
+    assert a.avg == b.avg

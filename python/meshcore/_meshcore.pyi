@@ -672,8 +672,8 @@ class RedQueue:
     ``time.monotonic``). Bad parameters raise :class:`meshcore.ConfigError`.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         min_th: float,
         max_th: float,
         max_p: float,
@@ -690,7 +690,7 @@ class RedQueue:
         harddrop: bool = True,
         adapt_interval: float = 0.5,
         clock: Callable[[], float] | None = None,
-    ) -> None: ...
+    ) -> RedQueue: ...
     def enqueue(
         self,
         item: object,
@@ -777,8 +777,8 @@ class CoDel:
     packets are the only enqueue drops. Bad parameters raise :class:`meshcore.ConfigError`.
     """
 
-    def __init__(
-        self,
+    def __new__(
+        cls,
         target: float = 0.005,
         interval: float = 0.1,
         limit: int = 1000,
@@ -786,7 +786,7 @@ class CoDel:
         mtu: int = 1514,
         ecn: bool = False,
         clock: Callable[[], float] | None = None,
-    ) -> None: ...
+    ) -> CoDel: ...
     def enqueue(
         self,
         item: object,

@@ -189,7 +189,7 @@ impl<'py> Arrivals<'py> {
             for (i, (o, &size)) in out.iter_mut().zip(sizes).enumerate() {
                 // Both checked above.
                 let size = u32::try_from(size).unwrap_or(0);
-                let t = times.map_or(now, |t| seconds_to_nanos(t[i], "times").unwrap_or(0));
+                let t = times.map_or(now, |t| checked_nanos(t[i]));
                 let ect = ecn.is_some_and(|e| e[i]);
                 let item = items.as_mut().and_then(Iterator::next);
                 *o = match offer(q, item, size, ect, t) {
@@ -221,6 +221,20 @@ fn check(sizes: &[i64], times: Option<&[f64]>) -> Result<(), ParamError> {
         Some(i) => seconds_to_nanos(times[i], &format!("times[{i}]")).map(|_| ()),
         None => Ok(()),
     }
+}
+
+/// `seconds_to_nanos` for a time `check` has accepted, without its libm `round` call (the
+/// rounding is the same: half away from zero). `x - trunc(x)` is exact for any float, so the
+/// comparison with 0.5 decides exactly as `round` does.
+#[inline]
+fn checked_nanos(seconds: f64) -> Nanos {
+    let x = seconds * 1e9;
+    // In [0, 9.2e18): checked before the batch runs.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let whole = x as u64;
+    #[allow(clippy::cast_precision_loss)] // trunc(x) is a float, so exact
+    let frac = x - whole as f64;
+    whole + u64::from(frac >= 0.5)
 }
 
 /// A dequeued item as Python: the object, or its size for a size-only packet.
