@@ -8,7 +8,9 @@ is private.
 from meshcore import errors
 from meshcore._meshcore import (
     Classifier,
+    CoDel,
     Packet,
+    RedQueue,
     RouteTable,
     __version__,
     build_packet,
@@ -27,6 +29,7 @@ from meshcore.errors import (
     RouteError,
     RuleError,
 )
+from meshcore.queues import Color, Verdict
 from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, parse_batch
 
 __all__ = [
@@ -34,14 +37,18 @@ __all__ = [
     "PACKET_DTYPE",
     "CaptureError",
     "Classifier",
+    "CoDel",
+    "Color",
     "ConfigError",
     "InternalError",
     "MeshcoreError",
     "Packet",
     "PacketError",
+    "RedQueue",
     "RouteError",
     "RouteTable",
     "RuleError",
+    "Verdict",
     "__version__",
     "build_packet",
     "checksum",

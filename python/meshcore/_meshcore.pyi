@@ -12,12 +12,16 @@ import numpy as np
 import numpy.typing as npt
 from typing_extensions import Buffer
 
+from meshcore.queues import Verdict
+
 __all__ = [
     "ERROR_CODES",
     "ROW_FIELDS",
     "ROW_LEN",
     "Classifier",
+    "CoDel",
     "Packet",
+    "RedQueue",
     "RouteTable",
     "__version__",
     "_debug_panic",
@@ -617,3 +621,233 @@ def _read_capture(
 
 def _debug_panic(message: str) -> None:
     """Private: panic in Rust on purpose, to test that it surfaces as InternalError."""
+
+# --- Active queue management: RED and CoDel ---------------------------------------------------
+
+# A one-dimensional array-like of packet sizes in bytes (integers in 0..2**32).
+_Sizes = npt.ArrayLike
+# Arrival times in seconds (float64), one per packet; None = one clock reading for the batch.
+_Times = npt.ArrayLike | None
+
+class _RedStats(TypedDict):
+    enqueued: int
+    dequeued: int
+    early_drops: int
+    forced_drops: int
+    overlimit_drops: int
+    early_marks: int
+    forced_marks: int
+
+class _CodelStats(TypedDict):
+    enqueued: int
+    dequeued: int
+    drops: int
+    overlimit_drops: int
+    marks: int
+
+@final
+class RedQueue:
+    """A bounded FIFO with Random Early Detection, exactly Floyd and Jacobson 1993 (Fig. 2).
+
+    Per arrival, with ``q`` the queue size before it (packets, or bytes with ``bytes_mode``):
+
+    - ``avg <- (1 - w_q) * avg + w_q * q`` when the queue holds packets; when it is empty,
+      ``avg <- (1 - w_q) ** m * avg`` with ``m = idle_time / packet_time`` (the idle
+      correction replaces the EWMA step).
+    - ``avg < min_th``: enqueued, ``count = -1``.
+    - ``min_th <= avg < max_th`` (with ``gentle``, up to ``2 * max_th``): ``count += 1`` and
+      ``p_b = max_p * (avg - min_th) / (max_th - min_th)`` (gentle, above ``max_th``:
+      ``max_p + (1 - max_p) * (avg - max_th) / max_th``); the packet is marked with probability
+      ``p_a`` from ``count_rule``; ``count = 0`` after a mark. The default ``"fj"`` is
+      ``p_a = p_b / (1 - count * p_b)``: marks are uniformly spaced on 1 .. 1/p_b - 1 packets
+      apart, so the realized rate is about ``2 * p_b``. ``"linux"`` (include/net/red.h; rate
+      ``2 p_b / (1 + p_b)``), ``"wait"`` (ns-2/ns-3 default; about ``2 p_b / 3``) and
+      ``"geometric"`` (``p_a = p_b``) are the others.
+    - Above (forced region): dropped.
+    - A marked packet is dropped, or with ``ecn=True`` and ``ecn_capable=True`` queued as
+      ``Verdict.MARKED`` (set CE on it). In the forced region ECN-capable packets are dropped
+      too unless ``harddrop=False``.
+    - A packet RED lets in is still dropped (overlimit) if the queue would exceed ``limit``
+      (packets, or bytes with ``bytes_mode``; default ``ceil(4 * max_th)``).
+
+    ``adaptive=True`` is Adaptive RED (Floyd, Gummadi, Shenker 2001): every ``adapt_interval``
+    seconds, with the band ``[min_th + 0.4 d, min_th + 0.6 d]`` (``d = max_th - min_th``),
+    ``max_p += min(0.01, max_p / 4)`` above it and ``max_p *= 0.9`` below it, clamped to
+    [0.01, 0.5]; the timer starts at the first call and ticks are applied at the next call.
+
+    Thresholds are packets (or bytes); times are seconds; ``packet_time`` is the transmission
+    time of a typical packet (default 1.2 ms: 1500 bytes at 10 Mbit/s). Randomness comes from a
+    PRNG seeded by ``seed``. Every call takes ``now`` (seconds) or reads ``clock`` (default
+    ``time.monotonic``). Bad parameters raise :class:`meshcore.ConfigError`.
+    """
+
+    def __new__(
+        cls,
+        min_th: float,
+        max_th: float,
+        max_p: float,
+        w_q: float = 0.002,
+        limit: int | None = None,
+        gentle: bool = False,
+        ecn: bool = False,
+        adaptive: bool = False,
+        seed: int = 0,
+        *,
+        count_rule: str = "fj",
+        bytes_mode: bool = False,
+        packet_time: float = 0.0012,
+        harddrop: bool = True,
+        adapt_interval: float = 0.5,
+        clock: Callable[[], float] | None = None,
+    ) -> RedQueue: ...
+    def enqueue(
+        self,
+        item: object,
+        size: int | None = None,
+        now: float | None = None,
+        ecn_capable: bool = False,
+    ) -> Verdict:
+        """Offer ``item`` (``size`` bytes; default ``len(item)`` for bytes-like items, else 1
+        packet, and required in ``bytes_mode``): ENQUEUED, MARKED (queued; set CE on it) or
+        DROPPED."""
+
+    def dequeue(self, now: float | None = None) -> Any:
+        """The head item, or None when empty (a packet queued by size only comes back as its
+        size). Emptying the queue starts an idle period at ``now``."""
+
+    def enqueue_many(
+        self,
+        sizes: _Sizes,
+        times: _Times = None,
+        ecn_capable: npt.ArrayLike | None = None,
+        items: Iterable[object] | None = None,
+    ) -> npt.NDArray[np.uint8]:
+        """Offer a batch of packets in order, with the GIL released: sizes in bytes, arrival
+        times in seconds (None: one clock reading for all), ECN capability (bool array; None:
+        none), items (None: each packet is its size). Returns the verdict codes (0 enqueued,
+        1 dropped, 2 marked). Bad sizes or times raise ConfigError before any packet is
+        offered."""
+
+    def dequeue_many(self, n: int, now: float | None = None) -> list[Any]:
+        """Up to ``n`` items from the head, in order."""
+
+    def probability(self, avg: float) -> float:
+        """The static curve ``p_b(avg)`` for the current ``max_p``: 0 below ``min_th``, linear
+        to ``max_p`` at ``max_th``, then linear to 1 at ``2 * max_th`` (gentle) or 1."""
+
+    def stats(self) -> _RedStats:
+        """Counters: enqueued (marked included), dequeued, early_drops, forced_drops,
+        overlimit_drops, early_marks, forced_marks."""
+
+    @property
+    def avg(self) -> float:
+        """The average queue size as of the latest arrival (packets, or bytes)."""
+
+    @property
+    def max_p(self) -> float:
+        """The current ``max_p`` (changed only by Adaptive RED)."""
+
+    @property
+    def count(self) -> int:
+        """Packets since the last mark (-1 below ``min_th``)."""
+
+    @property
+    def backlog(self) -> int:
+        """Bytes held."""
+
+    @property
+    def limit(self) -> int:
+        """Capacity, packets (or bytes with ``bytes_mode``)."""
+
+    @property
+    def min_th(self) -> float: ...
+    @property
+    def max_th(self) -> float: ...
+    @property
+    def w_q(self) -> float: ...
+    @property
+    def count_rule(self) -> str: ...
+    @property
+    def bytes_mode(self) -> bool: ...
+    def __len__(self) -> int:
+        """Packets held."""
+
+@final
+class CoDel:
+    """A bounded FIFO under CoDel, "Controlled Delay" (RFC 8289, its pseudocode).
+
+    Packets are stamped at enqueue; drops happen at dequeue, on the sojourn time of the head.
+    Once it has stayed at or above ``target`` seconds for ``interval`` seconds (with more than
+    ``mtu`` bytes left queued), CoDel drops the head and enters its dropping state; there it
+    drops again at ``drop_next``, with ``drop_next += interval / sqrt(count)`` (the control
+    law), until the sojourn time falls below ``target``. Re-entering soon (within 16 intervals)
+    resumes at ``count - lastcount``. With ``ecn=True`` an ECN-capable packet due to be dropped
+    is delivered marked instead (:meth:`dequeue_verdict` says MARKED). Arrivals beyond ``limit``
+    packets are the only enqueue drops. Bad parameters raise :class:`meshcore.ConfigError`.
+    """
+
+    def __new__(
+        cls,
+        target: float = 0.005,
+        interval: float = 0.1,
+        limit: int = 1000,
+        *,
+        mtu: int = 1514,
+        ecn: bool = False,
+        clock: Callable[[], float] | None = None,
+    ) -> CoDel: ...
+    def enqueue(
+        self,
+        item: object,
+        size: int | None = None,
+        now: float | None = None,
+        ecn_capable: bool = False,
+    ) -> Verdict:
+        """Queue ``item`` (``size`` bytes; default ``len(item)`` for bytes-like items, else
+        ``mtu``): ENQUEUED, or DROPPED when ``limit`` packets are held."""
+
+    def dequeue(self, now: float | None = None) -> Any:
+        """The next delivered item (dropping heads as the control law says), or None."""
+
+    def dequeue_verdict(self, now: float | None = None) -> tuple[Any, Verdict] | None:
+        """As :meth:`dequeue`, with ENQUEUED (unchanged) or MARKED (set CE on it)."""
+
+    def enqueue_many(
+        self,
+        sizes: _Sizes,
+        times: _Times = None,
+        ecn_capable: npt.ArrayLike | None = None,
+        items: Iterable[object] | None = None,
+    ) -> npt.NDArray[np.uint8]:
+        """Queue a batch in order with the GIL released (arguments as
+        :meth:`RedQueue.enqueue_many`); verdict codes 0 (enqueued) or 1 (dropped, overflow)."""
+
+    def stats(self) -> _CodelStats:
+        """Counters: enqueued, dequeued (marked included), drops, overlimit_drops, marks."""
+
+    @property
+    def backlog(self) -> int:
+        """Bytes held."""
+
+    @property
+    def count(self) -> int:
+        """Drops in the current (or latest) dropping state, as the control law counts."""
+
+    @property
+    def dropping(self) -> bool: ...
+    @property
+    def drop_next(self) -> float:
+        """When the next drop is due while dropping (seconds)."""
+
+    @property
+    def target(self) -> float: ...
+    @property
+    def interval(self) -> float: ...
+    @property
+    def limit(self) -> int: ...
+    @property
+    def mtu(self) -> int: ...
+    @property
+    def ecn(self) -> bool: ...
+    def __len__(self) -> int:
+        """Packets held."""

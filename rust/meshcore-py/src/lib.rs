@@ -7,10 +7,12 @@ mod batch;
 mod build;
 mod classify;
 mod clock;
+mod codel;
 mod convert;
 mod error;
 mod lock;
 mod packet;
+mod red;
 mod route;
 
 use meshcore_core::wire::stack::{ROW_FIELDS, ROW_LEN};
@@ -35,6 +37,8 @@ fn _meshcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<packet::PyPacket>()?;
     m.add_class::<route::PyRouteTable>()?;
     m.add_class::<classify::PyClassifier>()?;
+    m.add_class::<red::PyRedQueue>()?;
+    m.add_class::<codel::PyCodel>()?;
     m.add_function(wrap_pyfunction!(batch::_parse_batch, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_read_capture, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_packet, m)?)?;

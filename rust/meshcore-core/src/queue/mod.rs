@@ -15,6 +15,9 @@
 
 use std::fmt;
 
+pub mod codel;
+pub mod red;
+
 /// A time in integer nanoseconds on the caller's clock (any origin; never negative).
 pub type Nanos = u64;
 

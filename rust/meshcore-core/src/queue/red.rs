@@ -1,0 +1,862 @@
+//! Random Early Detection (Floyd and Jacobson 1993) with gentle RED, Adaptive RED and ECN.
+//!
+//! [`RedQueue`] is a bounded FIFO whose arrivals pass the RED test of Floyd and Jacobson's
+//! Fig. 2; [`RedConfig`] holds the parameters and checks them ([`RedConfig::validate`]).
+//!
+//! Per arrival at time `now`, with `q` the queue size before the arrival (packets, or bytes in
+//! byte mode):
+//! 1. Average: `avg <- (1 - w_q) avg + w_q q` when the queue is busy; when it is empty,
+//!    `avg <- (1 - w_q)^m avg` with `m = (now - q_time) / packet_time`, `q_time` being the time
+//!    the queue became empty (the idle correction replaces the EWMA step, as in Fig. 2).
+//! 2. `avg < min_th`: enqueue, `count <- -1`.
+//! 3. Probabilistic region (`min_th <= avg < max_th`, or `< 2 max_th` when gentle):
+//!    `count <- count + 1`; `p_b = max_p (avg - min_th) / (max_th - min_th)` (gentle, above
+//!    `max_th`: `max_p + (1 - max_p) (avg - max_th) / max_th`); the [`CountRule`] turns `p_b`
+//!    and `count` into the marking probability `p_a`; a marked packet is dropped, or queued with
+//!    CE when ECN is on and the packet is ECN-capable; `count <- 0` after a mark.
+//! 4. Forced region (above): dropped (`count <- 0`), or CE-marked when ECN is on, the packet is
+//!    ECN-capable and `harddrop` is off.
+//! 5. A packet that RED lets in is still dropped when the queue would exceed `limit`.
+//!
+//! Adaptive RED (Floyd, Gummadi, Shenker 2001) adjusts `max_p` on a timer of period
+//! `adapt_interval` started by the first call. Ticks are evaluated lazily at the next call, each
+//! against the average as it stood at the tick (idle decay included), so the result equals that
+//! of a real timer.
+//!
+//! Invariants: `len`/`backlog` count exactly the queued entries; `backlog <= limit` in byte
+//! mode, `len <= limit` in packet mode; `max_p` stays in [0.01, 0.5] when adaptive; time going
+//! backwards counts as no time elapsed.
+
+use super::{Nanos, ParamError, Verdict};
+use crate::rand::Rng;
+use std::collections::VecDeque;
+
+/// How `count` (packets since the last mark) turns `p_b` into the marking probability `p_a`.
+///
+/// With `p_b` constant, the gap `X` between marks (packets, the marked one included) is:
+/// - [`FloydJacobson`](CountRule::FloydJacobson): `p_a = p_b / (1 - count p_b)`, `X` uniform
+///   on {1, ..., 1/p_b - 1}; realized rate `2 p_b`.
+/// - [`Linux`](CountRule::Linux): one uniform `R` per cycle, mark when `count p_b >= R`
+///   (`include/net/red.h`); `X` uniform on {1, ..., 1/p_b}; rate `2 p_b / (1 + p_b)`.
+/// - [`Wait`](CountRule::Wait): ns-2/ns-3 `wait_` (ns-3's default): `p_a = 0` while
+///   `count p_b < 1`, then `p_b / (2 - count p_b)`; `X` uniform on {ceil(1/p_b), ...,
+///   2/p_b - 1}; rate about `2 p_b / 3`.
+/// - [`Geometric`](CountRule::Geometric): `p_a = p_b`; `X` geometric; rate `p_b`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum CountRule {
+    FloydJacobson,
+    Linux,
+    Wait,
+    Geometric,
+}
+
+impl CountRule {
+    /// The rule named `fj`, `linux`, `wait` or `geometric`.
+    pub fn parse(name: &str) -> Result<CountRule, ParamError> {
+        match name {
+            "fj" => Ok(CountRule::FloydJacobson),
+            "linux" => Ok(CountRule::Linux),
+            "wait" => Ok(CountRule::Wait),
+            "geometric" => Ok(CountRule::Geometric),
+            _ => Err(ParamError(format!(
+                "count_rule must be one of 'fj', 'linux', 'wait', 'geometric', got {name:?}"
+            ))),
+        }
+    }
+
+    /// The name [`parse`](Self::parse) reads.
+    pub fn name(self) -> &'static str {
+        match self {
+            CountRule::FloydJacobson => "fj",
+            CountRule::Linux => "linux",
+            CountRule::Wait => "wait",
+            CountRule::Geometric => "geometric",
+        }
+    }
+}
+
+/// Adaptive RED keeps `max_p` in [`MAX_P_MIN`, `MAX_P_MAX`].
+pub const MAX_P_MIN: f64 = 0.01;
+/// See [`MAX_P_MIN`].
+pub const MAX_P_MAX: f64 = 0.5;
+/// The default `limit` is this multiple of `max_th` (rounded up), so that gentle RED's region up
+/// to `2 max_th` is reachable with room to spare.
+pub const LIMIT_PER_MAX_TH: f64 = 4.0;
+/// The largest `limit`: every queue size up to it is exact as an f64.
+pub const MAX_LIMIT: u64 = 1 << 53;
+/// 53 increases take max_p from 0.01 to 0.5 and 38 decreases take it back, so more Adaptive RED
+/// steps in one direction change nothing: lazily evaluated runs of ticks are capped at this.
+const TICK_CAP: u64 = 64;
+
+/// RED parameters. Thresholds and `limit` are packets, or bytes when `bytes_mode`.
+#[derive(Debug, Clone, PartialEq)]
+#[allow(clippy::struct_excessive_bools)] // independent switches, one per keyword argument
+pub struct RedConfig {
+    pub min_th: f64,
+    pub max_th: f64,
+    pub max_p: f64,
+    pub w_q: f64,
+    /// Queue capacity; `None` is `ceil(4 max_th)` ([`LIMIT_PER_MAX_TH`]).
+    pub limit: Option<u64>,
+    pub gentle: bool,
+    pub ecn: bool,
+    pub adaptive: bool,
+    pub count_rule: CountRule,
+    pub bytes_mode: bool,
+    /// Transmission time of a typical packet (`s` in the idle correction), ns.
+    pub packet_time: Nanos,
+    /// In the forced region, drop ECN-capable packets too (only matters with `ecn`).
+    pub harddrop: bool,
+    /// Adaptive RED's period, ns.
+    pub adapt_interval: Nanos,
+    pub seed: u64,
+}
+
+impl Default for RedConfig {
+    /// The paper's defaults: min_th 5, max_th 15 packets, max_p 1/50, w_q 0.002; a typical
+    /// packet takes 1.2 ms (1500 bytes at 10 Mbit/s); Adaptive RED every 0.5 s.
+    fn default() -> Self {
+        RedConfig {
+            min_th: 5.0,
+            max_th: 15.0,
+            max_p: 0.02,
+            w_q: 0.002,
+            limit: None,
+            gentle: false,
+            ecn: false,
+            adaptive: false,
+            count_rule: CountRule::FloydJacobson,
+            bytes_mode: false,
+            packet_time: 1_200_000,
+            harddrop: true,
+            adapt_interval: 500_000_000,
+            seed: 0,
+        }
+    }
+}
+
+fn finite_nonneg(x: f64, what: &str) -> Result<(), ParamError> {
+    if x.is_finite() && x >= 0.0 {
+        Ok(())
+    } else {
+        Err(ParamError(format!(
+            "{what} must be a finite number >= 0, got {x}"
+        )))
+    }
+}
+
+impl RedConfig {
+    /// Check the parameters; the resolved queue limit on success.
+    pub fn validate(&self) -> Result<u64, ParamError> {
+        finite_nonneg(self.min_th, "min_th")?;
+        finite_nonneg(self.max_th, "max_th")?;
+        if self.min_th >= self.max_th {
+            return Err(ParamError(format!(
+                "min_th must be below max_th, got min_th={} and max_th={}",
+                self.min_th, self.max_th
+            )));
+        }
+        if !(self.max_p > 0.0 && self.max_p <= 1.0) {
+            return Err(ParamError(format!(
+                "max_p must be in (0, 1], got {}",
+                self.max_p
+            )));
+        }
+        if !(self.w_q > 0.0 && self.w_q <= 1.0) {
+            return Err(ParamError(format!(
+                "w_q must be in (0, 1], got {}",
+                self.w_q
+            )));
+        }
+        if self.adaptive && !(MAX_P_MIN..=MAX_P_MAX).contains(&self.max_p) {
+            return Err(ParamError(format!(
+                "max_p must be in [0.01, 0.5] with adaptive=True (Adaptive RED keeps it there), got {}",
+                self.max_p
+            )));
+        }
+        if self.packet_time == 0 {
+            return Err(ParamError("packet_time must be > 0 seconds".into()));
+        }
+        if self.adapt_interval == 0 {
+            return Err(ParamError("adapt_interval must be > 0 seconds".into()));
+        }
+        let limit = if let Some(l) = self.limit {
+            l
+        } else {
+            let l = (self.max_th * LIMIT_PER_MAX_TH).ceil();
+            if l > 9.0e15 {
+                return Err(ParamError(format!(
+                    "max_th = {} is too large for the default limit; give limit",
+                    self.max_th
+                )));
+            }
+            // In range: checked just above, and max_th > 0.
+            #[allow(clippy::cast_sign_loss)]
+            let l = l as u64;
+            l
+        };
+        if limit == 0 || limit > MAX_LIMIT {
+            return Err(ParamError(format!(
+                "limit must be in 1..=2**53, got {limit}"
+            )));
+        }
+        #[allow(clippy::cast_precision_loss)] // limit <= 2**53, exact
+        if (limit as f64) < self.max_th {
+            return Err(ParamError(format!(
+                "limit must be >= max_th (or the average can never reach max_th), got limit={limit} and max_th={}",
+                self.max_th
+            )));
+        }
+        Ok(limit)
+    }
+}
+
+/// What RED decided for one arrival, before the queue limit is applied.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Decision {
+    Pass,
+    EarlyMark,
+    EarlyDrop,
+    ForcedMark,
+    ForcedDrop,
+}
+
+/// Event counters.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct RedStats {
+    /// Packets queued (marked ones included).
+    pub enqueued: u64,
+    pub dequeued: u64,
+    /// Random drops in the probabilistic region.
+    pub early_drops: u64,
+    /// Drops in the forced region.
+    pub forced_drops: u64,
+    /// Packets RED let in that the queue limit refused.
+    pub overlimit_drops: u64,
+    /// CE marks in the probabilistic region.
+    pub early_marks: u64,
+    /// CE marks in the forced region (`ecn` on, `harddrop` off).
+    pub forced_marks: u64,
+}
+
+/// The RED state machine: average, count, Adaptive RED timer, PRNG.
+#[derive(Debug, Clone)]
+struct Red {
+    cfg: RedConfig,
+    /// ln(1 - w_q): the idle decay is exp(m ln(1 - w_q)) (-inf when w_q = 1).
+    ln_keep: f64,
+    avg: f64,
+    count: i64,
+    /// Start of the current idle period (None until the queue first empties).
+    q_time: Option<Nanos>,
+    /// The latest time seen (earlier times are read as this one).
+    last: Nanos,
+    max_p: f64,
+    /// max_p / (max_th - min_th).
+    slope: f64,
+    /// The Linux rule's uniform draw for the current cycle.
+    r: f64,
+    next_tick: Option<Nanos>,
+    rng: Rng,
+}
+
+impl Red {
+    fn new(cfg: RedConfig) -> Red {
+        let mut rng = Rng::new(cfg.seed);
+        let r = rng.unit();
+        let mut red = Red {
+            ln_keep: (-cfg.w_q).ln_1p(),
+            avg: 0.0,
+            count: -1,
+            q_time: None,
+            last: 0,
+            max_p: cfg.max_p,
+            slope: 0.0,
+            r,
+            next_tick: None,
+            rng,
+            cfg,
+        };
+        red.set_max_p(red.max_p);
+        red
+    }
+
+    fn set_max_p(&mut self, p: f64) {
+        self.max_p = p;
+        self.slope = p / (self.cfg.max_th - self.cfg.min_th);
+    }
+
+    /// The time to use for a call at `now` (never before the latest one seen).
+    #[inline]
+    fn clock(&mut self, now: Nanos) -> Nanos {
+        self.last = self.last.max(now);
+        self.last
+    }
+
+    /// `avg` after the queue has been empty from `from` to `to`.
+    fn decayed(&self, avg: f64, from: Nanos, to: Nanos) -> f64 {
+        if to <= from || avg == 0.0 {
+            return avg;
+        }
+        #[allow(clippy::cast_precision_loss)] // a ratio of times; 53 bits are plenty
+        let m = (to - from) as f64 / self.cfg.packet_time as f64;
+        avg * (m * self.ln_keep).exp()
+    }
+
+    /// The static curve p_b(avg) for the current max_p (1.0 in the forced region).
+    fn probability(&self, avg: f64) -> f64 {
+        let c = &self.cfg;
+        if avg < c.min_th {
+            0.0
+        } else if avg < c.max_th {
+            (avg - c.min_th) * self.slope
+        } else if c.gentle && avg < 2.0 * c.max_th {
+            self.max_p + (1.0 - self.max_p) * (avg - c.max_th) / c.max_th
+        } else {
+            1.0
+        }
+    }
+
+    /// Run the Adaptive RED ticks due at or before `now`, in a queue whose state has not changed
+    /// since the previous call (`empty`: whether it holds nothing).
+    fn run_ticks(&mut self, now: Nanos, empty: bool) {
+        let period = self.cfg.adapt_interval;
+        let Some(first) = self.next_tick else {
+            self.next_tick = Some(now.saturating_add(period));
+            return;
+        };
+        if now < first {
+            return;
+        }
+        let n = (now - first) / period + 1;
+        self.next_tick = Some(first.saturating_add(n.saturating_mul(period)));
+        let delta = self.cfg.max_th - self.cfg.min_th;
+        let (low, high) = (self.cfg.min_th + 0.4 * delta, self.cfg.min_th + 0.6 * delta);
+        let (ups, downs) = if let Some(q_time) = self.q_time.filter(|_| empty) {
+            // Idle: the average decays, so the ticks above the band come first, then those in
+            // it, then those below. Find the two boundaries by bisection.
+            let at = |j: u64| self.decayed(self.avg, q_time, first + j * period);
+            let above = first_false(n, |j| at(j) > high);
+            let not_below = first_false(n, |j| at(j) >= low);
+            (above, n - not_below)
+        } else if self.avg > high {
+            (n, 0)
+        } else if self.avg < low {
+            (0, n)
+        } else {
+            (0, 0)
+        };
+        for _ in 0..ups.min(TICK_CAP) {
+            if self.max_p <= MAX_P_MAX {
+                let p = self.max_p + (0.01f64).min(self.max_p / 4.0);
+                self.set_max_p(p.min(MAX_P_MAX));
+            }
+        }
+        for _ in 0..downs.min(TICK_CAP) {
+            if self.max_p >= MAX_P_MIN {
+                self.set_max_p((self.max_p * 0.9).max(MAX_P_MIN));
+            }
+        }
+    }
+
+    /// The RED decision for an arrival at `now` to a queue of size `q` (`empty`: no packets).
+    #[inline]
+    fn arrive(&mut self, q: u64, empty: bool, ecn_capable: bool, now: Nanos) -> Decision {
+        let now = self.clock(now);
+        if self.cfg.adaptive {
+            self.run_ticks(now, empty);
+        }
+        let c = &self.cfg;
+        if empty {
+            if let Some(q_time) = self.q_time {
+                self.avg = self.decayed(self.avg, q_time, now);
+            }
+        } else {
+            #[allow(clippy::cast_precision_loss)] // q <= limit <= 2**53
+            let q = q as f64;
+            self.avg = (1.0 - c.w_q) * self.avg + c.w_q * q;
+        }
+        let avg = self.avg;
+        if avg < c.min_th {
+            self.count = -1;
+            return Decision::Pass;
+        }
+        let mark_ecn = c.ecn && ecn_capable;
+        let early = avg < c.max_th || (c.gentle && avg < 2.0 * c.max_th);
+        if !early {
+            if mark_ecn && !c.harddrop {
+                self.count = if c.count_rule == CountRule::Linux {
+                    -1
+                } else {
+                    0
+                };
+                return Decision::ForcedMark;
+            }
+            self.count = if c.count_rule == CountRule::Linux {
+                -1
+            } else {
+                0
+            };
+            return Decision::ForcedDrop;
+        }
+        let p_b = if avg < c.max_th {
+            (avg - c.min_th) * self.slope
+        } else {
+            self.max_p + (1.0 - self.max_p) * (avg - c.max_th) / c.max_th
+        };
+        self.count += 1;
+        #[allow(clippy::cast_precision_loss)] // count stays far below 2**53
+        let x = self.count as f64 * p_b;
+        let mark = match c.count_rule {
+            // p_a = p_b / (1 - x), written without the division: for x >= 1 (p_a >= 1) the
+            // left side is <= 0 and the packet is always marked.
+            CountRule::FloydJacobson => self.rng.unit() * (1.0 - x) < p_b,
+            // 0 while x < 1, p_b / (2 - x) up to x < 2, then 1.
+            CountRule::Wait => x >= 1.0 && self.rng.unit() * (2.0 - x) < p_b,
+            CountRule::Geometric => self.rng.unit() < p_b,
+            // The first packet of a cycle (count 0) draws R and is never marked.
+            CountRule::Linux => {
+                if self.count == 0 {
+                    self.r = self.rng.unit();
+                    false
+                } else if x >= self.r {
+                    self.r = self.rng.unit();
+                    true
+                } else {
+                    false
+                }
+            }
+        };
+        if !mark {
+            return Decision::Pass;
+        }
+        self.count = 0;
+        if mark_ecn {
+            Decision::EarlyMark
+        } else {
+            Decision::EarlyDrop
+        }
+    }
+}
+
+/// The first `j` in `0..n` where `pred(j)` is false (`n` if none), for `pred` true on a prefix.
+fn first_false(n: u64, pred: impl Fn(u64) -> bool) -> u64 {
+    let (mut lo, mut hi) = (0, n);
+    while lo < hi {
+        let mid = lo + (hi - lo) / 2;
+        if pred(mid) {
+            lo = mid + 1;
+        } else {
+            hi = mid;
+        }
+    }
+    lo
+}
+
+/// A queued packet.
+#[derive(Debug, Clone)]
+struct Entry<T> {
+    item: T,
+    size: u32,
+}
+
+/// A bounded FIFO of `T` with RED on arrival (see the module documentation).
+#[derive(Debug, Clone)]
+pub struct RedQueue<T> {
+    red: Red,
+    items: VecDeque<Entry<T>>,
+    backlog: u64,
+    limit: u64,
+    stats: RedStats,
+}
+
+impl<T> RedQueue<T> {
+    /// An empty queue; refuses bad parameters with a message naming the parameter.
+    pub fn new(cfg: RedConfig) -> Result<RedQueue<T>, ParamError> {
+        let limit = cfg.validate()?;
+        Ok(RedQueue {
+            red: Red::new(cfg),
+            items: VecDeque::new(),
+            backlog: 0,
+            limit,
+            stats: RedStats::default(),
+        })
+    }
+
+    /// Offer `item` of `size` bytes at `now`: `Ok(Enqueued)` or `Ok(Marked)` (queued with CE),
+    /// or `Err(item)` when it is dropped (early, forced or over the limit).
+    #[inline]
+    pub fn enqueue(
+        &mut self,
+        item: T,
+        size: u32,
+        ecn_capable: bool,
+        now: Nanos,
+    ) -> Result<Verdict, T> {
+        let bytes = self.red.cfg.bytes_mode;
+        let q = if bytes {
+            self.backlog
+        } else {
+            self.items.len() as u64
+        };
+        let decision = self.red.arrive(q, self.items.is_empty(), ecn_capable, now);
+        let s = &mut self.stats;
+        let verdict = match decision {
+            Decision::Pass => Verdict::Enqueued,
+            Decision::EarlyMark | Decision::ForcedMark => Verdict::Marked,
+            Decision::EarlyDrop => {
+                s.early_drops += 1;
+                return Err(item);
+            }
+            Decision::ForcedDrop => {
+                s.forced_drops += 1;
+                return Err(item);
+            }
+        };
+        let need = if bytes { u64::from(size) } else { 1 };
+        if q + need > self.limit {
+            s.overlimit_drops += 1;
+            return Err(item);
+        }
+        match decision {
+            Decision::EarlyMark => s.early_marks += 1,
+            Decision::ForcedMark => s.forced_marks += 1,
+            _ => {}
+        }
+        s.enqueued += 1;
+        self.backlog += u64::from(size);
+        self.items.push_back(Entry { item, size });
+        Ok(verdict)
+    }
+
+    /// Take the head packet at `now` (None when empty). Emptying the queue starts an idle period.
+    pub fn dequeue(&mut self, now: Nanos) -> Option<T> {
+        self.pop(now).map(|(item, _)| item)
+    }
+
+    /// [`dequeue`](Self::dequeue), with the packet's size.
+    pub fn pop(&mut self, now: Nanos) -> Option<(T, u32)> {
+        let now = self.red.clock(now);
+        if self.red.cfg.adaptive {
+            self.red.run_ticks(now, self.items.is_empty());
+        }
+        let e = self.items.pop_front()?;
+        self.backlog -= u64::from(e.size);
+        self.stats.dequeued += 1;
+        if self.items.is_empty() {
+            self.red.q_time = Some(now);
+        }
+        Some((e.item, e.size))
+    }
+
+    /// The average queue size (packets, or bytes in byte mode) as of the latest arrival.
+    pub fn avg(&self) -> f64 {
+        self.red.avg
+    }
+
+    /// The current max_p (changes only with Adaptive RED).
+    pub fn max_p(&self) -> f64 {
+        self.red.max_p
+    }
+
+    /// Packets since the last mark (-1 below min_th), as the count rule uses it.
+    pub fn count(&self) -> i64 {
+        self.red.count
+    }
+
+    /// The static marking probability p_b at average `avg` for the current max_p: 0 below
+    /// min_th, linear to max_p at max_th, then (gentle) linear to 1 at 2 max_th; 1 beyond.
+    pub fn probability(&self, avg: f64) -> f64 {
+        self.red.probability(avg)
+    }
+
+    pub fn len(&self) -> usize {
+        self.items.len()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.items.is_empty()
+    }
+
+    /// Bytes held.
+    pub fn backlog(&self) -> u64 {
+        self.backlog
+    }
+
+    /// The resolved capacity (packets, or bytes in byte mode).
+    pub fn limit(&self) -> u64 {
+        self.limit
+    }
+
+    pub fn config(&self) -> &RedConfig {
+        &self.red.cfg
+    }
+
+    pub fn stats(&self) -> RedStats {
+        self.stats
+    }
+}
+
+#[cfg(test)]
+// Exact float comparisons are the point of these tests; counts convert to f64 exactly.
+#[allow(clippy::float_cmp, clippy::cast_precision_loss)]
+mod tests {
+    use super::*;
+
+    fn cfg() -> RedConfig {
+        RedConfig {
+            w_q: 1.0,
+            min_th: 5.0,
+            max_th: 15.0,
+            max_p: 0.1,
+            limit: Some(1000),
+            ..RedConfig::default()
+        }
+    }
+
+    /// Arrivals with the average pinned at `level` (byte mode, w_q = 1, zero-size probes behind
+    /// one packet of `level` bytes); the gaps between drops.
+    fn gaps(rule: CountRule, level: u32, n: usize) -> Vec<usize> {
+        let mut q = RedQueue::new(RedConfig {
+            bytes_mode: true,
+            count_rule: rule,
+            limit: Some(100),
+            ..cfg()
+        })
+        .unwrap();
+        assert_eq!(q.enqueue((), level, false, 0), Ok(Verdict::Enqueued));
+        let mut out = Vec::new();
+        let mut last = 0;
+        for i in 1..=n {
+            if q.enqueue((), 0, false, 0).is_err() {
+                out.push(i - last);
+                last = i;
+            }
+        }
+        out
+    }
+
+    #[test]
+    fn validation_names_the_parameter() {
+        let bad = |c: RedConfig, what: &str| {
+            let e = c.validate().unwrap_err();
+            assert!(e.0.contains(what), "{e}");
+        };
+        bad(
+            RedConfig {
+                min_th: 15.0,
+                ..cfg()
+            },
+            "min_th must be below max_th",
+        );
+        bad(
+            RedConfig {
+                max_p: 0.0,
+                ..cfg()
+            },
+            "max_p",
+        );
+        bad(
+            RedConfig {
+                max_p: 1.5,
+                ..cfg()
+            },
+            "max_p",
+        );
+        bad(RedConfig { w_q: 0.0, ..cfg() }, "w_q");
+        bad(
+            RedConfig {
+                min_th: -1.0,
+                ..cfg()
+            },
+            "min_th",
+        );
+        bad(
+            RedConfig {
+                max_th: f64::NAN,
+                ..cfg()
+            },
+            "max_th",
+        );
+        bad(
+            RedConfig {
+                limit: Some(0),
+                ..cfg()
+            },
+            "limit",
+        );
+        bad(
+            RedConfig {
+                limit: Some(10),
+                ..cfg()
+            },
+            "limit must be >= max_th",
+        );
+        bad(
+            RedConfig {
+                adaptive: true,
+                max_p: 0.9,
+                ..cfg()
+            },
+            "adaptive",
+        );
+        assert!(CountRule::parse("nope").is_err());
+        let d = RedConfig::default();
+        assert_eq!(d.validate(), Ok(60));
+    }
+
+    #[test]
+    fn fj_gaps_are_uniform_and_bounded() {
+        // avg 10: p_b = 0.05, gaps uniform on 1..=19.
+        let g = gaps(CountRule::FloydJacobson, 10, 400_000);
+        assert!(g.iter().all(|&x| (1..=20).contains(&x)));
+        let mean = g.iter().sum::<usize>() as f64 / g.len() as f64;
+        assert!((mean - 10.0).abs() < 0.1, "{mean}");
+    }
+
+    #[test]
+    fn rules_have_their_supports() {
+        let g = gaps(CountRule::Linux, 10, 200_000);
+        assert_eq!(g.iter().skip(1).min(), Some(&1));
+        assert_eq!(g.iter().skip(1).max(), Some(&20));
+        let g = gaps(CountRule::Wait, 10, 200_000);
+        assert_eq!(g.iter().min(), Some(&20));
+        assert_eq!(g.iter().max(), Some(&39));
+        let g = gaps(CountRule::Geometric, 10, 200_000);
+        assert!(*g.iter().max().unwrap() > 100);
+    }
+
+    #[test]
+    fn regions_and_ecn() {
+        for (ecn, ect, harddrop, level, want) in [
+            (false, true, true, 20, Err(())),
+            (true, true, true, 20, Err(())),
+            (true, true, false, 20, Ok(Verdict::Marked)),
+            (true, false, false, 20, Err(())),
+            (false, false, true, 3, Ok(Verdict::Enqueued)),
+        ] {
+            let mut q = RedQueue::new(RedConfig {
+                bytes_mode: true,
+                ecn,
+                harddrop,
+                limit: Some(100),
+                ..cfg()
+            })
+            .unwrap();
+            q.enqueue(0, level, false, 0).unwrap();
+            assert_eq!(q.enqueue(1, 0, ect, 0).map_err(|_| ()), want);
+        }
+        // Early region with ECN: marks, never drops.
+        let mut q = RedQueue::new(RedConfig {
+            bytes_mode: true,
+            ecn: true,
+            limit: Some(100),
+            ..cfg()
+        })
+        .unwrap();
+        q.enqueue(0, 10, false, 0).unwrap();
+        for _ in 0..1000 {
+            assert!(q.enqueue(1, 0, true, 0).is_ok());
+        }
+        let s = q.stats();
+        assert_eq!((s.early_drops, s.forced_drops), (0, 0));
+        assert!(s.early_marks > 50);
+    }
+
+    #[test]
+    fn ewma_step_and_idle_decay() {
+        let w = 0.002;
+        let mut q = RedQueue::new(RedConfig {
+            w_q: w,
+            bytes_mode: true,
+            min_th: 1e6,
+            max_th: 2e6,
+            limit: Some(10_000_000),
+            ..RedConfig::default()
+        })
+        .unwrap();
+        q.enqueue((), 1000, false, 0).unwrap();
+        for n in 1..=500 {
+            q.enqueue((), 0, false, 0).unwrap();
+            let want = 1000.0 * (1.0 - (1.0 - w).powi(n));
+            assert!((q.avg() - want).abs() <= 1e-12 * want, "{n}");
+        }
+        let before = q.avg();
+        while q.dequeue(1_000).is_some() {}
+        // 1.2 ms per packet: 12 ms idle is m = 10.
+        q.enqueue((), 0, false, 1_000 + 12_000_000).unwrap();
+        let want = before * (1.0 - w).powi(10);
+        assert!((q.avg() - want).abs() <= 1e-12 * want);
+        // Time going backwards: no time elapsed, no panic.
+        q.dequeue(0);
+        q.enqueue((), 0, false, 5).unwrap();
+        // A very long idle: exactly 0.
+        q.dequeue(13_000_000);
+        q.enqueue((), 0, false, 5_000_000_000_000_000).unwrap();
+        assert_eq!(q.avg(), 0.0);
+    }
+
+    #[test]
+    fn limit_bounds_the_queue() {
+        let mut q = RedQueue::new(RedConfig {
+            min_th: 100.0,
+            max_th: 200.0,
+            limit: Some(300),
+            bytes_mode: true,
+            ..RedConfig::default()
+        })
+        .unwrap();
+        let mut ok = 0;
+        for i in 0..100 {
+            if q.enqueue(i, 7, false, 0).is_ok() {
+                ok += 1;
+            }
+        }
+        assert_eq!(ok, 42);
+        assert_eq!(q.backlog(), 294);
+        assert_eq!(q.stats().overlimit_drops, 58);
+        assert_eq!(q.dequeue(0), Some(0));
+        assert_eq!(q.len(), 41);
+    }
+
+    #[test]
+    fn adaptive_steps() {
+        let steps = |start: f64, up: bool| {
+            let mut p = start;
+            let mut n = 0;
+            while if up { p < 0.5 } else { p > 0.01 } {
+                p = if up {
+                    (p + (0.01f64).min(p / 4.0)).min(0.5)
+                } else {
+                    (p * 0.9).max(0.01)
+                };
+                n += 1;
+            }
+            n
+        };
+        assert_eq!(steps(0.01, true), 53);
+        assert_eq!(steps(0.5, false), 38);
+        // A queue held at 20 packets (above the band [9, 11]) for 60 intervals.
+        let mut q = RedQueue::new(RedConfig {
+            adaptive: true,
+            max_p: 0.01,
+            ..cfg()
+        })
+        .unwrap();
+        while q.len() < 14 {
+            let _ = q.enqueue((), 1, false, 0);
+        }
+        let half = 500_000_000;
+        for k in 1..=60u64 {
+            let _ = q.enqueue((), 1, false, k * half);
+            if k == 52 {
+                assert!(q.max_p() < 0.5);
+            }
+        }
+        assert_eq!(q.max_p(), 0.5);
+        // Empty and idle for a minute: the decayed average is below the band at every tick.
+        while q.dequeue(60 * half).is_some() {}
+        let _ = q.enqueue((), 1, false, 60 * half + 120 * half);
+        assert_eq!(q.max_p(), 0.01);
+    }
+}

@@ -1,0 +1,492 @@
+//! `meshcore.RedQueue`: the core RED queue of Python objects behind a lock ([`Locked`]).
+//!
+//! Items are `Option<Py<PyAny>>`: `None` is a packet given only by its size (the batch form
+//! without `items`), which `dequeue` hands back as the int size. Items are never dropped (their
+//! reference released) while the lock is held: refused ones are passed out and released after.
+//! Also the shared arrival-batch helpers used by `codel.rs`.
+
+use crate::clock::{self, config_error, Clock};
+use crate::error::{raise, Exc};
+use crate::lock::Locked;
+use meshcore_core::queue::red::{CountRule, RedConfig, RedQueue};
+use meshcore_core::queue::{seconds_to_nanos, Nanos, ParamError, Verdict};
+use numpy::{
+    PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView};
+
+/// A queued item: the object, or None for a packet known only by its size.
+pub type Item = Option<Py<PyAny>>;
+
+const QUEUE: &str = "RED queue";
+
+/// A packet size argument in bytes: `size` when given, else the length of a bytes-like item,
+/// else `default` (None: refused with `why`).
+pub fn item_size(
+    item: &Bound<'_, PyAny>,
+    size: Option<i64>,
+    default: Option<u32>,
+    why: &str,
+) -> PyResult<u32> {
+    let py = item.py();
+    if let Some(s) = size {
+        return u32::try_from(s).map_err(|_| {
+            raise(
+                py,
+                Exc::Config,
+                format!("size must be in 0..2**32, got {s}"),
+            )
+        });
+    }
+    let len = if let Ok(b) = item.cast::<PyBytes>() {
+        Some(b.as_bytes().len())
+    } else if let Ok(b) = item.cast::<PyByteArray>() {
+        Some(b.len())
+    } else if item.is_instance_of::<PyMemoryView>() {
+        Some(item.getattr("nbytes")?.extract::<usize>()?)
+    } else {
+        None
+    };
+    match (len, default) {
+        (Some(n), _) => u32::try_from(n).map_err(|_| {
+            raise(
+                py,
+                Exc::Config,
+                format!("an item of {n} bytes is too large (sizes must be below 2**32)"),
+            )
+        }),
+        (None, Some(d)) => Ok(d),
+        (None, None) => Err(raise(py, Exc::Config, why.to_string())),
+    }
+}
+
+/// The arguments of an `enqueue_many` call, converted under the GIL.
+pub struct Arrivals<'py> {
+    sizes: PyReadonlyArray1<'py, i64>,
+    times: Option<PyReadonlyArray1<'py, f64>>,
+    ecn: Option<PyReadonlyArray1<'py, bool>>,
+    items: Option<Vec<Py<PyAny>>>,
+    /// The clock reading used when `times` is None.
+    now: Nanos,
+}
+
+/// `obj` as a contiguous one-dimensional numpy array of `dtype` (kinds in `kinds`), or
+/// ConfigError naming `what`.
+fn column<'py, T: numpy::Element>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    dtype: &str,
+    kinds: &[u8],
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    let py = obj.py();
+    let wrong = |detail: String| {
+        raise(
+            py,
+            Exc::Config,
+            format!("{what} must be a one-dimensional {dtype} array{detail}"),
+        )
+    };
+    let np = py.import("numpy")?;
+    let arr = np
+        .call_method1("asarray", (obj,))
+        .map_err(|e| wrong(format!(" ({})", e.value(py))))?
+        .cast_into::<PyUntypedArray>()?;
+    if arr.ndim() != 1 {
+        return Err(wrong(format!(", not {}-dimensional", arr.ndim())));
+    }
+    if !kinds.contains(&arr.dtype().kind()) {
+        return Err(wrong(format!(", not {}", arr.dtype())));
+    }
+    let a = np.call_method1("ascontiguousarray", (&arr, dtype))?;
+    Ok(a.cast_into::<PyArray1<T>>()?.readonly())
+}
+
+impl<'py> Arrivals<'py> {
+    /// Convert the batch arguments; `now` is read from `clock` only when `times` is None.
+    pub fn new(
+        py: Python<'py>,
+        clock: &Clock,
+        sizes: &Bound<'py, PyAny>,
+        times: Option<&Bound<'py, PyAny>>,
+        ecn_capable: Option<&Bound<'py, PyAny>>,
+        items: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Arrivals<'py>> {
+        let sizes = column::<i64>(sizes, "sizes", "int64", b"iub")?;
+        let n = sizes.len();
+        let same_len = |what: &str, len: usize| {
+            if len == n {
+                Ok(())
+            } else {
+                Err(raise(
+                    py,
+                    Exc::Config,
+                    format!("{what} has {len} entries, sizes {n}"),
+                ))
+            }
+        };
+        let times = times
+            .map(|t| column::<f64>(t, "times", "float64", b"iuf"))
+            .transpose()?;
+        if let Some(t) = &times {
+            same_len("times", t.len())?;
+        }
+        let ecn = ecn_capable
+            .map(|e| column::<bool>(e, "ecn_capable", "bool", b"b"))
+            .transpose()?;
+        if let Some(e) = &ecn {
+            same_len("ecn_capable", e.len())?;
+        }
+        let items = match items {
+            None => None,
+            Some(seq) => {
+                let v: Vec<Py<PyAny>> = seq
+                    .try_iter()?
+                    .map(|i| i.map(Bound::unbind))
+                    .collect::<PyResult<_>>()?;
+                same_len("items", v.len())?;
+                Some(v)
+            }
+        };
+        let now = if times.is_some() {
+            0
+        } else {
+            clock.now(py, None)?
+        };
+        Ok(Arrivals {
+            sizes,
+            times,
+            ecn,
+            items,
+            now,
+        })
+    }
+
+    pub fn len(&self) -> usize {
+        self.sizes.len()
+    }
+
+    /// Offer every arrival in order to the queue behind `lock` with the GIL released, writing
+    /// each verdict code to `out`. The sizes and times are checked before the first arrival, so
+    /// a bad row changes nothing. Refused items are released after the lock.
+    pub fn run<Q: Send + Sync>(
+        self,
+        py: Python<'_>,
+        lock: &Locked<Q>,
+        out: &mut [u8],
+        offer: impl Fn(&mut Q, Item, u32, bool, Nanos) -> Result<Verdict, Item> + Send,
+    ) -> PyResult<()> {
+        let sizes = self.sizes.as_slice()?;
+        let times = self.times.as_ref().map(|t| t.as_slice()).transpose()?;
+        let ecn = self.ecn.as_ref().map(|e| e.as_slice()).transpose()?;
+        let (items, now) = (self.items, self.now);
+        let checked = py.detach(|| check(sizes, times));
+        checked.map_err(|e| config_error(py, &e))?;
+        let rejected = lock.write(py, move |q| {
+            let mut rejected = Vec::new();
+            let mut items = items.map(Vec::into_iter);
+            for (i, (o, &size)) in out.iter_mut().zip(sizes).enumerate() {
+                // Both checked above.
+                let size = u32::try_from(size).unwrap_or(0);
+                let t = times.map_or(now, |t| checked_nanos(t[i]));
+                let ect = ecn.is_some_and(|e| e[i]);
+                let item = items.as_mut().and_then(Iterator::next);
+                *o = match offer(q, item, size, ect, t) {
+                    Ok(v) => v as u8,
+                    Err(item) => {
+                        rejected.extend(item);
+                        Verdict::Dropped as u8
+                    }
+                };
+            }
+            rejected
+        })?;
+        drop(rejected);
+        Ok(())
+    }
+}
+
+/// Sizes in 0..2**32 and valid times in seconds, or the first bad row.
+fn check(sizes: &[i64], times: Option<&[f64]>) -> Result<(), ParamError> {
+    if let Some(i) = sizes.iter().position(|&s| u32::try_from(s).is_err()) {
+        return Err(ParamError(format!(
+            "sizes[{i}] = {} is outside 0..2**32",
+            sizes[i]
+        )));
+    }
+    let times = times.unwrap_or(&[]);
+    // The message is formatted only for a bad row.
+    match times.iter().position(|&t| seconds_to_nanos(t, "").is_err()) {
+        Some(i) => seconds_to_nanos(times[i], &format!("times[{i}]")).map(|_| ()),
+        None => Ok(()),
+    }
+}
+
+/// `seconds_to_nanos` for a time `check` has accepted, without its libm `round` call (the
+/// rounding is the same: half away from zero). `x - trunc(x)` is exact for any float, so the
+/// comparison with 0.5 decides exactly as `round` does.
+#[inline]
+fn checked_nanos(seconds: f64) -> Nanos {
+    let x = seconds * 1e9;
+    // In [0, 9.2e18): checked before the batch runs.
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)]
+    let whole = x as u64;
+    #[allow(clippy::cast_precision_loss)] // trunc(x) is a float, so exact
+    let frac = x - whole as f64;
+    whole + u64::from(frac >= 0.5)
+}
+
+/// A dequeued item as Python: the object, or its size for a size-only packet.
+pub fn item_object(py: Python<'_>, item: Item, size: u32) -> PyResult<Py<PyAny>> {
+    match item {
+        Some(obj) => Ok(obj),
+        None => Ok(size.into_pyobject(py)?.into_any().unbind()),
+    }
+}
+
+/// Random Early Detection; see the stub for the user documentation.
+#[pyclass(frozen, module = "meshcore", name = "RedQueue")]
+pub struct PyRedQueue {
+    inner: Locked<RedQueue<Item>>,
+    clock: Clock,
+    bytes_mode: bool,
+}
+
+#[pymethods]
+impl PyRedQueue {
+    #[new]
+    #[pyo3(signature = (
+        min_th, max_th, max_p, w_q = 0.002, limit = None, gentle = false, ecn = false,
+        adaptive = false, seed = 0, *, count_rule = "fj", bytes_mode = false,
+        packet_time = 0.0012, harddrop = true, adapt_interval = 0.5, clock = None
+    ))]
+    #[allow(clippy::too_many_arguments, clippy::fn_params_excessive_bools)] // the Python signature
+    fn new(
+        py: Python<'_>,
+        min_th: f64,
+        max_th: f64,
+        max_p: f64,
+        w_q: f64,
+        limit: Option<i64>,
+        gentle: bool,
+        ecn: bool,
+        adaptive: bool,
+        seed: u64,
+        count_rule: &str,
+        bytes_mode: bool,
+        packet_time: f64,
+        harddrop: bool,
+        adapt_interval: f64,
+        clock: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let limit = limit
+            .map(|l| {
+                u64::try_from(l)
+                    .map_err(|_| raise(py, Exc::Config, format!("limit must be >= 1, got {l}")))
+            })
+            .transpose()?;
+        let cfg = RedConfig {
+            min_th,
+            max_th,
+            max_p,
+            w_q,
+            limit,
+            gentle,
+            ecn,
+            adaptive,
+            count_rule: CountRule::parse(count_rule).map_err(|e| config_error(py, &e))?,
+            bytes_mode,
+            packet_time: clock::nanos(py, packet_time, "packet_time")?,
+            harddrop,
+            adapt_interval: clock::nanos(py, adapt_interval, "adapt_interval")?,
+            seed,
+        };
+        let q = RedQueue::new(cfg).map_err(|e| config_error(py, &e))?;
+        Ok(PyRedQueue {
+            inner: Locked::new(q, QUEUE),
+            clock: Clock::from_arg(py, clock)?,
+            bytes_mode,
+        })
+    }
+
+    #[pyo3(signature = (item, size = None, now = None, ecn_capable = false))]
+    fn enqueue<'py>(
+        &self,
+        py: Python<'py>,
+        item: Bound<'py, PyAny>,
+        size: Option<i64>,
+        now: Option<f64>,
+        ecn_capable: bool,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let default = if self.bytes_mode { None } else { Some(1) };
+        let size = item_size(
+            &item,
+            size,
+            default,
+            "size is required in bytes_mode for an item that is not bytes-like",
+        )?;
+        let now = self.clock.now(py, now)?;
+        let item = Some(item.unbind());
+        let r = self
+            .inner
+            .write_one(py, move |q| q.enqueue(item, size, ecn_capable, now))?;
+        // A refused item is released here, after the lock.
+        clock::verdict(py, r.unwrap_or(Verdict::Dropped))
+    }
+
+    #[pyo3(signature = (now = None))]
+    fn dequeue(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
+        let now = self.clock.now(py, now)?;
+        let popped = self.inner.write_one(py, move |q| q.pop(now))?;
+        popped
+            .map(|(item, size)| item_object(py, item, size))
+            .transpose()
+    }
+
+    #[pyo3(signature = (sizes, times = None, ecn_capable = None, items = None))]
+    fn enqueue_many<'py>(
+        &self,
+        py: Python<'py>,
+        sizes: &Bound<'py, PyAny>,
+        times: Option<&Bound<'py, PyAny>>,
+        ecn_capable: Option<&Bound<'py, PyAny>>,
+        items: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray1<u8>>> {
+        let a = Arrivals::new(py, &self.clock, sizes, times, ecn_capable, items)?;
+        let out = PyArray1::<u8>::zeros(py, a.len(), false);
+        {
+            let mut w = out.readwrite();
+            let o = w.as_slice_mut()?;
+            a.run(py, &self.inner, o, |q, item, size, ect, t| {
+                q.enqueue(item, size, ect, t)
+            })?;
+        }
+        Ok(out)
+    }
+
+    #[pyo3(signature = (n, now = None))]
+    fn dequeue_many<'py>(
+        &self,
+        py: Python<'py>,
+        n: usize,
+        now: Option<f64>,
+    ) -> PyResult<Bound<'py, PyList>> {
+        let now = self.clock.now(py, now)?;
+        let popped = self.inner.write(py, move |q| {
+            let mut v = Vec::with_capacity(n.min(q.len()));
+            while v.len() < n {
+                let Some(p) = q.pop(now) else { break };
+                v.push(p);
+            }
+            v
+        })?;
+        let objs = popped
+            .into_iter()
+            .map(|(item, size)| item_object(py, item, size))
+            .collect::<PyResult<Vec<_>>>()?;
+        PyList::new(py, objs)
+    }
+
+    fn probability(&self, py: Python<'_>, avg: f64) -> PyResult<f64> {
+        self.inner.read(py, move |q| q.probability(avg))
+    }
+
+    fn stats<'py>(&self, py: Python<'py>) -> PyResult<Bound<'py, PyDict>> {
+        let s = self.inner.read(py, RedQueue::stats)?;
+        let d = PyDict::new(py);
+        d.set_item("enqueued", s.enqueued)?;
+        d.set_item("dequeued", s.dequeued)?;
+        d.set_item("early_drops", s.early_drops)?;
+        d.set_item("forced_drops", s.forced_drops)?;
+        d.set_item("overlimit_drops", s.overlimit_drops)?;
+        d.set_item("early_marks", s.early_marks)?;
+        d.set_item("forced_marks", s.forced_marks)?;
+        Ok(d)
+    }
+
+    #[getter]
+    fn avg(&self, py: Python<'_>) -> PyResult<f64> {
+        self.inner.read(py, RedQueue::avg)
+    }
+
+    #[getter]
+    fn max_p(&self, py: Python<'_>) -> PyResult<f64> {
+        self.inner.read(py, RedQueue::max_p)
+    }
+
+    #[getter]
+    fn count(&self, py: Python<'_>) -> PyResult<i64> {
+        self.inner.read(py, RedQueue::count)
+    }
+
+    #[getter]
+    fn backlog(&self, py: Python<'_>) -> PyResult<u64> {
+        self.inner.read(py, RedQueue::backlog)
+    }
+
+    #[getter]
+    fn limit(&self, py: Python<'_>) -> PyResult<u64> {
+        self.inner.read(py, RedQueue::limit)
+    }
+
+    #[getter]
+    fn min_th(&self, py: Python<'_>) -> PyResult<f64> {
+        self.inner.read(py, |q| q.config().min_th)
+    }
+
+    #[getter]
+    fn max_th(&self, py: Python<'_>) -> PyResult<f64> {
+        self.inner.read(py, |q| q.config().max_th)
+    }
+
+    #[getter]
+    fn w_q(&self, py: Python<'_>) -> PyResult<f64> {
+        self.inner.read(py, |q| q.config().w_q)
+    }
+
+    #[getter]
+    fn count_rule(&self, py: Python<'_>) -> PyResult<&'static str> {
+        self.inner.read(py, |q| q.config().count_rule.name())
+    }
+
+    #[getter]
+    fn bytes_mode(&self) -> bool {
+        self.bytes_mode
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.inner.read(py, RedQueue::len)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        self.inner.read(py, |q| {
+            let c = q.config();
+            format!(
+                "RedQueue(min_th={}, max_th={}, max_p={}, w_q={}, limit={}, gentle={}, ecn={}, \
+                 adaptive={}, count_rule='{}', bytes_mode={}, len={}, avg={})",
+                c.min_th,
+                c.max_th,
+                q.max_p(),
+                c.w_q,
+                q.limit(),
+                py_bool(c.gentle),
+                py_bool(c.ecn),
+                py_bool(c.adaptive),
+                c.count_rule.name(),
+                py_bool(c.bytes_mode),
+                q.len(),
+                q.avg()
+            )
+        })
+    }
+}
+
+/// A bool as Python prints it.
+pub fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
