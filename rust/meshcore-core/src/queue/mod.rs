@@ -15,6 +15,11 @@
 
 use std::fmt;
 
+// Token buckets, GCRA, the pacing shaper and the colour meters.
+pub mod bucket;
+pub mod meter;
+pub mod shaper;
+
 /// A time in integer nanoseconds on the caller's clock (any origin; never negative).
 pub type Nanos = u64;
 
