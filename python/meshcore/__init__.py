@@ -8,8 +8,14 @@ is private.
 from meshcore import errors
 from meshcore._meshcore import (
     Classifier,
+    Gcra,
+    LeakyBucket,
     Packet,
     RouteTable,
+    SrTCM,
+    TokenBucket,
+    TrTCM,
+    TrTCM4115,
     __version__,
     build_packet,
     checksum,
@@ -26,6 +32,7 @@ from meshcore.errors import (
     RouteError,
     RuleError,
 )
+from meshcore.queues import Color, Verdict
 from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, parse_batch
 
 __all__ = [
@@ -33,14 +40,22 @@ __all__ = [
     "PACKET_DTYPE",
     "CaptureError",
     "Classifier",
+    "Color",
     "ConfigError",
+    "Gcra",
     "InternalError",
+    "LeakyBucket",
     "MeshcoreError",
     "Packet",
     "PacketError",
     "RouteError",
     "RouteTable",
     "RuleError",
+    "SrTCM",
+    "TokenBucket",
+    "TrTCM",
+    "TrTCM4115",
+    "Verdict",
     "__version__",
     "build_packet",
     "checksum",

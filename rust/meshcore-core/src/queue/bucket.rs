@@ -119,8 +119,12 @@ impl Fluid {
     /// Add `elapsed` ns of refill and return the units that did not fit (saturating).
     #[inline]
     pub fn refill_spill(&mut self, elapsed: u64) -> u128 {
-        let added = u128::from(elapsed).saturating_mul(self.per_ns);
-        self.add(added)
+        if elapsed < self.fill_ns {
+            // Below cap, as in `refill`: no overflow check needed.
+            self.add(u128::from(elapsed) * self.per_ns)
+        } else {
+            self.add(u128::from(elapsed).saturating_mul(self.per_ns))
+        }
     }
 
     /// Add `units` (refill spilled from another bucket) and return what did not fit.
@@ -271,12 +275,56 @@ impl TokenBucket {
         items: impl IntoIterator<Item = (u64, Nanos)>,
         out: &mut [bool],
     ) {
+        // Below 2**63 units everything fits a u64: level <= cap, a refill step taken only
+        // when elapsed < fill_ns is below cap, and a cost <= max_cost is at most cap units.
+        let small = (
+            u64::try_from(self.bucket.cap).ok().filter(|&c| c < 1 << 63),
+            u64::try_from(self.unit),
+        );
+        if let (Some(cap), Ok(unit)) = small {
+            self.try_consume_each_u64(items, out, cap, unit);
+            return;
+        }
         let max_cost = self.max_cost;
         let unit = self.unit;
         for ((n, now), o) in items.into_iter().zip(out.iter_mut()) {
             self.advance(now);
             *o = n <= max_cost && self.bucket.take(u128::from(n) * unit);
         }
+    }
+
+    /// The batch loop in u64 arithmetic, for buckets below 2**63 units (the common case).
+    #[inline]
+    fn try_consume_each_u64(
+        &mut self,
+        items: impl IntoIterator<Item = (u64, Nanos)>,
+        out: &mut [bool],
+        cap: u64,
+        unit: u64,
+    ) {
+        // per_ns <= cap or fill_ns is 1 (then only elapsed = 0 multiplies it).
+        let per_ns = u64::try_from(self.bucket.per_ns()).unwrap_or(u64::MAX);
+        let fill_ns = self.bucket.fill_ns;
+        let max_cost = self.max_cost;
+        // level <= cap < 2**63 (checked by the caller).
+        let mut level = u64::try_from(self.bucket.level()).unwrap_or(cap);
+        let mut last = self.last;
+        for ((n, now), o) in items.into_iter().zip(out.iter_mut()) {
+            let e = now.saturating_sub(last);
+            last = last.max(now);
+            level = if e >= fill_ns {
+                cap
+            } else {
+                // e < fill_ns = ceil(cap / per_ns): e * per_ns < cap.
+                (level + e * per_ns).min(cap)
+            };
+            let need = n.wrapping_mul(unit);
+            let ok = n <= max_cost && level >= need;
+            level -= if ok { need } else { 0 };
+            *o = ok;
+        }
+        self.bucket.level = u128::from(level);
+        self.last = last;
     }
 
     /// The level at `now` as an exact ratio of tokens.
@@ -566,6 +614,41 @@ mod tests {
         let mut out = [true; 3];
         tb.try_consume_each([(5, S), (4, S), (1, S)], &mut out);
         assert_eq!(out, [false, true, false]);
+    }
+
+    /// The batch loop (u64 for small buckets, u128 for large ones) answers as single calls do.
+    #[test]
+    fn batch_equals_single_calls() {
+        let mut rng = Rng::new(9);
+        for case in 0..100 {
+            let rate = r(
+                1 + u128::from(rng.next_u64() % 10_000),
+                1 + u128::from(rng.next_u64() % 7),
+            );
+            let burst = if case % 3 == 0 {
+                r(1 << 70, 3) // past 2**63 units: the u128 loop
+            } else {
+                r(
+                    1 + u128::from(rng.next_u64() % 50),
+                    1 + u128::from(rng.next_u64() % 4),
+                )
+            };
+            let mut a = TokenBucket::new(rate, burst).unwrap();
+            let mut b = a.clone();
+            let mut t = (case % 2) * (1 << 62);
+            let rows: Vec<(u64, Nanos)> = (0..300)
+                .map(|_| {
+                    t += rng.next_u64() % (S / 100);
+                    (rng.next_u64() % (b.max_cost().min(60) + 1), t)
+                })
+                .collect();
+            let mut out = vec![false; rows.len()];
+            a.try_consume_each(rows.iter().copied(), &mut out);
+            for (&(n, t), &o) in rows.iter().zip(&out) {
+                assert_eq!(o, b.try_consume(n, t).unwrap(), "case {case}");
+            }
+            assert_eq!(a, b);
+        }
     }
 
     #[test]
