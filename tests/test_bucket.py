@@ -190,6 +190,11 @@ def test_bad_batch_arguments() -> None:
         tb.try_consume_many(np.array([1, 1]), out=np.zeros(3, dtype=bool))
     with pytest.raises(ConfigError, match="now must be a time"):
         tb.try_consume(1, -5.0)
+    # A bad row past the first chunk of rows: the rows before it are undone.
+    costs = np.ones(10_000, dtype=np.int64)
+    costs[9_000] = 6
+    with pytest.raises(ConfigError, match=r"costs\[9000\] = 6 exceeds the burst"):
+        tb.try_consume_many(costs, np.zeros(10_000))
     # Nothing was consumed by the refused batches.
     assert tb.tokens(0.0) == 5.0
     out = np.ones(4, dtype=bool)

@@ -277,6 +277,10 @@ def test_bad_arguments_and_batch_forms() -> None:
         m.color_many(np.array([-3]), np.zeros(1))
     with pytest.raises(ConfigError, match="colors has 1 rows"):
         m.color_many(np.array([1, 1]), np.zeros(2), np.array([0]))
+    late = np.full(9000, 100, dtype=np.int64)  # a bad row past the first chunk of rows
+    late[8500] = -1
+    with pytest.raises(ConfigError, match=r"sizes\[8500\] = -1"):
+        m.color_many(late, np.zeros(9000))
     # Nothing was metered by the refused batches: C is still full.
     assert m.color(1000, 0.0) is G
     out = np.full(3, 9, dtype=np.uint8)

@@ -88,7 +88,15 @@ impl<'py> Ints<'py> {
     }
 }
 
-impl IntSlice<'_> {
+impl<'a> IntSlice<'a> {
+    /// Rows `range` of the column.
+    pub fn sub(self, range: std::ops::Range<usize>) -> IntSlice<'a> {
+        match self {
+            IntSlice::U(s) => IntSlice::U(&s[range]),
+            IntSlice::I(s) => IntSlice::I(&s[range]),
+        }
+    }
+
     pub fn len(self) -> usize {
         match self {
             IntSlice::U(s) => s.len(),
@@ -98,6 +106,17 @@ impl IntSlice<'_> {
 
     /// The first row that is negative or above `max`, with its value.
     pub fn first_outside(self, max: u64) -> Option<(usize, i128)> {
+        // A branch-free pass first (it vectorizes); the search only on failure.
+        let bad = match self {
+            IntSlice::U(s) => s.iter().filter(|&&v| v > max).count(),
+            IntSlice::I(s) => s
+                .iter()
+                .filter(|&&v| u64::try_from(v).map_or(true, |v| v > max))
+                .count(),
+        };
+        if bad == 0 {
+            return None;
+        }
         match self {
             IntSlice::U(s) => s
                 .iter()
@@ -157,15 +176,35 @@ pub enum TimeSlice<'a> {
     Each(&'a [f64]),
 }
 
-impl TimeSlice<'_> {
+impl<'a> TimeSlice<'a> {
+    /// Rows `range` of the column.
+    pub fn sub(self, range: std::ops::Range<usize>) -> TimeSlice<'a> {
+        match self {
+            TimeSlice::One(t) => TimeSlice::One(t),
+            TimeSlice::Each(s) => TimeSlice::Each(&s[range]),
+        }
+    }
+
     /// The first row that is no time in seconds, with its value.
     pub fn first_bad(self) -> Option<(usize, f64)> {
         match self {
             TimeSlice::One(_) => None,
-            TimeSlice::Each(s) => s
-                .iter()
-                .position(|&t| nanos_of_seconds(t).is_none())
-                .map(|i| (i, s[i])),
+            TimeSlice::Each(s) => {
+                // A branch-free pass over the rows (it vectorizes), then the search on failure.
+                let bad = s
+                    .iter()
+                    .filter(|&&t| {
+                        let y = t * 1e9;
+                        !(y > -0.5 && y < 9.2e18)
+                    })
+                    .count();
+                if bad == 0 {
+                    return None;
+                }
+                s.iter()
+                    .position(|&t| nanos_of_seconds(t).is_none())
+                    .map(|i| (i, s[i]))
+            }
         }
     }
 
@@ -278,28 +317,42 @@ fn run_rows<B: Consume>(b: &mut B, costs: IntSlice<'_>, times: TimeSlice<'_>, ou
     }
 }
 
-/// Run a batch of costs through a bucket, after checking every cost against `max_cost` and
-/// every time (a bad row leaves the bucket unchanged); the answers land in `out`.
-fn consume_batch<B: Consume>(
+/// Rows checked and then run per chunk, so each chunk is read from memory once (the check
+/// brings it into cache for the run).
+pub const CHUNK: usize = 4096;
+
+/// Run a batch of costs through a bucket, checking every cost against `max_cost` and every
+/// time; a bad row raises and restores the bucket as it was before the batch. The answers land
+/// in `out`.
+fn consume_batch<B: Consume + Clone>(
     py: Python<'_>,
     inner: &Locked<B>,
     (costs, times, out): (IntSlice<'_>, TimeSlice<'_>, &mut [bool]),
     max_cost: u64,
 ) -> PyResult<()> {
     let r = inner.write(py, move |b| {
-        if let Some((i, v)) = costs.first_outside(max_cost) {
-            return Err(if v < 0 {
-                format!("costs[{i}] = {v} must be >= 0")
+        let saved = b.clone();
+        for (k, o) in out.chunks_mut(CHUNK).enumerate() {
+            let rows = k * CHUNK..k * CHUNK + o.len();
+            let (c, t) = (costs.sub(rows.clone()), times.sub(rows.clone()));
+            let bad = if let Some((i, v)) = c.first_outside(max_cost) {
+                let i = rows.start + i;
+                Some(if v < 0 {
+                    format!("costs[{i}] = {v} must be >= 0")
+                } else {
+                    format!(
+                        "costs[{i}] = {v} exceeds the burst: it can never conform (at most {max_cost})"
+                    )
+                })
             } else {
-                format!(
-                    "costs[{i}] = {v} exceeds the burst: it can never conform (at most {max_cost})"
-                )
-            });
+                t.first_bad().map(|(i, x)| bad_time(rows.start + i, x))
+            };
+            if let Some(msg) = bad {
+                *b = saved;
+                return Err(msg);
+            }
+            run_rows(b, c, t, o);
         }
-        if let Some((i, t)) = times.first_bad() {
-            return Err(bad_time(i, t));
-        }
-        run_rows(b, costs, times, out);
         Ok(())
     })?;
     r.map_err(|m| config(py, m))

@@ -1,7 +1,7 @@
 //! `meshcore.SrTCM`, `meshcore.TrTCM` and `meshcore.TrTCM4115`: the core meters behind a
 //! [`Locked`], with a cheap single `color` call and a GIL-free `color_many`.
 
-use crate::bucket::{bad_time, out_array, write_out, IntSlice, Ints, TimeSlice, Times};
+use crate::bucket::{bad_time, out_array, write_out, IntSlice, Ints, TimeSlice, Times, CHUNK};
 use crate::clock::{self, Clock};
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
@@ -36,7 +36,7 @@ fn color_one<'py, M: Meter + Send + Sync>(
 }
 
 /// The colour codes of a batch, with the GIL released for the checks and the metering.
-fn color_batch<'py, M: Meter + Send + Sync>(
+fn color_batch<'py, M: Meter + Send + Sync + Clone>(
     py: Python<'py>,
     (inner, clock): (&Locked<M>, &Clock),
     sizes: &Bound<'py, PyAny>,
@@ -65,18 +65,33 @@ fn color_batch<'py, M: Meter + Send + Sync>(
     let mut w = write_out(py, &out)?;
     let o = w.as_slice_mut()?;
     let r = inner.write(py, move |m| {
-        if let Some((i, v)) = s.first_outside(u64::MAX) {
-            return Err(format!("sizes[{i}] = {v} must be >= 0 bytes"));
+        // Checked and run per chunk, as the buckets' batches; a bad row restores the meter.
+        let saved = m.clone();
+        for (k, o) in o.chunks_mut(CHUNK).enumerate() {
+            let rows = k * CHUNK..k * CHUNK + o.len();
+            let (s, ts) = (s.sub(rows.clone()), ts.sub(rows.clone()));
+            let cs = cs.map(|c| c.sub(rows.clone()));
+            let bad = if let Some((i, v)) = s.first_outside(u64::MAX) {
+                Some(format!(
+                    "sizes[{}] = {v} must be >= 0 bytes",
+                    rows.start + i
+                ))
+            } else if let Some((i, t)) = ts.first_bad() {
+                Some(bad_time(rows.start + i, t))
+            } else {
+                cs.and_then(|c| c.first_outside(2)).map(|(i, v)| {
+                    format!(
+                        "colors[{}] = {v} is not Color.GREEN, YELLOW or RED (0, 1, 2)",
+                        rows.start + i
+                    )
+                })
+            };
+            if let Some(msg) = bad {
+                *m = saved;
+                return Err(msg);
+            }
+            meter_rows(m, s, ts, cs, o);
         }
-        if let Some((i, t)) = ts.first_bad() {
-            return Err(bad_time(i, t));
-        }
-        if let Some((i, v)) = cs.and_then(|c| c.first_outside(2)) {
-            return Err(format!(
-                "colors[{i}] = {v} is not Color.GREEN, YELLOW or RED (0, 1, 2)"
-            ));
-        }
-        meter_rows(m, s, ts, cs, o);
         Ok(())
     })?;
     r.map_err(|m| raise(py, Exc::Config, m))?;

@@ -318,10 +318,12 @@ impl TokenBucket {
                 // e < fill_ns = ceil(cap / per_ns): e * per_ns < cap.
                 (level + e * per_ns).min(cap)
             };
+            // Branch-free: with real timestamps admit and deny interleave irregularly, and a
+            // mispredicted branch costs more than the whole row.
             let need = n.wrapping_mul(unit);
-            let ok = n <= max_cost && level >= need;
-            level -= if ok { need } else { 0 };
-            *o = ok;
+            let ok = u64::from(n <= max_cost) & u64::from(level >= need);
+            level -= need & ok.wrapping_neg();
+            *o = ok != 0;
         }
         self.bucket.level = u128::from(level);
         self.last = last;

@@ -189,6 +189,10 @@ impl<T> LeakyBucket<T> {
     }
 
     fn ceil_ns(&self, units: u128) -> Nanos {
+        // A u64 division when both fit: u128 division is a slow library call.
+        if let (Ok(u), Ok(p)) = (u64::try_from(units), u64::try_from(self.p)) {
+            return u.div_ceil(p);
+        }
         u64::try_from(units.div_ceil(self.p)).unwrap_or(u64::MAX)
     }
 
