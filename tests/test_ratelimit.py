@@ -53,7 +53,7 @@ def test_lru_bound_forgets_the_least_recently_used() -> None:
     lim = RateLimiter(1, 2, max_keys=3, clock=clock)
     for k in ("a", "b", "c"):
         assert lim.try_acquire(k, 2)
-    assert lim.try_acquire("a", 0.5) is False  # touches "a": now "b" is the oldest
+    assert lim.try_acquire("a") is False  # touches "a": now "b" is the oldest
     assert lim.try_acquire("d", 2)
     assert len(lim) == 3 and "b" not in lim
     assert "a" in lim and "c" in lim and "d" in lim

@@ -9,9 +9,15 @@ from meshcore import errors
 from meshcore._meshcore import (
     Classifier,
     CoDel,
+    Gcra,
+    LeakyBucket,
     Packet,
     RedQueue,
     RouteTable,
+    SrTCM,
+    TokenBucket,
+    TrTCM,
+    TrTCM4115,
     __version__,
     build_packet,
     checksum,
@@ -30,6 +36,7 @@ from meshcore.errors import (
     RuleError,
 )
 from meshcore.queues import Color, Verdict
+from meshcore.ratelimit import RateLimiter
 from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, parse_batch
 
 __all__ = [
@@ -40,14 +47,21 @@ __all__ = [
     "CoDel",
     "Color",
     "ConfigError",
+    "Gcra",
     "InternalError",
+    "LeakyBucket",
     "MeshcoreError",
     "Packet",
     "PacketError",
+    "RateLimiter",
     "RedQueue",
     "RouteError",
     "RouteTable",
     "RuleError",
+    "SrTCM",
+    "TokenBucket",
+    "TrTCM",
+    "TrTCM4115",
     "Verdict",
     "__version__",
     "build_packet",

@@ -5,14 +5,16 @@ Users import these names from :mod:`meshcore`; the docstrings here are the refer
 
 import os
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from decimal import Decimal
+from fractions import Fraction
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any, Final, TypedDict, final
+from typing import Any, Final, Self, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
 from typing_extensions import Buffer
 
-from meshcore.queues import Verdict
+from meshcore.queues import Color, Verdict
 
 __all__ = [
     "ERROR_CODES",
@@ -20,9 +22,15 @@ __all__ = [
     "ROW_LEN",
     "Classifier",
     "CoDel",
+    "Gcra",
+    "LeakyBucket",
     "Packet",
     "RedQueue",
     "RouteTable",
+    "SrTCM",
+    "TokenBucket",
+    "TrTCM",
+    "TrTCM4115",
     "__version__",
     "_debug_panic",
     "_parse_batch",
@@ -30,8 +38,8 @@ __all__ = [
     "build_packet",
     "checksum",
     "decrement_ttl",
-    "mark_ce",
     "describe_error",
+    "mark_ce",
     "update_checksums",
 ]
 
@@ -517,6 +525,278 @@ class Classifier:
     @classmethod
     def _from_rules(cls, rules: Iterable[_Rule]) -> Classifier:
         """Private: a classifier from :meth:`rule` dicts, added in order in one bulk build."""
+
+# Rates, sizes and times given as exact numbers: an int, a float (read as the decimal it prints
+# as, so 0.1 is 1/10), a Fraction or a Decimal. Negative values, NaN and infinities are refused.
+_Number = int | float | Fraction | Decimal
+# clock=: a callable returning seconds (float); None reads CLOCK_MONOTONIC (time.monotonic()).
+_Clock = Callable[[], float] | None
+
+@final
+class TokenBucket:
+    """A token bucket: ``rate`` tokens/s (> 0), capacity ``burst`` tokens (> 0), starting full.
+
+    Exact: rate and burst are kept as rationals and the level as an integer count of units (the
+    least number of units per token that makes the burst and the refill per nanosecond whole),
+    so the bucket never drifts: over any run it admits exactly what the fluid model admits,
+    ``A(s, t] <= burst + rate * (t - s)``. ``now`` is float seconds (rounded to the
+    nanosecond) or None for the object's clock; time going backwards counts as no time.
+    Thread-safe. A cost above ``burst`` can never conform and raises :class:`ConfigError`.
+    """
+
+    def __new__(cls, rate: _Number, burst: _Number, *, clock: _Clock = None) -> Self: ...
+    def try_consume(self, n: int = 1, now: float | None = None) -> bool:
+        """Take ``n`` tokens if the bucket holds them (True), else take nothing (False)."""
+
+    def tokens(self, now: float | None = None) -> float:
+        """The tokens in the bucket at ``now`` (the nearest float to the exact level)."""
+
+    def time_until(self, n: int = 1, now: float | None = None) -> float:
+        """Seconds from ``now`` until ``n`` tokens are there (0.0 if they are now), rounded up
+        to the nanosecond: ``try_consume(n, now + time_until(n, now))`` succeeds."""
+
+    def try_consume_many(
+        self,
+        costs: npt.ArrayLike,
+        times: npt.ArrayLike | None = None,
+        out: npt.NDArray[np.bool_] | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """:meth:`try_consume` for each cost (an integer array) in order, at ``times`` (float64
+        seconds, one per cost) or at one clock reading for the whole batch; the answers as a
+        bool array (``out`` if given). The GIL is released. All costs and times are checked
+        first: a negative cost, a cost above the burst or a bad time raises ConfigError naming
+        the row, and the bucket is left unchanged."""
+
+    @property
+    def rate(self) -> float:
+        """Tokens added per second."""
+
+    @property
+    def burst(self) -> float:
+        """Capacity in tokens."""
+
+@final
+class Gcra:
+    """The generic cell rate algorithm (ITU-T I.371, virtual scheduling), as governor uses it.
+
+    ``interval`` T and ``tolerance`` tau are seconds (rounded to whole nanoseconds); the
+    theoretical arrival time (TAT) is an integer count of nanoseconds. Cost ``n`` conforms at
+    ``t`` iff ``t >= TAT + (n - 1) T - tau``, and then ``TAT = max(TAT, t) + n T``. A fresh
+    limiter admits :attr:`burst` ``= 1 + floor(tau / T)`` at once; a larger cost raises
+    :class:`ConfigError`. ``Gcra(T, tau)`` admits exactly what ``TokenBucket(1 / T, 1 + tau / T)``
+    admits (the burst is fractional unless T divides tau).
+    """
+
+    def __new__(cls, interval: _Number, tolerance: _Number, *, clock: _Clock = None) -> Self: ...
+    def try_consume(self, n: int = 1, now: float | None = None) -> bool:
+        """Whether cost ``n`` conforms at ``now``; if so the TAT moves on by ``n * interval``."""
+
+    def time_until(self, n: int = 1, now: float | None = None) -> float:
+        """Seconds from ``now`` until cost ``n`` conforms (0.0 if it does now)."""
+
+    def try_consume_many(
+        self,
+        costs: npt.ArrayLike,
+        times: npt.ArrayLike | None = None,
+        out: npt.NDArray[np.bool_] | None = None,
+    ) -> npt.NDArray[np.bool_]:
+        """As :meth:`TokenBucket.try_consume_many`: a bool array, GIL released, rows checked
+        first."""
+
+    @property
+    def interval(self) -> float:
+        """Emission interval T, seconds."""
+
+    @property
+    def tolerance(self) -> float:
+        """Tolerance tau, seconds."""
+
+    @property
+    def burst(self) -> int:
+        """The largest cost that can conform: ``1 + floor(tolerance / interval)``."""
+
+@final
+class LeakyBucket:
+    """A pacing shaper: a FIFO of Python objects drained at ``rate`` bytes/s (Turner's leaky
+    bucket as a queue, burst of one packet).
+
+    Packet i may leave at ``start_i = max(arrival_i, start_{i-1} + size_{i-1} / rate)``, kept
+    exactly (integer units of 1/p ns for rate = p/q bytes per ns), so the schedule never drifts.
+    The schedule is fixed on arrival: a late :meth:`dequeue` does not push later packets back.
+    An arrival that would take the bytes held past ``limit`` or the packets held past
+    ``packet_limit`` is dropped (both None: unlimited) and does not touch the schedule.
+    """
+
+    def __new__(
+        cls,
+        rate: _Number,
+        limit: int | None = None,
+        *,
+        packet_limit: int | None = None,
+        clock: _Clock = None,
+    ) -> Self: ...
+    def enqueue(self, item: object, size: int | None = None, now: float | None = None) -> Verdict:
+        """Queue ``item`` of ``size`` bytes (None: ``len(item)`` for bytes, bytearray and
+        memoryview, else 1): ``Verdict.ENQUEUED``, or ``Verdict.DROPPED`` over a limit."""
+
+    def dequeue(self, now: float | None = None) -> Any:
+        """The head item once its start time has come by ``now``, else None."""
+
+    def next_departure(self) -> float | None:
+        """When the head item may leave (seconds on the object's clock, rounded up to the
+        nanosecond), or None when the queue is empty."""
+
+    def schedule_many(
+        self, sizes: npt.ArrayLike, times: npt.ArrayLike | None = None
+    ) -> npt.NDArray[np.float64]:
+        """The self-draining form: schedule packets of ``sizes`` bytes arriving at ``times``
+        (float64 seconds, or one clock reading) on the same link, each leaving by itself at its
+        start time; their departure times in seconds, rounded up to the nanosecond (NaN for a
+        packet dropped by a limit). The limits count the queued items plus the scheduled packets
+        whose departure is still after each arrival. The GIL is released."""
+
+    def __len__(self) -> int: ...
+    @property
+    def backlog(self) -> int:
+        """Bytes held in the queue."""
+
+    @property
+    def rate(self) -> float:
+        """Drain rate, bytes/s."""
+
+    @property
+    def limit(self) -> int | None:
+        """Bytes held at most (None: unlimited)."""
+
+    @property
+    def packet_limit(self) -> int | None:
+        """Packets held at most (None: unlimited)."""
+
+@final
+class SrTCM:
+    """The single-rate three-colour marker (RFC 2697): sizes in bytes, ``cir`` bytes/s (> 0),
+    ``cbs`` and ``ebs`` bytes (not both 0); both buckets start full.
+
+    C fills at CIR up to CBS, and what C cannot hold overflows into E (up to EBS), exactly and
+    continuously. Colour-blind: ``Tc >= B`` green (``Tc -= B``), else ``Te >= B`` yellow
+    (``Te -= B``), else red. Colour-aware (``color_aware=True``): only a green packet may be
+    green, only green or yellow may be yellow; otherwise red.
+    """
+
+    def __new__(
+        cls,
+        cir: _Number,
+        cbs: _Number,
+        ebs: _Number,
+        *,
+        color_aware: bool = False,
+        clock: _Clock = None,
+    ) -> Self: ...
+    def color(self, size: int, now: float | None = None, color: Color | int | None = None) -> Color:
+        """The colour of a packet of ``size`` bytes at ``now``; ``color`` is its pre-colour
+        (None: green), used only when colour-aware."""
+
+    def color_many(
+        self,
+        sizes: npt.ArrayLike,
+        times: npt.ArrayLike | None = None,
+        colors: npt.ArrayLike | None = None,
+        out: npt.NDArray[np.uint8] | None = None,
+    ) -> npt.NDArray[np.uint8]:
+        """:meth:`color` for each size in order: a uint8 array of colour codes (0 green, 1
+        yellow, 2 red). GIL released; rows checked first (ConfigError names a bad one)."""
+
+    @property
+    def cir(self) -> float: ...
+    @property
+    def cbs(self) -> float: ...
+    @property
+    def ebs(self) -> float: ...
+    @property
+    def color_aware(self) -> bool: ...
+
+@final
+class TrTCM:
+    """The two-rate three-colour marker (RFC 2698): ``pir >= cir > 0`` bytes/s, ``cbs`` and
+    ``pbs`` > 0 bytes; P (PBS at PIR) and C (CBS at CIR) refill independently and start full.
+
+    Colour-blind: ``Tp < B`` red; else ``Tc < B`` yellow (``Tp -= B``); else green (``Tp -= B``
+    and ``Tc -= B``). Colour-aware: red input or ``Tp < B`` red; else yellow input or
+    ``Tc < B`` yellow; else green. Green spends peak tokens too, so PIR caps the total.
+    """
+
+    def __new__(
+        cls,
+        cir: _Number,
+        cbs: _Number,
+        pir: _Number,
+        pbs: _Number,
+        *,
+        color_aware: bool = False,
+        clock: _Clock = None,
+    ) -> Self: ...
+    def color(self, size: int, now: float | None = None, color: Color | int | None = None) -> Color:
+        """As :meth:`SrTCM.color`."""
+
+    def color_many(
+        self,
+        sizes: npt.ArrayLike,
+        times: npt.ArrayLike | None = None,
+        colors: npt.ArrayLike | None = None,
+        out: npt.NDArray[np.uint8] | None = None,
+    ) -> npt.NDArray[np.uint8]:
+        """As :meth:`SrTCM.color_many`."""
+
+    @property
+    def cir(self) -> float: ...
+    @property
+    def cbs(self) -> float: ...
+    @property
+    def pir(self) -> float: ...
+    @property
+    def pbs(self) -> float: ...
+    @property
+    def color_aware(self) -> bool: ...
+
+@final
+class TrTCM4115:
+    """The RFC 4115 two-rate meter: C (CBS at ``cir``) and E (EBS at ``eir``) refill
+    independently and start full (rates not both 0, sizes not both 0). Colouring is as
+    :class:`SrTCM`; green spends only C, so up to CIR + EIR passes as green or yellow.
+    """
+
+    def __new__(
+        cls,
+        cir: _Number,
+        cbs: _Number,
+        eir: _Number,
+        ebs: _Number,
+        *,
+        color_aware: bool = False,
+        clock: _Clock = None,
+    ) -> Self: ...
+    def color(self, size: int, now: float | None = None, color: Color | int | None = None) -> Color:
+        """As :meth:`SrTCM.color`."""
+
+    def color_many(
+        self,
+        sizes: npt.ArrayLike,
+        times: npt.ArrayLike | None = None,
+        colors: npt.ArrayLike | None = None,
+        out: npt.NDArray[np.uint8] | None = None,
+    ) -> npt.NDArray[np.uint8]:
+        """As :meth:`SrTCM.color_many`."""
+
+    @property
+    def cir(self) -> float: ...
+    @property
+    def cbs(self) -> float: ...
+    @property
+    def eir(self) -> float: ...
+    @property
+    def ebs(self) -> float: ...
+    @property
+    def color_aware(self) -> bool: ...
 
 def build_packet(
     src: _Address,

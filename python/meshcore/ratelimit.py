@@ -97,7 +97,7 @@ class RateLimiter:
             buckets.move_to_end(key)
         return b
 
-    def try_acquire(self, key: Hashable, n: float = 1, now: float | None = None) -> bool:
+    def try_acquire(self, key: Hashable, n: int = 1, now: float | None = None) -> bool:
         """Take ``n`` tokens from ``key``'s bucket if they are there; never waits.
 
         :param now: the time in seconds (default: the clock).
@@ -105,7 +105,7 @@ class RateLimiter:
         """
         return self.bucket(key).try_consume(n, now)
 
-    def time_until(self, key: Hashable, n: float = 1, now: float | None = None) -> float:
+    def time_until(self, key: Hashable, n: int = 1, now: float | None = None) -> float:
         """Seconds until ``key``'s bucket holds ``n`` tokens (0.0 if it does now)."""
         b = self._buckets.get(key)
         if b is None:
@@ -113,7 +113,7 @@ class RateLimiter:
             return TokenBucket(self._rate, self._burst, clock=self._clock).time_until(n, now)
         return b.time_until(n, now)
 
-    async def acquire(self, key: Hashable, n: float = 1) -> None:
+    async def acquire(self, key: Hashable, n: int = 1) -> None:
         """Wait until ``n`` tokens can be taken from ``key``'s bucket, then take them.
 
         Sleeps for exactly :meth:`time_until` (no polling); waiters on one key are served first in,

@@ -5,9 +5,6 @@
 //! Python callable given as `clock=` (for tests and simulations). Times become integer
 //! nanoseconds once, here; the core never sees a float time.
 
-// Used by the queue classes as they land.
-#![allow(dead_code)]
-
 use crate::error::{raise, Exc};
 use meshcore_core::queue::{seconds_to_nanos, Color, Nanos, ParamError, Ratio, Verdict};
 use pyo3::prelude::*;
@@ -68,14 +65,6 @@ impl Clock {
                     nanos(py, s, "clock()")
                 }
             },
-        }
-    }
-
-    /// The callable, for pickling and `repr` (None for the monotonic clock).
-    pub fn callable(&self, py: Python<'_>) -> Option<Py<PyAny>> {
-        match self {
-            Clock::Monotonic => None,
-            Clock::Call(f) => Some(f.clone_ref(py)),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! lives in the core. Users import `meshcore`, never this module.
 
 mod batch;
+mod bucket;
 mod build;
 mod classify;
 mod clock;
@@ -11,6 +12,7 @@ mod codel;
 mod convert;
 mod error;
 mod lock;
+mod meter;
 mod packet;
 mod red;
 mod route;
@@ -39,6 +41,13 @@ fn _meshcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<classify::PyClassifier>()?;
     m.add_class::<red::PyRedQueue>()?;
     m.add_class::<codel::PyCodel>()?;
+    // Rate limits, shapers and meters.
+    m.add_class::<bucket::PyTokenBucket>()?;
+    m.add_class::<bucket::PyGcra>()?;
+    m.add_class::<bucket::PyLeakyBucket>()?;
+    m.add_class::<meter::PySrTcm>()?;
+    m.add_class::<meter::PyTrTcm>()?;
+    m.add_class::<meter::PyTrTcm4115>()?;
     m.add_function(wrap_pyfunction!(batch::_parse_batch, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_read_capture, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_packet, m)?)?;

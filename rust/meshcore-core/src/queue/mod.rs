@@ -17,6 +17,10 @@ use std::fmt;
 
 pub mod codel;
 pub mod red;
+// Token buckets, GCRA, the pacing shaper and the colour meters.
+pub mod bucket;
+pub mod meter;
+pub mod shaper;
 
 /// A time in integer nanoseconds on the caller's clock (any origin; never negative).
 pub type Nanos = u64;

@@ -1,0 +1,706 @@
+//! Token buckets and the GCRA, in exact integer arithmetic.
+//!
+//! - [`TokenBucket`]: rate `r` tokens/s and capacity `b` tokens (both exact [`Ratio`]s), starting
+//!   full. The level is an integer count of *units*, with `unit` units to a token, where `unit`
+//!   is the least integer that makes the capacity and the refill per nanosecond whole numbers
+//!   (see [`scale`]). Refill over `e` ns is `e * per_ns` units exactly, saturating at the
+//!   capacity, so the bucket never drifts: over any run it admits exactly what the fluid model
+//!   `A(s, t] <= b + r (t - s)` admits. A cost of `n` tokens conforms iff `level >= n * unit`.
+//! - [`Gcra`]: ITU-T I.371 virtual scheduling with the theoretical arrival time (TAT) in integer
+//!   ns. Written independently of the token bucket, so the equivalence
+//!   `Gcra(T, tau) == TokenBucket(1/T, 1 + tau/T)` is a real test of both.
+//! - [`Fluid`]: the one bucket (capacity, refill rate, level) the buckets and the colour meters
+//!   share.
+//!
+//! Invariants: `level <= cap < 2**126`; time going backwards counts as no time elapsed; nothing
+//! here panics or reads a clock.
+
+use super::{Nanos, ParamError, Ratio, NANOS_PER_SEC};
+
+fn gcd(mut a: u128, mut b: u128) -> u128 {
+    while b != 0 {
+        (a, b) = (b, a % b);
+    }
+    a
+}
+
+/// The largest capacity or refill step kept in units: the sum of the two still fits a `u128`
+/// with room, so refills never overflow.
+const MAX_UNITS: u128 = 1 << 126;
+
+/// The least `unit` (units per token or byte) for which every rate in `rates` (per second) adds
+/// a whole number of units per nanosecond and every size in `sizes` is a whole number of units;
+/// `None` if it does not fit.
+pub fn scale(rates: &[Ratio], sizes: &[Ratio]) -> Option<u128> {
+    let mut unit: u128 = 1;
+    let per_ns_dens = rates.iter().map(|r| {
+        // r / 1e9 per ns; its reduced denominator must divide `unit`.
+        r.den()
+            .checked_mul(u128::from(NANOS_PER_SEC))
+            .and_then(|d| Ratio::new(r.num(), d))
+            .map(Ratio::den)
+    });
+    for den in per_ns_dens.chain(sizes.iter().map(|s| Some(s.den()))) {
+        let den = den?;
+        unit = (unit / gcd(unit, den)).checked_mul(den)?;
+    }
+    Some(unit)
+}
+
+/// One bucket: a level in units that refills at `per_ns` units a nanosecond up to `cap`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fluid {
+    cap: u128,
+    per_ns: u128,
+    /// Nanoseconds from empty to full (`u64::MAX` when the rate is 0): any longer idle time
+    /// fills the bucket without a multiplication that could overflow.
+    fill_ns: u64,
+    level: u128,
+}
+
+impl Fluid {
+    /// A full bucket of `size` at `rate` per second, in units of `1/unit`; `what` names the
+    /// size parameter in the error.
+    pub fn new(rate: Ratio, size: Ratio, unit: u128, what: &str) -> Result<Fluid, ParamError> {
+        let too_precise = || {
+            ParamError(format!(
+                "{what} = {size} at rate {rate} is too large or too precise to be kept exactly \
+                 (keep rates and sizes to a few significant digits, or pass ints or Fractions)"
+            ))
+        };
+        let cap = size
+            .num()
+            .checked_mul(unit / size.den())
+            .filter(|&c| c < MAX_UNITS)
+            .ok_or_else(too_precise)?;
+        // rate * unit / 1e9 is whole by the choice of unit.
+        let per_ns = rate
+            .num()
+            .checked_mul(unit)
+            .map(|p| p / rate.den() / u128::from(NANOS_PER_SEC))
+            .filter(|&p| p < MAX_UNITS)
+            .ok_or_else(too_precise)?;
+        let fill_ns = if per_ns == 0 {
+            u64::MAX
+        } else {
+            u64::try_from(cap.div_ceil(per_ns)).unwrap_or(u64::MAX)
+        };
+        Ok(Fluid {
+            cap,
+            per_ns,
+            fill_ns,
+            level: cap,
+        })
+    }
+
+    pub fn cap(&self) -> u128 {
+        self.cap
+    }
+
+    pub fn level(&self) -> u128 {
+        self.level
+    }
+
+    pub fn per_ns(&self) -> u128 {
+        self.per_ns
+    }
+
+    /// Add `elapsed` ns of refill, up to the capacity.
+    #[inline]
+    pub fn refill(&mut self, elapsed: u64) {
+        if elapsed >= self.fill_ns {
+            self.level = self.cap;
+        } else {
+            // elapsed < cap / per_ns, so the product is below cap and the sum below 2 cap.
+            self.level = (self.level + u128::from(elapsed) * self.per_ns).min(self.cap);
+        }
+    }
+
+    /// Add `elapsed` ns of refill and return the units that did not fit (saturating).
+    #[inline]
+    pub fn refill_spill(&mut self, elapsed: u64) -> u128 {
+        if elapsed < self.fill_ns {
+            // Below cap, as in `refill`: no overflow check needed.
+            self.add(u128::from(elapsed) * self.per_ns)
+        } else {
+            self.add(u128::from(elapsed).saturating_mul(self.per_ns))
+        }
+    }
+
+    /// Add `units` (refill spilled from another bucket) and return what did not fit.
+    #[inline]
+    pub fn add(&mut self, units: u128) -> u128 {
+        let room = self.cap - self.level;
+        if units <= room {
+            self.level += units;
+            0
+        } else {
+            self.level = self.cap;
+            units - room
+        }
+    }
+
+    /// Take `units` if the level holds them.
+    #[inline]
+    pub fn take(&mut self, units: u128) -> bool {
+        if self.level >= units {
+            self.level -= units;
+            true
+        } else {
+            false
+        }
+    }
+
+    /// Whether the level holds `units`.
+    #[inline]
+    pub fn holds(&self, units: u128) -> bool {
+        self.level >= units
+    }
+
+    /// Nanoseconds until the level holds `units` (0 if it does now; `u64::MAX` if never).
+    pub fn wait_ns(&self, units: u128) -> u64 {
+        if self.level >= units {
+            0
+        } else if units > self.cap || self.per_ns == 0 {
+            u64::MAX
+        } else {
+            u64::try_from((units - self.level).div_ceil(self.per_ns)).unwrap_or(u64::MAX)
+        }
+    }
+}
+
+/// Elapsed time since `*last`, advancing `*last`; time going backwards is no time elapsed.
+#[inline]
+pub fn elapsed(last: &mut Nanos, now: Nanos) -> u64 {
+    let e = now.saturating_sub(*last);
+    *last = (*last).max(now);
+    e
+}
+
+/// `n` tokens against a capacity of `burst` tokens: the error for a cost that can never conform.
+fn never(n: u64, burst: impl std::fmt::Display) -> ParamError {
+    ParamError(format!(
+        "n = {n} exceeds the burst of {burst} tokens: it can never conform"
+    ))
+}
+
+/// A token bucket: `rate` tokens/s, capacity `burst` tokens, full at the start.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TokenBucket {
+    rate: Ratio,
+    burst: Ratio,
+    /// Units per token.
+    unit: u128,
+    /// The largest whole cost that can ever conform: floor(burst).
+    max_cost: u64,
+    bucket: Fluid,
+    last: Nanos,
+}
+
+impl TokenBucket {
+    /// `rate` > 0 tokens/s, `burst` > 0 tokens.
+    pub fn new(rate: Ratio, burst: Ratio) -> Result<TokenBucket, ParamError> {
+        if rate.is_zero() {
+            return Err(ParamError("rate must be > 0 tokens/s, got 0".into()));
+        }
+        if burst.is_zero() {
+            return Err(ParamError("burst must be > 0 tokens, got 0".into()));
+        }
+        let unit = scale(&[rate], &[burst]).ok_or_else(|| {
+            ParamError(format!(
+                "rate = {rate} and burst = {burst} are too precise to be kept exactly"
+            ))
+        })?;
+        let bucket = Fluid::new(rate, burst, unit, "burst")?;
+        let max_cost = u64::try_from(burst.num() / burst.den()).unwrap_or(u64::MAX);
+        Ok(TokenBucket {
+            rate,
+            burst,
+            unit,
+            max_cost,
+            bucket,
+            last: 0,
+        })
+    }
+
+    pub fn rate(&self) -> Ratio {
+        self.rate
+    }
+
+    pub fn burst(&self) -> Ratio {
+        self.burst
+    }
+
+    /// Units per token.
+    pub fn unit(&self) -> u128 {
+        self.unit
+    }
+
+    /// The largest cost that can ever conform (floor of the burst).
+    pub fn max_cost(&self) -> u64 {
+        self.max_cost
+    }
+
+    /// The error for a cost above [`max_cost`](Self::max_cost), if `n` is one.
+    #[inline]
+    pub fn check_cost(&self, n: u64) -> Result<(), ParamError> {
+        if n > self.max_cost {
+            Err(never(n, self.burst))
+        } else {
+            Ok(())
+        }
+    }
+
+    #[inline]
+    fn advance(&mut self, now: Nanos) {
+        let e = elapsed(&mut self.last, now);
+        self.bucket.refill(e);
+    }
+
+    /// Take `n` tokens at `now` if the bucket holds them; a cost above the burst is an error.
+    #[inline]
+    pub fn try_consume(&mut self, n: u64, now: Nanos) -> Result<bool, ParamError> {
+        self.check_cost(n)?;
+        self.advance(now);
+        // n <= floor(burst), so n * unit <= cap.
+        Ok(self.bucket.take(u128::from(n) * self.unit))
+    }
+
+    /// [`try_consume`](Self::try_consume) for each `(cost, now)` in turn, writing the answers to
+    /// `out` (which must be as long). A cost above the burst is answered `false`; callers that
+    /// must refuse it check [`max_cost`](Self::max_cost) first.
+    #[inline]
+    pub fn try_consume_each(
+        &mut self,
+        items: impl IntoIterator<Item = (u64, Nanos)>,
+        out: &mut [bool],
+    ) {
+        // Below 2**63 units everything fits a u64: level <= cap, a refill step taken only
+        // when elapsed < fill_ns is below cap, and a cost <= max_cost is at most cap units.
+        let small = (
+            u64::try_from(self.bucket.cap).ok().filter(|&c| c < 1 << 63),
+            u64::try_from(self.unit),
+        );
+        if let (Some(cap), Ok(unit)) = small {
+            self.try_consume_each_u64(items, out, cap, unit);
+            return;
+        }
+        let max_cost = self.max_cost;
+        let unit = self.unit;
+        for ((n, now), o) in items.into_iter().zip(out.iter_mut()) {
+            self.advance(now);
+            *o = n <= max_cost && self.bucket.take(u128::from(n) * unit);
+        }
+    }
+
+    /// The batch loop in u64 arithmetic, for buckets below 2**63 units (the common case).
+    #[inline]
+    fn try_consume_each_u64(
+        &mut self,
+        items: impl IntoIterator<Item = (u64, Nanos)>,
+        out: &mut [bool],
+        cap: u64,
+        unit: u64,
+    ) {
+        // per_ns <= cap or fill_ns is 1 (then only elapsed = 0 multiplies it).
+        let per_ns = u64::try_from(self.bucket.per_ns()).unwrap_or(u64::MAX);
+        let fill_ns = self.bucket.fill_ns;
+        let max_cost = self.max_cost;
+        // level <= cap < 2**63 (checked by the caller).
+        let mut level = u64::try_from(self.bucket.level()).unwrap_or(cap);
+        let mut last = self.last;
+        for ((n, now), o) in items.into_iter().zip(out.iter_mut()) {
+            let e = now.saturating_sub(last);
+            last = last.max(now);
+            level = if e >= fill_ns {
+                cap
+            } else {
+                // e < fill_ns = ceil(cap / per_ns): e * per_ns < cap.
+                (level + e * per_ns).min(cap)
+            };
+            // Branch-free: with real timestamps admit and deny interleave irregularly, and a
+            // mispredicted branch costs more than the whole row.
+            let need = n.wrapping_mul(unit);
+            let ok = u64::from(n <= max_cost) & u64::from(level >= need);
+            level -= need & ok.wrapping_neg();
+            *o = ok != 0;
+        }
+        self.bucket.level = u128::from(level);
+        self.last = last;
+    }
+
+    /// The level at `now` as an exact ratio of tokens.
+    pub fn tokens_exact(&mut self, now: Nanos) -> Ratio {
+        self.advance(now);
+        // unit > 0, so this never fails.
+        Ratio::new(self.bucket.level(), self.unit).unwrap_or(Ratio::ZERO)
+    }
+
+    /// The level at `now` in tokens, as the nearest float (within 2 ulp).
+    #[allow(clippy::cast_precision_loss)]
+    pub fn tokens(&mut self, now: Nanos) -> f64 {
+        self.advance(now);
+        self.bucket.level() as f64 / self.unit as f64
+    }
+
+    /// Nanoseconds from `now` until `n` tokens are there (0 if they are now).
+    pub fn time_until(&mut self, n: u64, now: Nanos) -> Result<Nanos, ParamError> {
+        self.check_cost(n)?;
+        self.advance(now);
+        Ok(self.bucket.wait_ns(u128::from(n) * self.unit))
+    }
+}
+
+/// The generic cell rate algorithm, virtual-scheduling form (ITU-T I.371): emission interval
+/// `T` ns, tolerance `tau` ns. Cost `n` conforms at `t` iff `t >= TAT + (n - 1) T - tau`; then
+/// `TAT = max(TAT, t) + n T`. A fresh limiter admits `1 + floor(tau / T)` at once.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Gcra {
+    interval: Nanos,
+    tolerance: Nanos,
+    max_cost: u64,
+    /// Theoretical arrival time, ns (u128: TAT may run past u64 under a long backlog).
+    tat: u128,
+    last: Nanos,
+}
+
+impl Gcra {
+    /// `interval` > 0 ns between conforming unit cells; `tolerance` >= 0 ns.
+    pub fn new(interval: Nanos, tolerance: Nanos) -> Result<Gcra, ParamError> {
+        if interval == 0 {
+            return Err(ParamError(
+                "interval must be > 0 seconds (at least 1 ns), got 0".into(),
+            ));
+        }
+        Ok(Gcra {
+            interval,
+            tolerance,
+            max_cost: 1 + tolerance / interval,
+            tat: 0,
+            last: 0,
+        })
+    }
+
+    pub fn interval(&self) -> Nanos {
+        self.interval
+    }
+
+    pub fn tolerance(&self) -> Nanos {
+        self.tolerance
+    }
+
+    /// The largest cost that can ever conform: `1 + floor(tau / T)`.
+    pub fn max_cost(&self) -> u64 {
+        self.max_cost
+    }
+
+    /// The theoretical arrival time in ns.
+    pub fn tat(&self) -> u128 {
+        self.tat
+    }
+
+    #[inline]
+    pub fn check_cost(&self, n: u64) -> Result<(), ParamError> {
+        if n > self.max_cost {
+            Err(never(n, self.max_cost))
+        } else {
+            Ok(())
+        }
+    }
+
+    /// The earliest time (ns) at which cost `n >= 1` conforms: `TAT + (n - 1) T - tau`.
+    #[inline]
+    fn earliest(&self, n: u64) -> u128 {
+        (self.tat + u128::from(n - 1) * u128::from(self.interval))
+            .saturating_sub(u128::from(self.tolerance))
+    }
+
+    /// Whether cost `n` conforms at `now`; if so the TAT moves on by `n T`.
+    #[inline]
+    pub fn try_consume(&mut self, n: u64, now: Nanos) -> Result<bool, ParamError> {
+        self.check_cost(n)?;
+        Ok(self.consume(n, now))
+    }
+
+    #[inline]
+    fn consume(&mut self, n: u64, now: Nanos) -> bool {
+        let t = u128::from(self.last.max(now));
+        self.last = self.last.max(now);
+        if n == 0 {
+            return true;
+        }
+        if t < self.earliest(n) {
+            return false;
+        }
+        self.tat = self.tat.max(t) + u128::from(n) * u128::from(self.interval);
+        true
+    }
+
+    /// [`try_consume`](Self::try_consume) for each `(cost, now)`; a cost above
+    /// [`max_cost`](Self::max_cost) is answered `false`.
+    pub fn try_consume_each(
+        &mut self,
+        items: impl IntoIterator<Item = (u64, Nanos)>,
+        out: &mut [bool],
+    ) {
+        for ((n, now), o) in items.into_iter().zip(out.iter_mut()) {
+            *o = n <= self.max_cost && self.consume(n, now);
+        }
+    }
+
+    /// Nanoseconds from `now` until cost `n` conforms (0 if it does now).
+    pub fn time_until(&mut self, n: u64, now: Nanos) -> Result<Nanos, ParamError> {
+        self.check_cost(n)?;
+        self.last = self.last.max(now);
+        if n == 0 {
+            return Ok(0);
+        }
+        let wait = self.earliest(n).saturating_sub(u128::from(self.last));
+        Ok(u64::try_from(wait).unwrap_or(u64::MAX))
+    }
+}
+
+/// `seconds` as integer nanoseconds, exactly as [`super::seconds_to_nanos`] rounds them (to the
+/// nearest, halves away from zero), or `None` where it refuses. Branch-light for batch loops:
+/// no `f64::round` call, which is a library call on baseline x86-64.
+#[inline]
+// The casts are exact: 0 <= y < 2**63, and a truncated y below 2**52 (or a whole y) is a float.
+#[allow(clippy::cast_sign_loss, clippy::cast_precision_loss)]
+pub fn nanos_of_seconds(seconds: f64) -> Option<Nanos> {
+    let y = seconds * 1e9;
+    // seconds_to_nanos accepts round(y) in [0, 9.2e18): y in (-0.5, 9.2e18) (y >= 9.2e18 is
+    // already a whole number there); the negated test also refuses NaN.
+    if !(y > -0.5 && y < 9.2e18) {
+        return None;
+    }
+    // Truncation toward zero; t as f64 is exact (t < 2**52, or y was already whole), so y - t
+    // is the exact fraction.
+    let t = y.max(0.0) as i64;
+    let up = y - t as f64 >= 0.5;
+    Some(t as u64 + u64::from(up))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::super::seconds_to_nanos;
+    use super::*;
+    use crate::rand::Rng;
+
+    fn r(n: u128, d: u128) -> Ratio {
+        Ratio::new(n, d).unwrap()
+    }
+
+    const S: u64 = NANOS_PER_SEC;
+
+    #[test]
+    fn starts_full_and_refills_exactly() {
+        let mut tb = TokenBucket::new(r(1, 3), r(2, 1)).unwrap();
+        assert_eq!(tb.try_consume(2, 0), Ok(true));
+        assert_eq!(tb.try_consume(1, 0), Ok(false));
+        // 1/3 token/s: one token after exactly 3 s, not a ns before.
+        assert_eq!(tb.time_until(1, 0), Ok(3 * S));
+        assert_eq!(tb.try_consume(1, 3 * S - 1), Ok(false));
+        assert_eq!(tb.try_consume(1, 3 * S), Ok(true));
+        assert_eq!(tb.tokens_exact(3 * S), Ratio::ZERO);
+        assert_eq!(tb.tokens_exact(4 * S), r(1, 3));
+        assert_eq!(tb.tokens_exact(1000 * S), r(2, 1));
+        assert!(tb.try_consume(3, 0).is_err());
+        assert_eq!(tb.try_consume(0, 0), Ok(true));
+    }
+
+    #[test]
+    fn refuses_bad_parameters() {
+        assert!(TokenBucket::new(Ratio::ZERO, r(1, 1)).is_err());
+        assert!(TokenBucket::new(r(1, 1), Ratio::ZERO).is_err());
+        let e = TokenBucket::new(r(1, 1), r(1, 2))
+            .unwrap()
+            .try_consume(1, 0);
+        assert!(e.unwrap_err().0.contains("never conform"));
+        assert!(Gcra::new(0, 5).is_err());
+        // A capacity past 2**126 units.
+        assert!(TokenBucket::new(r(1, 1), r(1 << 120, 1)).is_err());
+    }
+
+    #[test]
+    fn time_going_backwards_is_no_time() {
+        let mut tb = TokenBucket::new(r(1, 1), r(1, 1)).unwrap();
+        assert_eq!(tb.try_consume(1, 10 * S), Ok(true));
+        assert_eq!(tb.try_consume(1, 5 * S), Ok(false));
+        assert_eq!(tb.try_consume(1, 10 * S + S - 1), Ok(false));
+        assert_eq!(tb.try_consume(1, 11 * S), Ok(true));
+        let mut g = Gcra::new(S, 0).unwrap();
+        assert_eq!(g.try_consume(1, 10 * S), Ok(true));
+        assert_eq!(g.try_consume(1, 0), Ok(false));
+        assert_eq!(g.try_consume(1, 11 * S), Ok(true));
+    }
+
+    /// P6 (d): saturated for 1e6 simulated seconds, exactly b + floor(r t), near 2**62 ns too.
+    #[test]
+    fn saturation_admits_exactly_burst_plus_rate_times_time() {
+        for start in [0, 1 << 62] {
+            let rate = r(7, 3); // 2.333... tokens/s
+            let mut tb = TokenBucket::new(rate, r(5, 1)).unwrap();
+            let horizon = 1_000_000 * S;
+            let mut admitted: u128 = 0;
+            // Ask at every token boundary and in between, in steps of 0.1 s.
+            let step = S / 10;
+            let mut t = 0;
+            // The first reading refills from time 0 to `start`: the bucket is full anyway.
+            while t <= horizon {
+                while tb.try_consume(1, start + t).unwrap() {
+                    admitted += 1;
+                }
+                t += step;
+            }
+            assert_eq!(
+                admitted,
+                5 + rate.mul_floor(u128::from(horizon / S)).unwrap()
+            );
+        }
+    }
+
+    /// P6 (a), (b), (c) on random arrivals: every window within b + r (t - s), rejection only
+    /// when short of tokens, and the GCRA equivalence.
+    #[test]
+    fn random_arrivals_match_the_model_and_the_gcra() {
+        let mut rng = Rng::new(7);
+        for case in 0..200 {
+            let interval = 1 + rng.next_u64() % 3_000_000; // T in ns
+            let tolerance = rng.next_u64() % 10_000_000;
+            let base = if case % 2 == 0 {
+                0
+            } else {
+                (1 << 62) + rng.next_u64() % S
+            };
+            let mut g = Gcra::new(interval, tolerance).unwrap();
+            // TB(1/T per ns, 1 + tau/T): rate = 1e9/T tokens/s.
+            let rate = r(u128::from(S), u128::from(interval));
+            let burst = r(u128::from(interval + tolerance), u128::from(interval));
+            let mut tb = TokenBucket::new(rate, burst).unwrap();
+            assert_eq!(tb.max_cost(), g.max_cost());
+            let mut t = base;
+            let mut log: Vec<(Nanos, u64)> = Vec::new();
+            for _ in 0..300 {
+                t += rng.next_u64() % (2 * interval);
+                let n = rng.next_u64() % (g.max_cost() + 1);
+                let before = tb.tokens_exact(t);
+                let a = tb.try_consume(n, t).unwrap();
+                assert_eq!(a, g.try_consume(n, t).unwrap(), "case {case}");
+                // (b): refused only when the bucket held fewer than n tokens.
+                assert_eq!(a, before.num() >= u128::from(n) * before.den());
+                if a {
+                    log.push((t, n));
+                }
+            }
+            // (a): A(s, t] <= b + r (t - s) over every window of admitted arrivals (inclusive
+            // of the start, which is the stronger form).
+            for i in 0..log.len() {
+                let mut sum: u128 = 0;
+                for &(tj, nj) in &log[i..] {
+                    sum += u128::from(nj);
+                    let dt = u128::from(tj - log[i].0);
+                    // sum <= (T + tau)/T + dt/T  <=>  sum T <= T + tau + dt
+                    assert!(sum * u128::from(interval) <= u128::from(interval + tolerance) + dt);
+                }
+            }
+        }
+    }
+
+    #[test]
+    fn burst_above_capacity_admits_capacity() {
+        // P6 (e): n > b arrivals at t = 0 admit b; (f) a cost > b is refused as never.
+        let mut tb = TokenBucket::new(r(10, 1), r(9, 2)).unwrap();
+        let admitted = (0..20).filter(|_| tb.try_consume(1, 0).unwrap()).count();
+        assert_eq!(admitted, 4);
+        assert!(tb.try_consume(5, 0).is_err());
+        let mut out = [true; 3];
+        tb.try_consume_each([(5, S), (4, S), (1, S)], &mut out);
+        assert_eq!(out, [false, true, false]);
+    }
+
+    /// The batch loop (u64 for small buckets, u128 for large ones) answers as single calls do.
+    #[test]
+    fn batch_equals_single_calls() {
+        let mut rng = Rng::new(9);
+        for case in 0..100 {
+            let rate = r(
+                1 + u128::from(rng.next_u64() % 10_000),
+                1 + u128::from(rng.next_u64() % 7),
+            );
+            let burst = if case % 3 == 0 {
+                r(1 << 70, 3) // past 2**63 units: the u128 loop
+            } else {
+                r(
+                    1 + u128::from(rng.next_u64() % 50),
+                    1 + u128::from(rng.next_u64() % 4),
+                )
+            };
+            let mut a = TokenBucket::new(rate, burst).unwrap();
+            let mut b = a.clone();
+            let mut t = (case % 2) * (1 << 62);
+            let rows: Vec<(u64, Nanos)> = (0..300)
+                .map(|_| {
+                    t += rng.next_u64() % (S / 100);
+                    (rng.next_u64() % (b.max_cost().min(60) + 1), t)
+                })
+                .collect();
+            let mut out = vec![false; rows.len()];
+            a.try_consume_each(rows.iter().copied(), &mut out);
+            for (&(n, t), &o) in rows.iter().zip(&out) {
+                assert_eq!(o, b.try_consume(n, t).unwrap(), "case {case}");
+            }
+            assert_eq!(a, b);
+        }
+    }
+
+    #[test]
+    fn gcra_time_until_and_costs() {
+        let mut g = Gcra::new(100, 250).unwrap(); // burst 1 + 2 = 3
+        assert_eq!(g.max_cost(), 3);
+        assert_eq!(g.try_consume(3, 1000), Ok(true)); // TAT = 1300
+        assert_eq!(g.time_until(1, 1000), Ok(50)); // 1300 - 250
+        assert_eq!(g.time_until(2, 1000), Ok(150));
+        assert_eq!(g.try_consume(1, 1049), Ok(false));
+        assert_eq!(g.try_consume(1, 1050), Ok(true));
+        assert!(g.try_consume(4, 5000).is_err());
+        assert_eq!(g.time_until(0, 0), Ok(0));
+    }
+
+    #[test]
+    fn float_seconds_round_like_seconds_to_nanos() {
+        let mut rng = Rng::new(1);
+        let check = |x: f64| {
+            assert_eq!(nanos_of_seconds(x), seconds_to_nanos(x, "t").ok(), "{x:e}");
+        };
+        for x in [
+            0.0,
+            -0.0,
+            1.5e-9,
+            2.5e-9,
+            -4e-10,
+            -5e-10,
+            -6e-10,
+            0.1,
+            9.2e9,
+            9.1e9,
+            1e10,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            4.503_599_627_370_497e6,
+            1.234_567_890_5,
+        ] {
+            check(x);
+        }
+        for _ in 0..100_000 {
+            let bits = rng.next_u64();
+            #[allow(clippy::cast_precision_loss)]
+            let x = (bits >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((bits % 14) as i32 - 4);
+            check(x);
+            check(f64::from_bits(bits));
+            // Halves of a nanosecond.
+            #[allow(clippy::cast_precision_loss)]
+            check(((bits % 1_000_000) as f64 + 0.5) * 1e-9);
+        }
+    }
+}

@@ -1,0 +1,732 @@
+//! `meshcore.TokenBucket`, `meshcore.Gcra` and `meshcore.LeakyBucket`, plus the numpy batch
+//! arguments the meters share (`Ints`, `Times`, bool / uint8 / float64 outputs).
+//!
+//! Each object is its core value behind a [`Locked`] (`lock.rs`): a single call converts its
+//! arguments, reads the clock, then takes the lock without waiting while holding the GIL; a
+//! batch validates and runs with the GIL released. Items held by the shaper are moved in and
+//! out under the lock and released after it.
+
+use crate::clock::{self, Clock};
+use crate::error::{raise, Exc};
+use crate::lock::Locked;
+use meshcore_core::queue::bucket::{nanos_of_seconds, Gcra, TokenBucket};
+use meshcore_core::queue::shaper::LeakyBucket;
+use meshcore_core::queue::{nanos_to_seconds, Nanos, Ratio, Verdict, NANOS_PER_SEC};
+use numpy::{
+    Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
+    PyUntypedArrayMethods,
+};
+use pyo3::prelude::*;
+use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
+
+fn config(py: Python<'_>, msg: impl Into<String>) -> PyErr {
+    raise(py, Exc::Config, msg)
+}
+
+/// A cost or size argument: an int >= 0.
+fn count(py: Python<'_>, n: i64, what: &str) -> PyResult<u64> {
+    u64::try_from(n).map_err(|_| config(py, format!("{what} must be >= 0, got {n}")))
+}
+
+/// A one-dimensional integer column read in place (int64 or uint64; other integer dtypes are
+/// converted to int64 first).
+pub enum Ints<'py> {
+    U(PyReadonlyArray1<'py, u64>),
+    I(PyReadonlyArray1<'py, i64>),
+}
+
+/// The slice of an [`Ints`], for use without the GIL.
+#[derive(Clone, Copy)]
+pub enum IntSlice<'a> {
+    U(&'a [u64]),
+    I(&'a [i64]),
+}
+
+impl<'py> Ints<'py> {
+    pub fn get(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Ints<'py>> {
+        let py = obj.py();
+        let np = py.import("numpy")?;
+        let arr = np
+            .call_method1("asarray", (obj,))
+            .and_then(|a| Ok(a.cast_into::<PyUntypedArray>()?))
+            .map_err(|_| {
+                config(
+                    py,
+                    format!("{what} must be a one-dimensional integer array"),
+                )
+            })?;
+        let dtype = arr.dtype();
+        let (kind, size) = (dtype.kind(), dtype.itemsize());
+        if arr.ndim() != 1 || !matches!(kind, b'i' | b'u') {
+            return Err(config(
+                py,
+                format!(
+                    "{what} must be a one-dimensional integer array, got {}-dimensional {}",
+                    arr.ndim(),
+                    dtype.str()?
+                ),
+            ));
+        }
+        let dt = if kind == b'u' && size == 8 {
+            "uint64"
+        } else {
+            "int64"
+        };
+        let a = np.call_method1("ascontiguousarray", (&arr, dt))?;
+        Ok(if dt == "uint64" {
+            Ints::U(a.cast_into::<PyArray1<u64>>()?.readonly())
+        } else {
+            Ints::I(a.cast_into::<PyArray1<i64>>()?.readonly())
+        })
+    }
+
+    pub fn slice(&self) -> PyResult<IntSlice<'_>> {
+        Ok(match self {
+            Ints::U(a) => IntSlice::U(a.as_slice()?),
+            Ints::I(a) => IntSlice::I(a.as_slice()?),
+        })
+    }
+}
+
+impl<'a> IntSlice<'a> {
+    /// Rows `range` of the column.
+    pub fn sub(self, range: std::ops::Range<usize>) -> IntSlice<'a> {
+        match self {
+            IntSlice::U(s) => IntSlice::U(&s[range]),
+            IntSlice::I(s) => IntSlice::I(&s[range]),
+        }
+    }
+
+    pub fn len(self) -> usize {
+        match self {
+            IntSlice::U(s) => s.len(),
+            IntSlice::I(s) => s.len(),
+        }
+    }
+
+    /// The first row that is negative or above `max`, with its value.
+    pub fn first_outside(self, max: u64) -> Option<(usize, i128)> {
+        // A branch-free pass first (it vectorizes); the search only on failure.
+        let bad = match self {
+            IntSlice::U(s) => s.iter().filter(|&&v| v > max).count(),
+            IntSlice::I(s) => s
+                .iter()
+                .filter(|&&v| u64::try_from(v).map_or(true, |v| v > max))
+                .count(),
+        };
+        if bad == 0 {
+            return None;
+        }
+        match self {
+            IntSlice::U(s) => s
+                .iter()
+                .position(|&v| v > max)
+                .map(|i| (i, i128::from(s[i]))),
+            IntSlice::I(s) => s
+                .iter()
+                .position(|&v| u64::try_from(v).map_or(true, |v| v > max))
+                .map(|i| (i, i128::from(s[i]))),
+        }
+    }
+}
+
+/// The `times=` argument of a batch: float seconds per row, or one clock reading.
+pub enum Times<'py> {
+    One(Nanos),
+    Each(PyReadonlyArray1<'py, f64>),
+}
+
+impl<'py> Times<'py> {
+    pub fn get(
+        py: Python<'py>,
+        clock: &Clock,
+        times: Option<&Bound<'py, PyAny>>,
+        n: usize,
+    ) -> PyResult<Times<'py>> {
+        let Some(obj) = times.filter(|t| !t.is_none()) else {
+            return Ok(Times::One(clock.now(py, None)?));
+        };
+        let a = py
+            .import("numpy")?
+            .call_method1("ascontiguousarray", (obj, "float64"))
+            .map_err(|e| config(py, format!("times must be an array of seconds ({e})")))?;
+        let a = a
+            .cast_into::<PyArray1<f64>>()
+            .map_err(|_| config(py, "times must be a one-dimensional array of seconds"))?;
+        if a.len() != n {
+            return Err(config(
+                py,
+                format!("times has {} rows, the batch {n}", a.len()),
+            ));
+        }
+        Ok(Times::Each(a.readonly()))
+    }
+
+    pub fn slice(&self) -> PyResult<TimeSlice<'_>> {
+        Ok(match self {
+            Times::One(t) => TimeSlice::One(*t),
+            Times::Each(a) => TimeSlice::Each(a.as_slice()?),
+        })
+    }
+}
+
+#[derive(Clone, Copy)]
+pub enum TimeSlice<'a> {
+    One(Nanos),
+    Each(&'a [f64]),
+}
+
+impl<'a> TimeSlice<'a> {
+    /// Rows `range` of the column.
+    pub fn sub(self, range: std::ops::Range<usize>) -> TimeSlice<'a> {
+        match self {
+            TimeSlice::One(t) => TimeSlice::One(t),
+            TimeSlice::Each(s) => TimeSlice::Each(&s[range]),
+        }
+    }
+
+    /// The first row that is no time in seconds, with its value.
+    pub fn first_bad(self) -> Option<(usize, f64)> {
+        match self {
+            TimeSlice::One(_) => None,
+            TimeSlice::Each(s) => {
+                // A branch-free pass over the rows (it vectorizes), then the search on failure.
+                let bad = s
+                    .iter()
+                    .filter(|&&t| {
+                        let y = t * 1e9;
+                        !(y > -0.5 && y < 9.2e18)
+                    })
+                    .count();
+                if bad == 0 {
+                    return None;
+                }
+                s.iter()
+                    .position(|&t| nanos_of_seconds(t).is_none())
+                    .map(|i| (i, s[i]))
+            }
+        }
+    }
+
+    /// Row `i` in ns (rows were checked with [`first_bad`](Self::first_bad)).
+    #[inline]
+    pub fn at(self, i: usize) -> Nanos {
+        match self {
+            TimeSlice::One(t) => t,
+            TimeSlice::Each(s) => nanos_of_seconds(s[i]).unwrap_or(0),
+        }
+    }
+}
+
+/// The message for a bad row of `times`.
+pub fn bad_time(i: usize, t: f64) -> String {
+    // Debug keeps the ".0" of whole floats, as Python prints them.
+    let t = if t.is_nan() {
+        "nan".to_string()
+    } else {
+        format!("{t:?}")
+    };
+    format!("times[{i}] = {t} is not a time in seconds in [0, 9.2e9)")
+}
+
+/// A new output array of `n` rows, or the caller's `out` (1-D, contiguous, writable, `n` rows).
+pub fn out_array<'py, T: Element>(
+    py: Python<'py>,
+    out: Option<Bound<'py, PyAny>>,
+    n: usize,
+    dtype: &str,
+) -> PyResult<Bound<'py, PyArray1<T>>> {
+    let Some(out) = out.filter(|o| !o.is_none()) else {
+        return Ok(PyArray1::<T>::zeros(py, n, false));
+    };
+    let a = out
+        .cast_into::<PyArray1<T>>()
+        .map_err(|_| config(py, format!("out must be a one-dimensional {dtype} array")))?;
+    if a.len() != n {
+        return Err(config(
+            py,
+            format!("out has {} rows, the batch {n}", a.len()),
+        ));
+    }
+    if !a.is_contiguous() {
+        return Err(config(py, "out must be contiguous"));
+    }
+    Ok(a)
+}
+
+/// Borrow `out` for writing (it must not share memory with an argument being read).
+pub fn write_out<'py, T: Element>(
+    py: Python<'py>,
+    out: &Bound<'py, PyArray1<T>>,
+) -> PyResult<numpy::PyReadwriteArray1<'py, T>> {
+    out.try_readwrite().map_err(|e| {
+        config(
+            py,
+            format!("out cannot be written here ({e}): pass a writable array of its own"),
+        )
+    })
+}
+
+/// Seconds given as an exact number, rounded to the nearest ns; `what` names the argument.
+fn seconds_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Nanos> {
+    let r = clock::ratio(py, obj, what)?;
+    // round(r * 1e9), halves up: floor((2 num 1e9 + den) / (2 den)).
+    r.num()
+        .checked_mul(2 * u128::from(NANOS_PER_SEC))
+        .zip(r.den().checked_mul(2))
+        .and_then(|(n, d)| n.checked_add(d / 2).map(|n| n / d))
+        .and_then(|ns| u64::try_from(ns).ok())
+        .filter(|&ns| ns < 9_200_000_000_000_000_000)
+        .ok_or_else(|| config(py, format!("{what} must be below 9.2e9 seconds, got {obj}")))
+}
+
+/// A limiter with a batch form: a token bucket or a GCRA.
+trait Consume: Send + Sync {
+    fn consume_each(&mut self, items: impl Iterator<Item = (u64, Nanos)>, out: &mut [bool]);
+}
+
+impl Consume for TokenBucket {
+    #[inline]
+    fn consume_each(&mut self, items: impl Iterator<Item = (u64, Nanos)>, out: &mut [bool]) {
+        self.try_consume_each(items, out);
+    }
+}
+
+impl Consume for Gcra {
+    #[inline]
+    fn consume_each(&mut self, items: impl Iterator<Item = (u64, Nanos)>, out: &mut [bool]) {
+        self.try_consume_each(items, out);
+    }
+}
+
+/// `(cost, time)` rows for each combination of column types, each its own monomorphic loop.
+#[allow(clippy::cast_sign_loss)] // int64 costs are checked >= 0 before this runs
+fn run_rows<B: Consume>(b: &mut B, costs: IntSlice<'_>, times: TimeSlice<'_>, out: &mut [bool]) {
+    let ns = |t: &f64| nanos_of_seconds(*t).unwrap_or(0);
+    match (costs, times) {
+        (IntSlice::U(c), TimeSlice::One(t)) => b.consume_each(c.iter().map(|&n| (n, t)), out),
+        (IntSlice::I(c), TimeSlice::One(t)) => {
+            b.consume_each(c.iter().map(|&n| (n as u64, t)), out);
+        }
+        (IntSlice::U(c), TimeSlice::Each(ts)) => {
+            b.consume_each(c.iter().zip(ts).map(|(&n, t)| (n, ns(t))), out);
+        }
+        (IntSlice::I(c), TimeSlice::Each(ts)) => {
+            b.consume_each(c.iter().zip(ts).map(|(&n, t)| (n as u64, ns(t))), out);
+        }
+    }
+}
+
+/// Rows checked and then run per chunk, so each chunk is read from memory once (the check
+/// brings it into cache for the run).
+pub const CHUNK: usize = 4096;
+
+/// Run a batch of costs through a bucket, checking every cost against `max_cost` and every
+/// time; a bad row raises and restores the bucket as it was before the batch. The answers land
+/// in `out`.
+fn consume_batch<B: Consume + Clone>(
+    py: Python<'_>,
+    inner: &Locked<B>,
+    (costs, times, out): (IntSlice<'_>, TimeSlice<'_>, &mut [bool]),
+    max_cost: u64,
+) -> PyResult<()> {
+    let r = inner.write(py, move |b| {
+        let saved = b.clone();
+        for (k, o) in out.chunks_mut(CHUNK).enumerate() {
+            let rows = k * CHUNK..k * CHUNK + o.len();
+            let (c, t) = (costs.sub(rows.clone()), times.sub(rows.clone()));
+            let bad = if let Some((i, v)) = c.first_outside(max_cost) {
+                let i = rows.start + i;
+                Some(if v < 0 {
+                    format!("costs[{i}] = {v} must be >= 0")
+                } else {
+                    format!(
+                        "costs[{i}] = {v} exceeds the burst: it can never conform (at most {max_cost})"
+                    )
+                })
+            } else {
+                t.first_bad().map(|(i, x)| bad_time(rows.start + i, x))
+            };
+            if let Some(msg) = bad {
+                *b = saved;
+                return Err(msg);
+            }
+            run_rows(b, c, t, o);
+        }
+        Ok(())
+    })?;
+    r.map_err(|m| config(py, m))
+}
+
+/// A token bucket: `rate` tokens/s, capacity `burst` tokens, starting full.
+#[pyclass(frozen, module = "meshcore", name = "TokenBucket")]
+pub struct PyTokenBucket {
+    inner: Locked<TokenBucket>,
+    clock: Clock,
+    rate: Ratio,
+    burst: Ratio,
+    max_cost: u64,
+}
+
+#[pymethods]
+impl PyTokenBucket {
+    #[new]
+    #[pyo3(signature = (rate, burst, *, clock = None))]
+    fn new(
+        py: Python<'_>,
+        rate: &Bound<'_, PyAny>,
+        burst: &Bound<'_, PyAny>,
+        clock: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let rate = clock::ratio(py, rate, "rate")?;
+        let burst = clock::ratio(py, burst, "burst")?;
+        let tb = TokenBucket::new(rate, burst).map_err(|e| clock::config_error(py, &e))?;
+        Ok(PyTokenBucket {
+            max_cost: tb.max_cost(),
+            inner: Locked::new(tb, "token bucket"),
+            clock: Clock::from_arg(py, clock)?,
+            rate,
+            burst,
+        })
+    }
+
+    #[pyo3(signature = (n = 1, now = None))]
+    fn try_consume(&self, py: Python<'_>, n: i64, now: Option<f64>) -> PyResult<bool> {
+        let t = self.clock.now(py, now)?;
+        let n = count(py, n, "n")?;
+        self.inner
+            .write_one(py, move |tb| tb.try_consume(n, t))?
+            .map_err(|e| clock::config_error(py, &e))
+    }
+
+    #[pyo3(signature = (now = None))]
+    fn tokens(&self, py: Python<'_>, now: Option<f64>) -> PyResult<f64> {
+        let t = self.clock.now(py, now)?;
+        self.inner.write_one(py, move |tb| tb.tokens(t))
+    }
+
+    #[pyo3(signature = (n = 1, now = None))]
+    fn time_until(&self, py: Python<'_>, n: i64, now: Option<f64>) -> PyResult<f64> {
+        let t = self.clock.now(py, now)?;
+        let n = count(py, n, "n")?;
+        let ns = self
+            .inner
+            .write_one(py, move |tb| tb.time_until(n, t))?
+            .map_err(|e| clock::config_error(py, &e))?;
+        Ok(nanos_to_seconds(ns))
+    }
+
+    #[pyo3(signature = (costs, times = None, out = None))]
+    fn try_consume_many<'py>(
+        &self,
+        py: Python<'py>,
+        costs: &Bound<'py, PyAny>,
+        times: Option<&Bound<'py, PyAny>>,
+        out: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray1<bool>>> {
+        let costs = Ints::get(costs, "costs")?;
+        let c = costs.slice()?;
+        let times = Times::get(py, &self.clock, times, c.len())?;
+        let out = out_array::<bool>(py, out, c.len(), "bool")?;
+        let mut w = write_out(py, &out)?;
+        let o = w.as_slice_mut()?;
+        consume_batch(py, &self.inner, (c, times.slice()?, o), self.max_cost)?;
+        drop(w);
+        Ok(out)
+    }
+
+    /// Tokens added per second.
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.rate.to_f64()
+    }
+
+    /// Capacity in tokens.
+    #[getter]
+    fn burst(&self) -> f64 {
+        self.burst.to_f64()
+    }
+
+    fn __repr__(&self) -> String {
+        format!("TokenBucket(rate={}, burst={})", self.rate(), self.burst())
+    }
+}
+
+/// The GCRA (virtual scheduling, ITU-T I.371).
+#[pyclass(frozen, module = "meshcore", name = "Gcra")]
+pub struct PyGcra {
+    inner: Locked<Gcra>,
+    clock: Clock,
+    interval: Nanos,
+    tolerance: Nanos,
+    max_cost: u64,
+}
+
+#[pymethods]
+impl PyGcra {
+    #[new]
+    #[pyo3(signature = (interval, tolerance, *, clock = None))]
+    fn new(
+        py: Python<'_>,
+        interval: &Bound<'_, PyAny>,
+        tolerance: &Bound<'_, PyAny>,
+        clock: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let interval = seconds_arg(py, interval, "interval")?;
+        let tolerance = seconds_arg(py, tolerance, "tolerance")?;
+        let g = Gcra::new(interval, tolerance).map_err(|e| clock::config_error(py, &e))?;
+        Ok(PyGcra {
+            max_cost: g.max_cost(),
+            inner: Locked::new(g, "GCRA"),
+            clock: Clock::from_arg(py, clock)?,
+            interval,
+            tolerance,
+        })
+    }
+
+    #[pyo3(signature = (n = 1, now = None))]
+    fn try_consume(&self, py: Python<'_>, n: i64, now: Option<f64>) -> PyResult<bool> {
+        let t = self.clock.now(py, now)?;
+        let n = count(py, n, "n")?;
+        self.inner
+            .write_one(py, move |g| g.try_consume(n, t))?
+            .map_err(|e| clock::config_error(py, &e))
+    }
+
+    #[pyo3(signature = (n = 1, now = None))]
+    fn time_until(&self, py: Python<'_>, n: i64, now: Option<f64>) -> PyResult<f64> {
+        let t = self.clock.now(py, now)?;
+        let n = count(py, n, "n")?;
+        let ns = self
+            .inner
+            .write_one(py, move |g| g.time_until(n, t))?
+            .map_err(|e| clock::config_error(py, &e))?;
+        Ok(nanos_to_seconds(ns))
+    }
+
+    #[pyo3(signature = (costs, times = None, out = None))]
+    fn try_consume_many<'py>(
+        &self,
+        py: Python<'py>,
+        costs: &Bound<'py, PyAny>,
+        times: Option<&Bound<'py, PyAny>>,
+        out: Option<Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray1<bool>>> {
+        let costs = Ints::get(costs, "costs")?;
+        let c = costs.slice()?;
+        let times = Times::get(py, &self.clock, times, c.len())?;
+        let out = out_array::<bool>(py, out, c.len(), "bool")?;
+        let mut w = write_out(py, &out)?;
+        let o = w.as_slice_mut()?;
+        consume_batch(py, &self.inner, (c, times.slice()?, o), self.max_cost)?;
+        drop(w);
+        Ok(out)
+    }
+
+    /// Emission interval T in seconds (rounded to the ns).
+    #[getter]
+    fn interval(&self) -> f64 {
+        nanos_to_seconds(self.interval)
+    }
+
+    /// Tolerance tau in seconds (rounded to the ns).
+    #[getter]
+    fn tolerance(&self) -> f64 {
+        nanos_to_seconds(self.tolerance)
+    }
+
+    /// The largest cost that can conform: 1 + floor(tolerance / interval).
+    #[getter]
+    fn burst(&self) -> u64 {
+        self.max_cost
+    }
+
+    fn __repr__(&self) -> String {
+        format!(
+            "Gcra(interval={}, tolerance={})",
+            self.interval(),
+            self.tolerance()
+        )
+    }
+}
+
+/// An optional positive integer limit.
+fn limit_arg(py: Python<'_>, v: Option<i64>, what: &str) -> PyResult<Option<u64>> {
+    v.map(|n| {
+        u64::try_from(n).ok().filter(|&n| n > 0).ok_or_else(|| {
+            config(
+                py,
+                format!("{what} must be > 0 (or None for no limit), got {n}"),
+            )
+        })
+    })
+    .transpose()
+}
+
+/// The pacing shaper queue.
+#[pyclass(frozen, module = "meshcore", name = "LeakyBucket")]
+pub struct PyLeakyBucket {
+    inner: Locked<LeakyBucket<Py<PyAny>>>,
+    clock: Clock,
+    rate: Ratio,
+    limit: Option<u64>,
+    packet_limit: Option<u64>,
+}
+
+#[pymethods]
+impl PyLeakyBucket {
+    #[new]
+    #[pyo3(signature = (rate, limit = None, *, packet_limit = None, clock = None))]
+    fn new(
+        py: Python<'_>,
+        rate: &Bound<'_, PyAny>,
+        limit: Option<i64>,
+        packet_limit: Option<i64>,
+        clock: Option<Bound<'_, PyAny>>,
+    ) -> PyResult<Self> {
+        let rate = clock::ratio(py, rate, "rate")?;
+        let limit = limit_arg(py, limit, "limit (bytes)")?;
+        let packet_limit = limit_arg(py, packet_limit, "packet_limit")?;
+        let lb =
+            LeakyBucket::new(rate, limit, packet_limit).map_err(|e| clock::config_error(py, &e))?;
+        Ok(PyLeakyBucket {
+            inner: Locked::new(lb, "leaky bucket"),
+            clock: Clock::from_arg(py, clock)?,
+            rate,
+            limit,
+            packet_limit,
+        })
+    }
+
+    #[pyo3(signature = (item, size = None, now = None))]
+    fn enqueue<'py>(
+        &self,
+        py: Python<'py>,
+        item: Bound<'py, PyAny>,
+        size: Option<i64>,
+        now: Option<f64>,
+    ) -> PyResult<Bound<'py, PyAny>> {
+        let t = self.clock.now(py, now)?;
+        let size = match size {
+            Some(s) => count(py, s, "size")?,
+            None => default_size(&item)?,
+        };
+        let item = item.unbind();
+        let r = self
+            .inner
+            .write_one(py, move |lb| lb.enqueue(item, size, t))?;
+        // A refused item is released here, after the lock.
+        clock::verdict(
+            py,
+            if r.is_ok() {
+                Verdict::Enqueued
+            } else {
+                Verdict::Dropped
+            },
+        )
+    }
+
+    #[pyo3(signature = (now = None))]
+    fn dequeue(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Option<Py<PyAny>>> {
+        let t = self.clock.now(py, now)?;
+        self.inner.write_one(py, move |lb| lb.dequeue(t))
+    }
+
+    fn next_departure(&self, py: Python<'_>) -> PyResult<Option<f64>> {
+        Ok(self
+            .inner
+            .read(py, LeakyBucket::next_departure)?
+            .map(nanos_to_seconds))
+    }
+
+    fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
+        self.inner.read(py, LeakyBucket::len)
+    }
+
+    /// Bytes held in the queue.
+    #[getter]
+    fn backlog(&self, py: Python<'_>) -> PyResult<u128> {
+        self.inner.read(py, LeakyBucket::backlog)
+    }
+
+    /// Drain rate in bytes/s.
+    #[getter]
+    fn rate(&self) -> f64 {
+        self.rate.to_f64()
+    }
+
+    #[getter]
+    fn limit(&self) -> Option<u64> {
+        self.limit
+    }
+
+    #[getter]
+    fn packet_limit(&self) -> Option<u64> {
+        self.packet_limit
+    }
+
+    #[pyo3(signature = (sizes, times = None))]
+    fn schedule_many<'py>(
+        &self,
+        py: Python<'py>,
+        sizes: &Bound<'py, PyAny>,
+        times: Option<&Bound<'py, PyAny>>,
+    ) -> PyResult<Bound<'py, PyArray1<f64>>> {
+        let sizes = Ints::get(sizes, "sizes")?;
+        let s = sizes.slice()?;
+        let times = Times::get(py, &self.clock, times, s.len())?;
+        let ts = times.slice()?;
+        let out = PyArray1::<f64>::zeros(py, s.len(), false);
+        let mut w = out.try_readwrite()?;
+        let o = w.as_slice_mut()?;
+        let r = self.inner.write(py, move |lb| {
+            if let Some((i, v)) = s.first_outside(u64::MAX) {
+                return Err(format!("sizes[{i}] = {v} must be >= 0"));
+            }
+            if let Some((i, t)) = ts.first_bad() {
+                return Err(bad_time(i, t));
+            }
+            let mut run = |it: &mut dyn Iterator<Item = u64>| {
+                for ((i, size), o) in it.enumerate().zip(o.iter_mut()) {
+                    *o = lb
+                        .schedule(size, ts.at(i))
+                        .map_or(f64::NAN, nanos_to_seconds);
+                }
+            };
+            match s {
+                IntSlice::U(v) => run(&mut v.iter().copied()),
+                #[allow(clippy::cast_sign_loss)] // checked >= 0 above
+                IntSlice::I(v) => run(&mut v.iter().map(|&x| x as u64)),
+            }
+            Ok(())
+        })?;
+        r.map_err(|m| config(py, m))?;
+        drop(w);
+        Ok(out)
+    }
+
+    fn __repr__(&self, py: Python<'_>) -> PyResult<String> {
+        let opt = |v: Option<u64>| v.map_or_else(|| "None".to_string(), |n| n.to_string());
+        Ok(format!(
+            "LeakyBucket(rate={}, limit={}, packet_limit={}, len={})",
+            self.rate(),
+            opt(self.limit),
+            opt(self.packet_limit),
+            self.__len__(py)?
+        ))
+    }
+}
+
+/// `len(item)` for bytes, bytearray and memoryview (its `nbytes`), else 1.
+fn default_size(item: &Bound<'_, PyAny>) -> PyResult<u64> {
+    let n = if let Ok(b) = item.cast::<PyBytes>() {
+        b.as_bytes().len()
+    } else if let Ok(b) = item.cast::<PyByteArray>() {
+        b.len()
+    } else if item.is_instance_of::<PyMemoryView>() {
+        item.getattr("nbytes")?.extract()?
+    } else {
+        return Ok(1);
+    };
+    Ok(n as u64)
+}
