@@ -9,9 +9,12 @@
 use crate::clock::{self, Clock};
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
-use meshcore_core::queue::bucket::{nanos_of_seconds, Gcra, TokenBucket};
+use crate::red::contiguous;
+use meshcore_core::queue::bucket::{Gcra, TokenBucket};
 use meshcore_core::queue::shaper::LeakyBucket;
-use meshcore_core::queue::{nanos_to_seconds, Nanos, Ratio, Verdict, NANOS_PER_SEC};
+use meshcore_core::queue::{
+    nanos_checked, nanos_of_seconds, nanos_to_seconds, Nanos, Ratio, Verdict, NANOS_PER_SEC,
+};
 use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -44,6 +47,12 @@ pub enum IntSlice<'a> {
 
 impl<'py> Ints<'py> {
     pub fn get(obj: &Bound<'py, PyAny>, what: &str) -> PyResult<Ints<'py>> {
+        if let Some(a) = contiguous::<i64>(obj) {
+            return Ok(Ints::I(a));
+        }
+        if let Some(a) = contiguous::<u64>(obj) {
+            return Ok(Ints::U(a));
+        }
         let py = obj.py();
         let np = py.import("numpy")?;
         let arr = np
@@ -104,6 +113,32 @@ impl<'a> IntSlice<'a> {
         }
     }
 
+    /// The rows as u64 in `dst` (as long as the slice), in one branch-free pass; the first row
+    /// that is negative or above `max`, with its value, if there is one.
+    #[allow(clippy::cast_sign_loss)] // negative int64 rows are flagged, never used
+    pub fn convert(self, max: u64, dst: &mut [u64]) -> Option<(usize, i128)> {
+        let mut bad = false;
+        match self {
+            IntSlice::U(s) => {
+                for (d, &v) in dst.iter_mut().zip(s) {
+                    *d = v;
+                    bad |= v > max;
+                }
+            }
+            IntSlice::I(s) => {
+                for (d, &v) in dst.iter_mut().zip(s) {
+                    *d = v as u64;
+                    bad |= v < 0 || v as u64 > max;
+                }
+            }
+        }
+        if bad {
+            self.first_outside(max)
+        } else {
+            None
+        }
+    }
+
     /// The first row that is negative or above `max`, with its value.
     pub fn first_outside(self, max: u64) -> Option<(usize, i128)> {
         // A branch-free pass first (it vectorizes); the search only on failure.
@@ -146,6 +181,9 @@ impl<'py> Times<'py> {
         let Some(obj) = times.filter(|t| !t.is_none()) else {
             return Ok(Times::One(clock.now(py, None)?));
         };
+        if let Some(a) = contiguous::<f64>(obj).filter(|a| a.len() == n) {
+            return Ok(Times::Each(a));
+        }
         let a = py
             .import("numpy")?
             .call_method1("ascontiguousarray", (obj, "float64"))
@@ -191,19 +229,37 @@ impl<'a> TimeSlice<'a> {
             TimeSlice::One(_) => None,
             TimeSlice::Each(s) => {
                 // A branch-free pass over the rows (it vectorizes), then the search on failure.
-                let bad = s
-                    .iter()
-                    .filter(|&&t| {
-                        let y = t * 1e9;
-                        !(y > -0.5 && y < 9.2e18)
-                    })
-                    .count();
+                let bad = s.iter().filter(|&&t| !nanos_checked(t).1).count();
                 if bad == 0 {
                     return None;
                 }
                 s.iter()
                     .position(|&t| nanos_of_seconds(t).is_none())
                     .map(|i| (i, s[i]))
+            }
+        }
+    }
+
+    /// The rows in ns in `dst` (as long as the slice), in one branch-free pass; the first row
+    /// that is no time in seconds, with its value, if there is one.
+    pub fn convert(self, dst: &mut [u64]) -> Option<(usize, f64)> {
+        match self {
+            TimeSlice::One(t) => {
+                dst.fill(t);
+                None
+            }
+            TimeSlice::Each(s) => {
+                let mut ok = true;
+                for (d, &t) in dst.iter_mut().zip(s) {
+                    let (ns, good) = nanos_checked(t);
+                    *d = ns;
+                    ok &= good;
+                }
+                if ok {
+                    None
+                } else {
+                    self.first_bad()
+                }
             }
         }
     }
@@ -299,27 +355,58 @@ impl Consume for Gcra {
     }
 }
 
-/// `(cost, time)` rows for each combination of column types, each its own monomorphic loop.
-#[allow(clippy::cast_sign_loss)] // int64 costs are checked >= 0 before this runs
-fn run_rows<B: Consume>(b: &mut B, costs: IntSlice<'_>, times: TimeSlice<'_>, out: &mut [bool]) {
-    let ns = |t: &f64| nanos_of_seconds(*t).unwrap_or(0);
-    match (costs, times) {
-        (IntSlice::U(c), TimeSlice::One(t)) => b.consume_each(c.iter().map(|&n| (n, t)), out),
+/// Rows per chunk of a batch: each chunk's columns are checked and converted to u64 in stack
+/// buffers of this many rows (16 KiB each, so they stay in L1 for the run), then run.
+pub const CHUNK: usize = 2048;
+
+/// Feed `(cost, time)` rows to `b`, converting and checking each row inside the loop (one
+/// pass, no branch per row, one monomorphic loop per pair of column types); whether every row
+/// was good. Bad rows are fed too (with junk values), so the caller must restore the bucket when
+/// this returns false.
+#[allow(clippy::cast_sign_loss)] // a negative int64 row is flagged, its value never used
+fn feed<B: Consume>(
+    b: &mut B,
+    c: IntSlice<'_>,
+    t: TimeSlice<'_>,
+    max: u64,
+    o: &mut [bool],
+) -> bool {
+    let mut good = true;
+    let g = &mut good;
+    match (c, t) {
+        (IntSlice::U(c), TimeSlice::One(t)) => {
+            let rows = c.iter().map(|&n| {
+                *g &= n <= max;
+                (n, t)
+            });
+            b.consume_each(rows, o);
+        }
         (IntSlice::I(c), TimeSlice::One(t)) => {
-            b.consume_each(c.iter().map(|&n| (n as u64, t)), out);
+            let rows = c.iter().map(|&n| {
+                *g &= (n >= 0) & (n as u64 <= max);
+                (n as u64, t)
+            });
+            b.consume_each(rows, o);
         }
         (IntSlice::U(c), TimeSlice::Each(ts)) => {
-            b.consume_each(c.iter().zip(ts).map(|(&n, t)| (n, ns(t))), out);
+            let rows = c.iter().zip(ts).map(|(&n, &x)| {
+                let (ns, ok) = nanos_checked(x);
+                *g &= ok & (n <= max);
+                (n, ns)
+            });
+            b.consume_each(rows, o);
         }
         (IntSlice::I(c), TimeSlice::Each(ts)) => {
-            b.consume_each(c.iter().zip(ts).map(|(&n, t)| (n as u64, ns(t))), out);
+            let rows = c.iter().zip(ts).map(|(&n, &x)| {
+                let (ns, ok) = nanos_checked(x);
+                *g &= ok & (n >= 0) & (n as u64 <= max);
+                (n as u64, ns)
+            });
+            b.consume_each(rows, o);
         }
     }
+    good
 }
-
-/// Rows checked and then run per chunk, so each chunk is read from memory once (the check
-/// brings it into cache for the run).
-pub const CHUNK: usize = 4096;
 
 /// Run a batch of costs through a bucket, checking every cost against `max_cost` and every
 /// time; a bad row raises and restores the bucket as it was before the batch. The answers land
@@ -330,28 +417,30 @@ fn consume_batch<B: Consume + Clone>(
     (costs, times, out): (IntSlice<'_>, TimeSlice<'_>, &mut [bool]),
     max_cost: u64,
 ) -> PyResult<()> {
-    let r = inner.write(py, move |b| {
+    let r = inner.write_rows(py, out.len(), move |b| {
         let saved = b.clone();
         for (k, o) in out.chunks_mut(CHUNK).enumerate() {
             let rows = k * CHUNK..k * CHUNK + o.len();
             let (c, t) = (costs.sub(rows.clone()), times.sub(rows.clone()));
-            let bad = if let Some((i, v)) = c.first_outside(max_cost) {
+            if feed(b, c, t, max_cost, o) {
+                continue;
+            }
+            // Some row of this chunk is bad: find it for the message, and undo the batch.
+            *b = saved;
+            let msg = if let Some((i, v)) = c.first_outside(max_cost) {
                 let i = rows.start + i;
-                Some(if v < 0 {
+                if v < 0 {
                     format!("costs[{i}] = {v} must be >= 0")
                 } else {
                     format!(
                         "costs[{i}] = {v} exceeds the burst: it can never conform (at most {max_cost})"
                     )
-                })
+                }
             } else {
-                t.first_bad().map(|(i, x)| bad_time(rows.start + i, x))
+                let (i, x) = t.first_bad().unwrap_or((0, f64::NAN));
+                bad_time(rows.start + i, x)
             };
-            if let Some(msg) = bad {
-                *b = saved;
-                return Err(msg);
-            }
-            run_rows(b, c, t, o);
+            return Err(msg);
         }
         Ok(())
     })?;

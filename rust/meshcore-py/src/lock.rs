@@ -18,6 +18,9 @@ use crate::error::{guard, raise, Exc};
 use pyo3::prelude::*;
 use std::sync::{RwLock, TryLockError};
 
+/// Batches with fewer rows than this run without releasing the GIL ([`Locked::write_rows`]).
+pub const SMALL_BATCH: usize = 512;
+
 pub struct Locked<T> {
     inner: RwLock<T>,
     /// What the value is, for the message once the lock is poisoned ("route table").
@@ -87,6 +90,23 @@ impl<T: Send + Sync> Locked<T> {
             Ok(py.detach(|| inner.write().ok().map(|mut t| f(&mut t))))
         })?;
         r.ok_or_else(|| self.poisoned(py))
+    }
+
+    /// Run a batch of `rows` rows under the write lock: with the GIL released for a large batch
+    /// ([`write`](Self::write)), or as [`write_one`](Self::write_one) for a small one, where
+    /// releasing and re-taking the GIL would cost more than the rows (a router's batch of a few
+    /// dozen packets).
+    pub fn write_rows<R: Send>(
+        &self,
+        py: Python<'_>,
+        rows: usize,
+        f: impl FnOnce(&mut T) -> R + Send,
+    ) -> PyResult<R> {
+        if rows < SMALL_BATCH {
+            self.write_one(py, f)
+        } else {
+            self.write(py, f)
+        }
     }
 
     /// Run a short update (one route, one rule) under the write lock: taken at once with the

@@ -1,13 +1,12 @@
 //! `meshcore.SrTCM`, `meshcore.TrTCM` and `meshcore.TrTCM4115`: the core meters behind a
 //! [`Locked`], with a cheap single `color` call and a GIL-free `color_many`.
 
-use crate::bucket::{bad_time, out_array, write_out, IntSlice, Ints, TimeSlice, Times, CHUNK};
+use crate::bucket::{bad_time, out_array, write_out, Ints, Times, CHUNK};
 use crate::clock::{self, Clock};
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
-use meshcore_core::queue::bucket::nanos_of_seconds;
 use meshcore_core::queue::meter::{Meter, SrTcm, TrTcm, TrTcm4115};
-use meshcore_core::queue::{Color, Nanos, Ratio};
+use meshcore_core::queue::{Color, Ratio};
 use numpy::PyArray1;
 use pyo3::prelude::*;
 
@@ -64,33 +63,39 @@ fn color_batch<'py, M: Meter + Send + Sync + Clone>(
     let out = out_array::<u8>(py, out, n, "uint8")?;
     let mut w = write_out(py, &out)?;
     let o = w.as_slice_mut()?;
-    let r = inner.write(py, move |m| {
-        // Checked and run per chunk, as the buckets' batches; a bad row restores the meter.
+    let r = inner.write_rows(py, o.len(), move |m| {
+        // Checked, converted and run per chunk, as the buckets' batches; a bad row restores
+        // the meter.
         let saved = m.clone();
+        let (mut sbuf, mut tbuf, mut cbuf) = ([0u64; CHUNK], [0u64; CHUNK], [0u64; CHUNK]);
         for (k, o) in o.chunks_mut(CHUNK).enumerate() {
             let rows = k * CHUNK..k * CHUNK + o.len();
-            let (s, ts) = (s.sub(rows.clone()), ts.sub(rows.clone()));
-            let cs = cs.map(|c| c.sub(rows.clone()));
-            let bad = if let Some((i, v)) = s.first_outside(u64::MAX) {
+            let n = o.len();
+            let (sz, t, c) = (&mut sbuf[..n], &mut tbuf[..n], &mut cbuf[..n]);
+            let bad = if let Some((i, v)) = s.sub(rows.clone()).convert(u64::MAX, sz) {
                 Some(format!(
                     "sizes[{}] = {v} must be >= 0 bytes",
                     rows.start + i
                 ))
-            } else if let Some((i, t)) = ts.first_bad() {
-                Some(bad_time(rows.start + i, t))
-            } else {
-                cs.and_then(|c| c.first_outside(2)).map(|(i, v)| {
+            } else if let Some((i, x)) = ts.sub(rows.clone()).convert(t) {
+                Some(bad_time(rows.start + i, x))
+            } else if let Some(cs) = cs {
+                cs.sub(rows.clone()).convert(2, c).map(|(i, v)| {
                     format!(
                         "colors[{}] = {v} is not Color.GREEN, YELLOW or RED (0, 1, 2)",
                         rows.start + i
                     )
                 })
+            } else {
+                c.fill(Color::Green as u64);
+                None
             };
             if let Some(msg) = bad {
                 *m = saved;
                 return Err(msg);
             }
-            meter_rows(m, s, ts, cs, o);
+            let rows = sz.iter().zip(t.iter()).zip(c.iter());
+            m.color_each(rows.map(|((&b, &t), &c)| (b, t, code(c))), o);
         }
         Ok(())
     })?;
@@ -103,68 +108,6 @@ fn color_batch<'py, M: Meter + Send + Sync + Clone>(
 #[inline]
 fn code(c: u64) -> Color {
     Color::from_code(u8::try_from(c).unwrap_or(0)).unwrap_or(Color::Green)
-}
-
-/// The rows of a batch, one monomorphic loop per combination of column types: the colours...
-#[allow(clippy::cast_sign_loss)] // int64 columns are checked >= 0 before this runs
-fn meter_rows<M: Meter>(
-    m: &mut M,
-    sizes: IntSlice<'_>,
-    times: TimeSlice<'_>,
-    colors: Option<IntSlice<'_>>,
-    out: &mut [u8],
-) {
-    match colors {
-        None => with_times(m, sizes, times, std::iter::repeat(Color::Green), out),
-        Some(IntSlice::U(c)) => with_times(m, sizes, times, c.iter().map(|&x| code(x)), out),
-        Some(IntSlice::I(c)) => {
-            with_times(m, sizes, times, c.iter().map(|&x| code(x as u64)), out);
-        }
-    }
-}
-
-/// ... the times ...
-fn with_times<M: Meter>(
-    m: &mut M,
-    sizes: IntSlice<'_>,
-    times: TimeSlice<'_>,
-    pres: impl Iterator<Item = Color>,
-    out: &mut [u8],
-) {
-    match times {
-        TimeSlice::One(t) => with_sizes(m, sizes, std::iter::repeat(t), pres, out),
-        TimeSlice::Each(ts) => with_sizes(
-            m,
-            sizes,
-            ts.iter().map(|&t| nanos_of_seconds(t).unwrap_or(0)),
-            pres,
-            out,
-        ),
-    }
-}
-
-/// ... and the sizes.
-#[allow(clippy::cast_sign_loss)] // int64 sizes are checked >= 0 before this runs
-fn with_sizes<M: Meter>(
-    m: &mut M,
-    sizes: IntSlice<'_>,
-    times: impl Iterator<Item = Nanos>,
-    pres: impl Iterator<Item = Color>,
-    out: &mut [u8],
-) {
-    match sizes {
-        IntSlice::U(v) => m.color_each(
-            v.iter().zip(times).zip(pres).map(|((&b, t), c)| (b, t, c)),
-            out,
-        ),
-        IntSlice::I(v) => m.color_each(
-            v.iter()
-                .zip(times)
-                .zip(pres)
-                .map(|((&b, t), c)| (b as u64, t, c)),
-            out,
-        ),
-    }
 }
 
 fn num(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Ratio> {

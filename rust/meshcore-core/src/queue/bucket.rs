@@ -302,28 +302,25 @@ impl TokenBucket {
         cap: u64,
         unit: u64,
     ) {
-        // per_ns <= cap or fill_ns is 1 (then only elapsed = 0 multiplies it).
+        // A rate above u64::MAX units/ns refills the bucket in any whole nanosecond.
         let per_ns = u64::try_from(self.bucket.per_ns()).unwrap_or(u64::MAX);
-        let fill_ns = self.bucket.fill_ns;
         let max_cost = self.max_cost;
         // level <= cap < 2**63 (checked by the caller).
         let mut level = u64::try_from(self.bucket.level()).unwrap_or(cap);
         let mut last = self.last;
         for ((n, now), o) in items.into_iter().zip(out.iter_mut()) {
+            // Branch-free throughout: with real timestamps admit and deny interleave
+            // irregularly, and a mispredicted branch costs more than the whole row.
             let e = now.saturating_sub(last);
             last = last.max(now);
-            level = if e >= fill_ns {
-                cap
-            } else {
-                // e < fill_ns = ceil(cap / per_ns): e * per_ns < cap.
-                (level + e * per_ns).min(cap)
-            };
-            // Branch-free: with real timestamps admit and deny interleave irregularly, and a
-            // mispredicted branch costs more than the whole row.
+            // level < 2**63 and a refill below cap < 2**63 cannot overflow the sum; a larger
+            // refill saturates and the min takes cap.
+            let fill = e.saturating_mul(per_ns);
+            let lvl = level.saturating_add(fill).min(cap);
             let need = n.wrapping_mul(unit);
-            let ok = u64::from(n <= max_cost) & u64::from(level >= need);
-            level -= need & ok.wrapping_neg();
-            *o = ok != 0;
+            let ok = (n <= max_cost) & (lvl >= need);
+            level = lvl - if ok { need } else { 0 };
+            *o = ok;
         }
         self.bucket.level = u128::from(level);
         self.last = last;
@@ -460,29 +457,8 @@ impl Gcra {
     }
 }
 
-/// `seconds` as integer nanoseconds, exactly as [`super::seconds_to_nanos`] rounds them (to the
-/// nearest, halves away from zero), or `None` where it refuses. Branch-light for batch loops:
-/// no `f64::round` call, which is a library call on baseline x86-64.
-#[inline]
-// The casts are exact: 0 <= y < 2**63, and a truncated y below 2**52 (or a whole y) is a float.
-#[allow(clippy::cast_sign_loss, clippy::cast_precision_loss)]
-pub fn nanos_of_seconds(seconds: f64) -> Option<Nanos> {
-    let y = seconds * 1e9;
-    // seconds_to_nanos accepts round(y) in [0, 9.2e18): y in (-0.5, 9.2e18) (y >= 9.2e18 is
-    // already a whole number there); the negated test also refuses NaN.
-    if !(y > -0.5 && y < 9.2e18) {
-        return None;
-    }
-    // Truncation toward zero; t as f64 is exact (t < 2**52, or y was already whole), so y - t
-    // is the exact fraction.
-    let t = y.max(0.0) as i64;
-    let up = y - t as f64 >= 0.5;
-    Some(t as u64 + u64::from(up))
-}
-
 #[cfg(test)]
 mod tests {
-    use super::super::seconds_to_nanos;
     use super::*;
     use crate::rand::Rng;
 
@@ -664,43 +640,5 @@ mod tests {
         assert_eq!(g.try_consume(1, 1050), Ok(true));
         assert!(g.try_consume(4, 5000).is_err());
         assert_eq!(g.time_until(0, 0), Ok(0));
-    }
-
-    #[test]
-    fn float_seconds_round_like_seconds_to_nanos() {
-        let mut rng = Rng::new(1);
-        let check = |x: f64| {
-            assert_eq!(nanos_of_seconds(x), seconds_to_nanos(x, "t").ok(), "{x:e}");
-        };
-        for x in [
-            0.0,
-            -0.0,
-            1.5e-9,
-            2.5e-9,
-            -4e-10,
-            -5e-10,
-            -6e-10,
-            0.1,
-            9.2e9,
-            9.1e9,
-            1e10,
-            -1.0,
-            f64::NAN,
-            f64::INFINITY,
-            4.503_599_627_370_497e6,
-            1.234_567_890_5,
-        ] {
-            check(x);
-        }
-        for _ in 0..100_000 {
-            let bits = rng.next_u64();
-            #[allow(clippy::cast_precision_loss)]
-            let x = (bits >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((bits % 14) as i32 - 4);
-            check(x);
-            check(f64::from_bits(bits));
-            // Halves of a nanosecond.
-            #[allow(clippy::cast_precision_loss)]
-            check(((bits % 1_000_000) as f64 + 0.5) * 1e-9);
-        }
     }
 }

@@ -141,19 +141,40 @@ impl fmt::Display for Ratio {
     }
 }
 
-/// `seconds` as integer nanoseconds, rounded to the nearest; negative, NaN and times past
-/// 2**63 ns (292 years) are refused. `what` names the argument in the error.
+/// `seconds` as integer nanoseconds, rounded to the nearest (halves away from zero); negative,
+/// NaN and times past 9.2e18 ns (292 years) are refused. `what` names the argument in the error.
 pub fn seconds_to_nanos(seconds: f64, what: &str) -> Result<Nanos, ParamError> {
-    // 9.2e18 ns: well inside u64, and every sum of two such times still fits.
-    const LIMIT: f64 = 9.2e18;
-    let ns = (seconds * 1e9).round();
-    if ns.is_nan() || !(0.0..LIMIT).contains(&ns) {
-        return Err(ParamError(format!(
+    nanos_of_seconds(seconds).ok_or_else(|| {
+        ParamError(format!(
             "{what} must be a time in seconds in [0, 9.2e9), got {seconds}"
-        )));
-    }
-    #[allow(clippy::cast_sign_loss)] // checked non-negative above
-    Ok(ns as u64)
+        ))
+    })
+}
+
+/// [`seconds_to_nanos`] without the message: `None` where it refuses.
+#[inline]
+pub fn nanos_of_seconds(seconds: f64) -> Option<Nanos> {
+    let (ns, ok) = nanos_checked(seconds);
+    ok.then_some(ns)
+}
+
+/// `seconds` in nanoseconds as [`seconds_to_nanos`] rounds them, and whether it accepts them
+/// (the value means nothing when not), without branches and without a libm `round` call, for
+/// batch loops that convert a whole column and look for the bad row only when the flag says
+/// there is one.
+#[inline]
+// The casts are exact: 0 <= y < 2**63, and a truncated y below 2**52 (or a whole y) is a float.
+#[allow(clippy::cast_sign_loss, clippy::cast_precision_loss)]
+pub fn nanos_checked(seconds: f64) -> (Nanos, bool) {
+    let y = seconds * 1e9;
+    // round(y) in [0, 9.2e18) means y in (-0.5, 9.2e18) (y >= 2**53 is already whole); the
+    // comparisons also refuse NaN.
+    let ok = (y > -0.5) & (y < 9.2e18);
+    // Truncation toward zero: 0 for y in (-0.5, 0), whose fraction is then below 0.5 too.
+    let whole = y as i64;
+    // y - trunc(y) is exact, so comparing it with 0.5 rounds exactly as f64::round does.
+    let up = y - whole as f64 >= 0.5;
+    ((whole as u64).wrapping_add(u64::from(up)), ok)
 }
 
 /// Integer nanoseconds as float seconds.
@@ -203,6 +224,7 @@ impl Color {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::rand::Rng;
 
     #[test]
     fn ratio_reads_decimals() {
@@ -218,6 +240,53 @@ mod tests {
         assert!(Ratio::from_f64(1e300, "rate").is_err());
         assert_eq!(r(0.7).mul_floor(10), Some(7));
         assert_eq!(r(0.7).mul_ceil(3), Some(3));
+    }
+
+    #[test]
+    fn batch_conversion_rounds_like_f64_round() {
+        let mut rng = Rng::new(1);
+        let check = |x: f64| {
+            // The reference: f64::round, then the range check.
+            let r = (x * 1e9).round();
+            #[allow(clippy::cast_sign_loss)]
+            let want = (0.0..9.2e18).contains(&r).then_some(r as u64);
+            assert_eq!(nanos_of_seconds(x), want, "{x:e}");
+            let (ns, ok) = nanos_checked(x);
+            assert_eq!(ok, want.is_some(), "{x:e}");
+            if ok {
+                assert_eq!(Some(ns), want, "{x:e}");
+            }
+        };
+        for x in [
+            0.0,
+            -0.0,
+            1.5e-9,
+            2.5e-9,
+            -4e-10,
+            -5e-10,
+            -6e-10,
+            0.1,
+            9.2e9,
+            9.1e9,
+            1e10,
+            -1.0,
+            f64::NAN,
+            f64::INFINITY,
+            4.503_599_627_370_497e6,
+            1.234_567_890_5,
+        ] {
+            check(x);
+        }
+        for _ in 0..100_000 {
+            let bits = rng.next_u64();
+            #[allow(clippy::cast_precision_loss)]
+            let x = (bits >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((bits % 14) as i32 - 4);
+            check(x);
+            check(f64::from_bits(bits));
+            // Halves of a nanosecond.
+            #[allow(clippy::cast_precision_loss)]
+            check(((bits % 1_000_000) as f64 + 0.5) * 1e-9);
+        }
     }
 
     #[test]

@@ -360,7 +360,8 @@ impl Red {
     }
 
     /// The RED decision for an arrival at `now` to a queue of size `q` (`empty`: no packets).
-    #[inline]
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // see `RedQueue::enqueue`
     fn arrive(&mut self, q: u64, empty: bool, ecn_capable: bool, now: Nanos) -> Decision {
         let now = self.clock(now);
         if self.cfg.adaptive {
@@ -485,7 +486,10 @@ impl<T> RedQueue<T> {
 
     /// Offer `item` of `size` bytes at `now`: `Ok(Enqueued)` or `Ok(Marked)` (queued with CE),
     /// or `Err(item)` when it is dropped (early, forced or over the limit).
-    #[inline]
+    // Inlined into batch loops, which then keep the RED state in registers: 34 instructions a
+    // packet below min_th instead of 159 as a call (cachegrind, Python batch of 65536).
+    #[inline(always)]
+    #[allow(clippy::inline_always)]
     pub fn enqueue(
         &mut self,
         item: T,
