@@ -384,6 +384,8 @@ pub struct EndpointInfo<'a> {
     /// The peak-EWMA RTT estimate in ns, decayed to the time asked; `None` before the first
     /// `done` (recorded under every policy).
     pub ewma: Option<f64>,
+    /// Peak EWMA's failure ratio φ (0..1), decayed to the time asked.
+    pub failure_ratio: f64,
     /// When `set_endpoints` added it; `None` for the endpoints given to `new`.
     pub joined: Option<Nanos>,
 }
@@ -537,13 +539,16 @@ pub struct Balancer {
     /// In-flight requests on eligible endpoints (bounded loads).
     eligible_load: u64,
     eligible_weight: f64,
-    /// Random with unequal weights: running sums of the eligible endpoints' weights.
-    cumulative: Vec<f64>,
+    /// Random with unequal weights: Walker/Vose alias table over positions in `eligible`.
+    alias: Alias,
     edf: Edf,
     /// The EDF must be rebuilt (with the weights at the next pick's `now`).
     edf_stale: bool,
     /// Round-robin tie order: a rotation of the indices drawn from the seed.
     rotation: u64,
+    /// Round robin with equal weights and nobody warming: the next position in `eligible`
+    /// (the order the EDF's ties would give, without the heap).
+    rr_next: usize,
     ring: Ring,
     maglev: Maglev,
 }
@@ -576,10 +581,11 @@ impl Balancer {
             oldest_join: None,
             eligible_load: 0,
             eligible_weight: 0.0,
-            cumulative: Vec::new(),
+            alias: Alias::default(),
             edf: Edf::default(),
             edf_stale: true,
             rotation,
+            rr_next: 0,
             ring: Ring::default(),
             maglev: Maglev::default(),
         };
@@ -683,7 +689,6 @@ impl Balancer {
         self.panic = live > 0 && f(healthy) * 100.0 < self.opts.panic_threshold * f(live);
         self.eligible.clear();
         self.is_eligible.clear();
-        self.cumulative.clear();
         self.eligible_load = 0;
         self.eligible_weight = 0.0;
         self.warm_until = 0;
@@ -704,7 +709,6 @@ impl Balancer {
             self.eligible.push(i as u32);
             self.eligible_load += ep.in_flight;
             self.eligible_weight += ep.weight;
-            self.cumulative.push(self.eligible_weight);
             let first = *first_weight.get_or_insert(ep.weight);
             self.uniform &= first.to_bits() == ep.weight.to_bits();
             match ep.joined {
@@ -721,6 +725,16 @@ impl Balancer {
         }
         if any_warm {
             self.oldest_join = None;
+        }
+        let rot = self.rotation % (self.eps.len() as u64).max(1);
+        self.rr_next = self.eligible.partition_point(|&i| u64::from(i) < rot);
+        if self.rr_next == self.eligible.len() {
+            self.rr_next = 0;
+        }
+        if self.policy == Policy::Random && !self.uniform {
+            let eps = &self.eps;
+            self.alias
+                .build(self.eligible.iter().map(|&i| eps[i as usize].weight));
         }
         self.edf_stale = true;
     }
@@ -760,7 +774,18 @@ impl Balancer {
             return Err(self.no_endpoint());
         }
         let idx = match self.policy {
-            Policy::RoundRobin => self.pick_edf(now),
+            Policy::RoundRobin => {
+                if self.uniform && now >= self.warm_until {
+                    let i = self.eligible[self.rr_next] as usize;
+                    self.rr_next += 1;
+                    if self.rr_next == self.eligible.len() {
+                        self.rr_next = 0;
+                    }
+                    i
+                } else {
+                    self.pick_edf(now)
+                }
+            }
             Policy::LeastRequest => {
                 if self.uniform && now >= self.warm_until {
                     let eps = &self.eps;
@@ -816,11 +841,11 @@ impl Balancer {
         };
         let mut idx = 0;
         for _ in 0..64 {
+            let pos = self.rng.below(n as u64) as usize;
             let pos = if self.uniform {
-                self.rng.below(n as u64) as usize
+                pos
             } else {
-                let x = self.rng.unit() * self.eligible_weight;
-                self.cumulative.partition_point(|&c| c <= x).min(n - 1)
+                self.alias.resolve(pos, self.rng.unit())
             };
             idx = self.eligible[pos] as usize;
             if !warming {
@@ -977,6 +1002,7 @@ impl Balancer {
             health: ep.health,
             in_flight: ep.in_flight,
             ewma: ep.sampled.then(|| ep.estimate(now, &self.opts)),
+            failure_ratio: ep.fail * ep.keep(now, self.opts.decay),
             joined: ep.joined,
         })
     }
@@ -984,6 +1010,49 @@ impl Balancer {
     /// Snapshots of every endpoint at `now`, in index order.
     pub fn endpoints(&self, now: Nanos) -> impl Iterator<Item = EndpointInfo<'_>> + '_ {
         (0..self.eps.len()).filter_map(move |i| self.endpoint(i, now))
+    }
+}
+
+/// Walker's alias method (Vose's construction): O(1) weighted draws. Position p is kept with
+/// probability `keep[p]`, else replaced by `other[p]`.
+#[derive(Debug, Clone, Default)]
+struct Alias {
+    keep: Vec<f64>,
+    other: Vec<u32>,
+}
+
+impl Alias {
+    fn build(&mut self, weights: impl ExactSizeIterator<Item = f64>) {
+        let n = weights.len();
+        let mut p: Vec<f64> = weights.collect();
+        let total: f64 = p.iter().sum();
+        for x in &mut p {
+            *x *= f(n as u64) / total;
+        }
+        self.keep.clear();
+        self.keep.resize(n, 1.0);
+        self.other.clear();
+        self.other.extend(0..n as u32);
+        let (mut small, mut large): (Vec<usize>, Vec<usize>) = (0..n).partition(|&i| p[i] < 1.0);
+        while let (Some(s), Some(l)) = (small.pop(), large.pop()) {
+            self.keep[s] = p[s];
+            self.other[s] = l as u32;
+            p[l] -= 1.0 - p[s];
+            if p[l] < 1.0 {
+                small.push(l);
+            } else {
+                large.push(l);
+            }
+        }
+        // Whatever is left holds (up to rounding) exactly one unit: kept with keep = 1.
+    }
+
+    fn resolve(&self, pos: usize, u: f64) -> usize {
+        if u < self.keep[pos] {
+            pos
+        } else {
+            self.other[pos] as usize
+        }
     }
 }
 

@@ -16,9 +16,13 @@ use xxhash_rust::xxh64::xxh64;
 
 #[derive(Debug, Clone, Default)]
 pub(super) struct Ring {
-    hashes: Vec<u64>,
+    pub(super) hashes: Vec<u64>,
     owners: Vec<u32>,
     scale: f64,
+    /// Lookup accelerator: `first[b]` is the first point whose hash is ≥ `b << shift`, for the
+    /// 2^k buckets of the top k bits (about one point per bucket), and `first[2^k]` = len.
+    first: Vec<u32>,
+    shift: u32,
 }
 
 /// `Σ ceil(wᵢ × scale)` (each endpoint at least one point).
@@ -69,10 +73,24 @@ impl Ring {
         }
         // Ties (64-bit collisions) go by name, so the ring does not depend on endpoint order.
         pts.sort_unstable_by(|a, b| (a.0, a.1).cmp(&(b.0, b.1)));
+        let hashes: Vec<u64> = pts.iter().map(|p| p.0).collect();
+        let k = (usize::BITS - hashes.len().leading_zeros()).clamp(1, 24);
+        let shift = 64 - k;
+        let mut first = Vec::with_capacity((1 << k) + 1);
+        let mut p = 0;
+        for b in 0..1u64 << k {
+            while p < hashes.len() && hashes[p] < b << shift {
+                p += 1;
+            }
+            first.push(p as u32);
+        }
+        first.push(hashes.len() as u32);
         Ring {
-            hashes: pts.iter().map(|p| p.0).collect(),
             owners: pts.iter().map(|p| p.2).collect(),
+            hashes,
             scale,
+            first,
+            shift,
         }
     }
 
@@ -82,6 +100,22 @@ impl Ring {
 
     /// Position of the first point at or after `hash` (wrapping); `len()` must be > 0.
     pub(super) fn start(&self, hash: u64) -> usize {
+        // The answer lies in the key's bucket or is the first point of the next non-empty one,
+        // which is where `first[b + 1]` points.
+        let b = (hash >> self.shift) as usize;
+        let (mut p, end) = (self.first[b] as usize, self.first[b + 1] as usize);
+        while p < end && self.hashes[p] < hash {
+            p += 1;
+        }
+        if p == self.hashes.len() {
+            0
+        } else {
+            p
+        }
+    }
+
+    #[cfg(test)]
+    pub(super) fn start_slow(&self, hash: u64) -> usize {
         let p = self.hashes.partition_point(|&h| h < hash);
         if p == self.hashes.len() {
             0

@@ -90,6 +90,24 @@ fn weighted_random_shares() {
         c[i] += 1;
     }
     assert!((9_400..10_600).contains(&c[0]), "{c:?}");
+    // More weights, one endpoint unhealthy: shares ∝ weight over the eligible ones.
+    let w = [1.0, 2.0, 3.0, 4.0, 10.0, 0.5];
+    let eps: Vec<(String, f64)> = w
+        .iter()
+        .enumerate()
+        .map(|(i, &w)| (format!("ep{i}"), w))
+        .collect();
+    let mut b = lb(Policy::Random, &eps, Options::default());
+    b.set_health(4, Health::Unhealthy).unwrap();
+    let mut c = [0.0; 6];
+    let draws = 200_000.0;
+    for _ in 0..200_000 {
+        c[b.pick(None, 0).unwrap()] += 1.0;
+    }
+    assert!(close(c[4], 0.0, 0.0));
+    for i in [0, 1, 2, 3, 5] {
+        assert!(close(c[i] / draws, w[i] / 10.5, 0.05), "{c:?}");
+    }
 }
 
 #[test]
@@ -193,6 +211,7 @@ fn ring_hash_moves_only_the_keys_it_must() {
         assert!(m.iter().all(|(from, _)| from == "ep0"));
         let frac = m.len() as f64 / keys as f64;
         let ideal = 1.0 / n as f64;
+        println!("ring_hash n {n}: one leaves, {frac:.4} of keys move (1/n = {ideal:.4})");
         assert!(frac > 0.5 * ideal && frac < 1.6 * ideal, "n {n}: {frac}");
         // An unrelated one joins: only keys taken by it move.
         let mut before = base.clone();
@@ -204,9 +223,31 @@ fn ring_hash_moves_only_the_keys_it_must() {
         assert!(m.iter().all(|(_, to)| to == "new"));
         let frac = m.len() as f64 / keys as f64;
         let ideal = 1.0 / (n + 1) as f64;
+        println!("ring_hash n {n}: one joins, {frac:.4} move, all to it (1/(n+1) = {ideal:.4})");
         assert!(frac > 0.5 * ideal && frac < 1.6 * ideal, "n {n}: {frac}");
         // The ring has at least min_ring_size points, shared by weight.
         assert!(base.ring.len() >= 1024);
+    }
+}
+
+#[test]
+fn ring_lookup_accelerator_agrees_with_binary_search() {
+    for n in [1usize, 3, 100, 1000] {
+        let b = lb(Policy::RingHash, &named(n), Options::default());
+        let mut rng = Rng::new(n as u64);
+        for k in 0..20_000u64 {
+            let h = match k {
+                0 => 0,
+                1 => u64::MAX,
+                _ => rng.next_u64(),
+            };
+            assert_eq!(b.ring.start(h), b.ring.start_slow(h), "n {n} hash {h:#x}");
+        }
+        for &p in &b.ring.hashes {
+            for h in [p.wrapping_sub(1), p, p.wrapping_add(1)] {
+                assert_eq!(b.ring.start(h), b.ring.start_slow(h), "n {n} hash {h:#x}");
+            }
+        }
     }
 }
 
@@ -237,9 +278,10 @@ fn maglev_moves_about_one_nth() {
         let frac = m.len() as f64 / keys as f64;
         let stray = m.iter().filter(|(from, _)| from != "ep0").count() as f64 / keys as f64;
         let ideal = 1.0 / n as f64;
+        println!("maglev n {n}: one leaves, {frac:.4} move (1/n = {ideal:.4}), {stray:.4} between others");
         assert!(frac > 0.9 * ideal && frac < 1.3 * ideal, "n {n}: {frac}");
         // Maglev is not minimal: a few keys move between endpoints that stay.
-        assert!(stray < 0.02, "n {n}: {stray}");
+        assert!(stray < 0.01, "n {n}: {stray}");
 
         let mut before = base.clone();
         let mut after = base.clone();
@@ -250,8 +292,9 @@ fn maglev_moves_about_one_nth() {
         let frac = m.len() as f64 / keys as f64;
         let stray = m.iter().filter(|(_, to)| to != "new").count() as f64 / keys as f64;
         let ideal = 1.0 / (n + 1) as f64;
+        println!("maglev n {n}: one joins, {frac:.4} move (1/(n+1) = {ideal:.4}), {stray:.4} between others");
         assert!(frac > 0.9 * ideal && frac < 1.3 * ideal, "n {n}: {frac}");
-        assert!(stray < 0.02, "n {n}: {stray}");
+        assert!(stray < 0.01, "n {n}: {stray}");
     }
 }
 
@@ -806,8 +849,14 @@ fn failure_never_lowers_the_estimate() {
     let before = b.endpoint(0, 3 * SEC + MS).unwrap().ewma.unwrap();
     b.pick(None, 3 * SEC).unwrap();
     b.done(0, MS, false, 3 * SEC + MS).unwrap();
-    let after = b.endpoint(0, 3 * SEC + MS).unwrap().ewma.unwrap();
+    let info = b.endpoint(0, 3 * SEC + MS).unwrap();
+    let after = info.ewma.unwrap();
     assert!(after >= before, "{after} < {before}");
+    assert!(
+        close(info.failure_ratio, FAIL_ALPHA, 1e-9),
+        "{}",
+        info.failure_ratio
+    );
 }
 
 /// Timing loop, not a test of speed: `cargo test --release -p meshcore-core --lib
@@ -816,14 +865,12 @@ fn failure_never_lowers_the_estimate() {
 #[ignore = "timing report, run by hand in release mode"]
 fn timing() {
     use std::time::Instant;
-    for n in [10usize, 100, 1000] {
+    for (n, weighted) in [(10usize, false), (100, false), (1000, false), (1000, true)] {
         for policy in Policy::ALL {
             let eps: Vec<(String, f64)> = (0..n)
                 .map(|i| {
-                    (
-                        format!("10.0.{}.{}:8080", i / 256, i % 256),
-                        1.0 + (i % 2) as f64,
-                    )
+                    let w = if weighted { 1.0 + (i % 3) as f64 } else { 1.0 };
+                    (format!("10.0.{}.{}:8080", i / 256, i % 256), w)
                 })
                 .collect();
             let t = Instant::now();
@@ -840,7 +887,9 @@ fn timing() {
                 b.done(i, 50_000, true, now).unwrap();
             }
             let ns = t.elapsed().as_nanos() as f64 / iters as f64;
-            println!("n {n:5} {policy:14} pick+done {ns:6.1} ns  build {build:?}");
+            println!(
+                "n {n:5} weighted {weighted:5} {policy:14} pick+done {ns:6.1} ns  build {build:?}"
+            );
         }
     }
 }
