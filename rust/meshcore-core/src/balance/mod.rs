@@ -83,7 +83,7 @@ use std::collections::{HashMap, HashSet};
 use std::fmt;
 use std::str::FromStr;
 
-use crate::queue::{Nanos, ParamError, NANOS_PER_SEC};
+use crate::queue::{seconds_to_nanos, Nanos, ParamError, NANOS_PER_SEC};
 use crate::rand::Rng;
 
 use edf::Edf;
@@ -267,6 +267,64 @@ impl Default for Options {
 }
 
 impl Options {
+    /// The option names [`Options::set`] accepts (the field names).
+    pub const KEYS: [&'static str; 13] = [
+        "choice_count",
+        "active_request_bias",
+        "decay",
+        "default_rtt",
+        "failure_penalty",
+        "min_ring_size",
+        "max_ring_size",
+        "table_size",
+        "hash_balance_factor",
+        "slow_start_window",
+        "slow_start_aggression",
+        "slow_start_min_weight_percent",
+        "panic_threshold",
+    ];
+
+    /// Sets the option `key` from a number, as a binding receives keyword arguments: durations
+    /// (`decay`, `default_rtt`, `failure_penalty`, `slow_start_window`) in **seconds**, counts
+    /// and sizes as whole numbers. Only the form is checked here; [`Options::validate`] (run by
+    /// [`Balancer::new`]) checks the ranges.
+    pub fn set(&mut self, key: &str, value: f64) -> Result<(), ParamError> {
+        let whole = |max: u64| -> Result<u64, ParamError> {
+            if value.is_finite() && value.fract() == 0.0 && (0.0..=f(max)).contains(&value) {
+                #[allow(clippy::cast_sign_loss)] // checked >= 0 above
+                Ok(value as u64)
+            } else {
+                Err(ParamError(format!(
+                    "{key} must be a whole number between 0 and {max}, got {value}"
+                )))
+            }
+        };
+        match key {
+            "choice_count" => self.choice_count = whole(u64::from(u32::MAX))? as u32,
+            "active_request_bias" => self.active_request_bias = value,
+            "decay" => self.decay = seconds_to_nanos(value, key)?,
+            "default_rtt" => self.default_rtt = seconds_to_nanos(value, key)?,
+            "failure_penalty" => self.failure_penalty = seconds_to_nanos(value, key)?,
+            "min_ring_size" => self.min_ring_size = whole(1 << 53)?,
+            "max_ring_size" => self.max_ring_size = whole(1 << 53)?,
+            "table_size" => self.table_size = whole(1 << 53)?,
+            "hash_balance_factor" => {
+                self.hash_balance_factor = Some(whole(u64::from(u32::MAX))? as u32);
+            }
+            "slow_start_window" => self.slow_start_window = seconds_to_nanos(value, key)?,
+            "slow_start_aggression" => self.slow_start_aggression = value,
+            "slow_start_min_weight_percent" => self.slow_start_min_weight_percent = value,
+            "panic_threshold" => self.panic_threshold = value,
+            _ => {
+                return Err(ParamError(format!(
+                    "unknown option {key:?}; expected one of {}",
+                    Options::KEYS.join(", ")
+                )))
+            }
+        }
+        Ok(())
+    }
+
     /// Checks every field for `policy`; the message names the option and the rule.
     pub fn validate(&self, policy: Policy) -> Result<(), ParamError> {
         let err = |m: String| Err(ParamError(m));

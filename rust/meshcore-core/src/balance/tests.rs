@@ -583,6 +583,38 @@ fn bad_parameters_are_refused() {
 }
 
 #[test]
+fn options_set_by_name() {
+    let mut o = Options::default();
+    o.set("decay", 2.5).unwrap();
+    o.set("default_rtt", 0.01).unwrap();
+    o.set("choice_count", 3.0).unwrap();
+    o.set("hash_balance_factor", 150.0).unwrap();
+    o.set("panic_threshold", 0.0).unwrap();
+    assert_eq!(
+        (o.decay, o.default_rtt, o.choice_count),
+        (2_500 * MS, 10 * MS, 3)
+    );
+    assert_eq!(o.hash_balance_factor, Some(150));
+    assert!(o.validate(Policy::RingHash).is_ok());
+    let e = o.set("choice_count", 2.5).unwrap_err();
+    assert!(
+        e.0.starts_with("choice_count must be a whole number"),
+        "{e}"
+    );
+    let e = o.set("decay", -1.0).unwrap_err();
+    assert!(e.0.starts_with("decay"), "{e}");
+    let e = o.set("choices", 2.0).unwrap_err();
+    assert!(
+        e.0.contains("unknown option \"choices\"") && e.0.contains("choice_count"),
+        "{e}"
+    );
+    for key in Options::KEYS {
+        let mut o = Options::default();
+        o.set(key, 1.0).unwrap();
+    }
+}
+
+#[test]
 fn state_survives_set_updates() {
     for policy in Policy::ALL {
         let mut b = lb(policy, &named(4), Options::default());
