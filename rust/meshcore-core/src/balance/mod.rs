@@ -10,6 +10,8 @@
 //! - [`Policy::RoundRobin`]: earliest-deadline-first over effective weights (Envoy's weighted round
 //!   robin); with constant integer weights every run of Σw picks gives each endpoint exactly w. The
 //!   order among equal deadlines is a rotation drawn from the seed, so clients do not march in step.
+//!   Equal weights go round a cursor, and integer weights summing to at most 16 384 replay one
+//!   precomputed period of the same EDF; only slow start and other weights pay for the heap.
 //! - [`Policy::Random`]: weighted random.
 //! - [`Policy::LeastRequest`]: with equal weights, power of `choice_count` choices (default 2)
 //!   over distinct endpoints, fewest in flight wins; with unequal weights (or while an endpoint
@@ -243,6 +245,10 @@ pub struct Options {
     pub panic_threshold: f64,
 }
 
+/// Longest weighted round-robin period (Σ of integer weights) replayed from a table; beyond it,
+/// or with fractional weights, every pick goes through the EDF heap.
+const SCHEDULE_MAX: u64 = 16_384;
+
 /// Envoy's bound for both ring sizes.
 pub const MAX_RING_SIZE: u64 = 8_388_608;
 
@@ -440,7 +446,7 @@ pub struct EndpointInfo<'a> {
     pub health: Health,
     pub in_flight: u64,
     /// The peak-EWMA RTT estimate in ns, decayed to the time asked; `None` before the first
-    /// `done` (recorded under every policy).
+    /// `done`, and always under the other policies (only peak EWMA pays for recording it).
     pub ewma: Option<f64>,
     /// Peak EWMA's failure ratio φ (0..1), decayed to the time asked.
     pub failure_ratio: f64,
@@ -497,18 +503,23 @@ impl Endpoint {
 
     /// Finagle's observe(r), and the failure ratio's update.
     fn observe(&mut self, r: f64, failed: bool, now: Nanos, decay: Nanos) {
-        let w = self.keep(now, decay);
-        if self.sampled {
-            self.cost = if r > self.cost {
-                r
-            } else {
-                self.cost * w + r * (1.0 - w)
-            };
+        // exp() is the cost of a `done`: computed only when a blend needs it (not on a peak,
+        // nor for a failure ratio of 0).
+        let mut w = None;
+        let mut keep = |ep: &Endpoint| *w.get_or_insert_with(|| ep.keep(now, decay));
+        if self.sampled && r <= self.cost {
+            let w = keep(self);
+            self.cost = self.cost * w + r * (1.0 - w);
         } else {
             self.cost = r;
             self.sampled = true;
         }
-        self.fail = self.fail * w * (1.0 - FAIL_ALPHA) + if failed { FAIL_ALPHA } else { 0.0 };
+        if self.fail > 0.0 {
+            self.fail *= keep(self) * (1.0 - FAIL_ALPHA);
+        }
+        if failed {
+            self.fail += FAIL_ALPHA;
+        }
         self.stamp = self.stamp.max(now);
     }
 
@@ -599,14 +610,20 @@ pub struct Balancer {
     eligible_weight: f64,
     /// Random with unequal weights: Walker/Vose alias table over positions in `eligible`.
     alias: Alias,
+    /// Emptied when the eligible set changes, rebuilt at the next pick that needs it (with the
+    /// weights at that pick's `now`).
     edf: Edf,
-    /// The EDF must be rebuilt (with the weights at the next pick's `now`).
-    edf_stale: bool,
     /// Round-robin tie order: a rotation of the indices drawn from the seed.
     rotation: u64,
     /// Round robin with equal weights and nobody warming: the next position in `eligible`
     /// (the order the EDF's ties would give, without the heap).
     rr_next: usize,
+    /// Round robin with integer weights summing to at most `SCHEDULE_MAX` and nobody warming:
+    /// one period of the EDF's picks, replayed (the EDF is periodic with period Σw then).
+    schedule: Vec<u32>,
+    schedule_next: usize,
+    /// Eligible weights are integers with a sum of at most `SCHEDULE_MAX`.
+    schedulable: bool,
     ring: Ring,
     maglev: Maglev,
 }
@@ -641,9 +658,11 @@ impl Balancer {
             eligible_weight: 0.0,
             alias: Alias::default(),
             edf: Edf::default(),
-            edf_stale: true,
             rotation,
             rr_next: 0,
+            schedule: Vec::new(),
+            schedule_next: 0,
+            schedulable: false,
             ring: Ring::default(),
             maglev: Maglev::default(),
         };
@@ -784,6 +803,12 @@ impl Balancer {
         if any_warm {
             self.oldest_join = None;
         }
+        self.schedulable = self.eligible_weight <= f(SCHEDULE_MAX)
+            && self
+                .eligible
+                .iter()
+                .all(|&i| self.eps[i as usize].weight.fract() == 0.0);
+        self.schedule.clear();
         let rot = self.rotation % (self.eps.len() as u64).max(1);
         self.rr_next = self.eligible.partition_point(|&i| u64::from(i) < rot);
         if self.rr_next == self.eligible.len() {
@@ -794,7 +819,7 @@ impl Balancer {
             self.alias
                 .build(self.eligible.iter().map(|&i| eps[i as usize].weight));
         }
-        self.edf_stale = true;
+        self.edf.clear();
     }
 
     fn rebuild_edf(&mut self, now: Nanos) {
@@ -811,7 +836,25 @@ impl Balancer {
             let tie = (u64::from(i) + n - rot) % n;
             self.edf.push(i as usize, tie as u32, w);
         }
-        self.edf_stale = false;
+    }
+
+    /// One period of the weighted round robin (static integer weights, Σw picks).
+    fn build_schedule(&mut self) {
+        let mut edf = Edf::default();
+        let n = self.eps.len() as u64;
+        let rot = self.rotation % n.max(1);
+        for &i in &self.eligible {
+            let tie = (u64::from(i) + n - rot) % n;
+            edf.push(i as usize, tie as u32, self.eps[i as usize].weight);
+        }
+        #[allow(clippy::cast_sign_loss)] // a positive whole number <= SCHEDULE_MAX
+        let period = self.eligible_weight.round() as usize;
+        let eps = &self.eps;
+        self.schedule = (0..period)
+            .filter_map(|_| edf.pick(|i| eps[i].weight))
+            .map(|i| i as u32)
+            .collect();
+        self.schedule_next = 0;
     }
 
     fn no_endpoint(&self) -> BalanceError {
@@ -833,11 +876,23 @@ impl Balancer {
         }
         let idx = match self.policy {
             Policy::RoundRobin => {
-                if self.uniform && now >= self.warm_until {
+                if now < self.warm_until {
+                    self.pick_edf(now)
+                } else if self.uniform {
                     let i = self.eligible[self.rr_next] as usize;
                     self.rr_next += 1;
                     if self.rr_next == self.eligible.len() {
                         self.rr_next = 0;
+                    }
+                    i
+                } else if self.schedulable {
+                    if self.schedule.is_empty() {
+                        self.build_schedule();
+                    }
+                    let i = self.schedule[self.schedule_next] as usize;
+                    self.schedule_next += 1;
+                    if self.schedule_next == self.schedule.len() {
+                        self.schedule_next = 0;
                     }
                     i
                 } else {
@@ -872,7 +927,7 @@ impl Balancer {
     }
 
     fn pick_edf(&mut self, now: Nanos) -> usize {
-        if self.edf_stale {
+        if self.edf.is_empty() {
             self.rebuild_edf(now);
         }
         let (eps, o, lr) = (&self.eps, &self.opts, self.policy == Policy::LeastRequest);
@@ -965,8 +1020,8 @@ impl Balancer {
     }
 
     /// Ends a request on endpoint `index` that took `latency` ns and succeeded (`ok`) or failed,
-    /// observed at `now`. Updates the in-flight count (never below 0) and the RTT estimate
-    /// (failures per the module docs).
+    /// observed at `now`. Updates the in-flight count (never below 0) and, under peak EWMA, the
+    /// RTT estimate and failure ratio (failures per the module docs).
     pub fn done(
         &mut self,
         index: usize,
@@ -986,11 +1041,14 @@ impl Balancer {
                 self.eligible_load = self.eligible_load.saturating_sub(1);
             }
         }
-        let mut r = f(latency);
-        if !ok {
-            r = r.max(f(o.failure_penalty)).max(ep.estimate(now, o));
+        // Only peak EWMA reads the estimate; the exp() it costs is most of a `done`.
+        if self.policy == Policy::PeakEwma {
+            let mut r = f(latency);
+            if !ok {
+                r = r.max(f(o.failure_penalty)).max(ep.estimate(now, o));
+            }
+            ep.observe(r, !ok, now, o.decay);
         }
-        ep.observe(r, !ok, now, o.decay);
         Ok(())
     }
 

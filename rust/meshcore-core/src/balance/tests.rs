@@ -63,6 +63,16 @@ fn weighted_round_robin_exact_every_cycle() {
             );
         }
     }
+    // Fractional weights and slow start take the EDF heap; the shares are the same.
+    let eps = [("a", 0.5), ("b", 1.5)];
+    let mut b = Balancer::new(Policy::RoundRobin, &eps, Options::default(), 3).unwrap();
+    for _ in 0..100 {
+        let mut c = [0; 2];
+        for _ in 0..4 {
+            c[b.pick(None, 0).unwrap()] += 1;
+        }
+        assert_eq!(c, [1, 3]);
+    }
     // Equal weights: a plain cycle, from a seed-dependent start.
     let mut firsts = HashSet::new();
     for seed in 0..20 {
@@ -449,7 +459,8 @@ fn draining_finishes_in_flight() {
         b.done(i, 5 * MS, true, 0).unwrap();
     }
     assert_eq!(b.in_flight(0), Some(0));
-    assert!(b.endpoint(0, 0).unwrap().ewma.is_some());
+    // Only peak EWMA records latencies.
+    assert!(b.endpoint(0, 0).unwrap().ewma.is_none());
     // Extra completions never go below zero.
     b.done(0, MS, true, 0).unwrap();
     assert_eq!(b.in_flight(0), Some(0));
@@ -633,6 +644,11 @@ fn state_survives_set_updates() {
             .endpoints(2 * SEC)
             .map(|e| (e.name.to_string(), e.in_flight, e.ewma, e.health))
             .collect();
+        assert_eq!(
+            before.iter().any(|e| e.2.is_some()),
+            policy == Policy::PeakEwma,
+            "{policy}"
+        );
         // Reorder, drop ep1, add two, reweight ep3.
         let next = [
             ("new1", 1.0),
