@@ -12,7 +12,7 @@
 //!   order among equal deadlines is a rotation drawn from the seed, so clients do not march in step.
 //!   Equal weights go round a cursor, and integer weights summing to at most 16 384 replay one
 //!   precomputed period of the same EDF; only slow start and other weights pay for the heap.
-//! - [`Policy::Random`]: weighted random.
+//! - [`Policy::Random`]: weighted random, O(1) through an alias table (slow start by rejection).
 //! - [`Policy::LeastRequest`]: with equal weights, power of `choice_count` choices (default 2)
 //!   over distinct endpoints, fewest in flight wins; with unequal weights (or while an endpoint
 //!   is in slow start), Envoy's EDF on `weight / (in_flight + 1) ^ active_request_bias`.
@@ -21,6 +21,11 @@
 //! - [`Policy::RingHash`]: ketama ring, at least `min_ring_size` points, points ∝ weight (see
 //!   `ring.rs` for why the scale is kept across updates).
 //! - [`Policy::Maglev`]: Maglev lookup table of prime size `table_size` (default 65537).
+//!
+//! The hash policies build their ring or table over every endpoint and rebuild it only when the
+//! names or weights change; a key whose endpoint is not eligible walks on along the ring (or the
+//! table, whose slots are in pseudo-random order) to the next eligible one, so a health change
+//! moves exactly the keys of the endpoints it concerns. Without a key they hash a random one.
 //!
 //! Around every policy:
 //! - **Health.** [`Health::Healthy`] endpoints take new requests. [`Health::Unhealthy`] ones do
@@ -58,7 +63,8 @@
 //! so an idle endpoint drifts back towards "free" (choose `decay` ≫ the time between samples of
 //! one endpoint, or slow idle endpoints look cheap). An endpoint with no sample yet costs
 //! `default_rtt` (default 30 ms, Linkerd's). The pick compares
-//! `cost × (in_flight + 1) / (effective weight × (1 − failure ratio))`.
+//! `cost × (in_flight + 1) / (effective weight × (1 − failure ratio))`. Only this policy records
+//! the estimate (the exp() it needs is most of the cost of a `done`).
 //!
 //! **Failures** are penalised twice, so that a host failing in 1 ms is avoided rather than
 //! favoured: (1) a failure is recorded as an RTT sample of `max(latency, failure_penalty,
