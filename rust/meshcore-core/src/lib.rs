@@ -12,11 +12,15 @@
 //!   scan (the fast classifier is being built on them).
 //! - [`queue`]: token buckets, GCRA, shapers, colour meters, RED and CoDel, with time passed in
 //!   as integer nanoseconds and rates as exact rationals.
+//! - [`balance`]: load balancers (weighted round robin, random, P2C least request, P2C peak-EWMA,
+//!   ring hash, maglev, bounded loads) with health, panic, slow start and endpoint-set updates;
+//!   time passed in as [`queue::Nanos`], randomness from a seed.
 //! - [`rand`]: a seeded PRNG for reproducible simulations and tests.
 //!
 //! Invariants kept everywhere: no function panics on any input bytes (the fuzz targets in
 //! `rust/fuzz` check this), and no function reads a clock or a global random source.
 
+pub mod balance;
 pub mod classify;
 pub mod pcap;
 pub mod queue;
