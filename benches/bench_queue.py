@@ -17,6 +17,11 @@ The machine is shared and noisy: read the ratios, not the absolute figures.
 
 from __future__ import annotations
 
+import os
+
+# numpy's BLAS threads would spin on the other core while the benchmark runs.
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
 import argparse
 import asyncio
 import gc
@@ -252,8 +257,8 @@ def ours() -> list[Peer]:
     out.append(
         Peer(
             "meshcore TokenBucket.try_consume(1, now)",
-            lambda: fast.try_consume(1, t),
-            lambda: empty.try_consume(1, t),
+            partial(fast.try_consume, 1, t),
+            partial(empty.try_consume, 1, t),
             None,
         )
     )
@@ -391,10 +396,15 @@ def main(argv: list[str] | None = None) -> int:
 
     # Batch forms.
     rng = np.random.default_rng(1)
-    costs = rng.integers(1, 1500, batch).astype(np.uint32)
-    times = np.cumsum(rng.exponential(1e-6, batch))
+    costs = rng.integers(1, 1500, batch)  # int64, numpy's default integer
+    times = np.cumsum(rng.exponential(1e-6, batch))  # float64 seconds, one per packet
+    out = np.zeros(batch, dtype=bool)
     tb = meshcore.TokenBucket(1e9, 1e6)
     tb_ns = per_element_ns(lambda: tb.try_consume_many(costs, times), batch)
+    tb_out_ns = per_element_ns(lambda: tb.try_consume_many(costs, times, out=out), batch)
+    tb_one_ns = per_element_ns(lambda: tb.try_consume_many(costs, out=out), batch)
+    g = meshcore.Gcra(1e-9, 1e-3)
+    gcra_ns = per_element_ns(lambda: g.try_consume_many(np.ones(batch, np.int64), times), batch)
     pyb = PyBucket(1e9, 1e6)
     py_n = batch // 10
     c_l, t_l = costs[:py_n].tolist(), times[:py_n].tolist()
@@ -406,16 +416,37 @@ def main(argv: list[str] | None = None) -> int:
 
     py_tb_ns = per_element_ns(py_tb_loop, py_n, rounds=3)
 
-    red = meshcore.RedQueue(5_000, 15_000, 0.1, w_q=0.002, limit=batch + 1, seed=1)
-    sizes = np.full(batch, 1000, dtype=np.uint32)
-    red_times = np.arange(batch, dtype=np.float64) * 1e-6
+    # RED on one large batch, with the thresholds set so that nearly every arrival is decided in
+    # the probabilistic region (min_th is reached after ~1% of the batch) and nothing overflows.
+    # The queue is drained between rounds (not timed), so its memory is reused.
+    red = meshcore.RedQueue(batch // 100, 4 * batch, 0.1, w_q=0.002, limit=8 * batch, seed=1)
+    sizes = np.full(batch, 1000, dtype=np.int64)
+    t0 = 0.0
+    red_best = math.inf
+    for _ in range(5):
+        ts = t0 + np.arange(batch, dtype=np.float64) * 1e-6
+        t0 = float(ts[-1]) + 1e-6
+        gc.collect()
+        start = time.perf_counter()
+        red.enqueue_many(sizes, ts)
+        red_best = min(red_best, time.perf_counter() - start)
+        red.dequeue_many(len(red), now=t0)
+    red_ns = red_best / batch * 1e9
+    stats = red.stats()
+    early = (stats["early_drops"] + stats["early_marks"]) / max(1, stats["enqueued"])
 
-    def red_batch() -> None:
-        red.enqueue_many(sizes, red_times)
-        red.dequeue_many(len(red))
+    # The router's shape: a batch of 64 packets in, a batch out, in a loop.
+    router = meshcore.RedQueue(20, 60, 0.1, w_q=0.002, limit=240, seed=1)
+    small = np.full(64, 1000, dtype=np.int64)
 
-    red_ns = per_element_ns(red_batch, batch)
-    pyred = PyRed(5_000, 15_000, 0.1, 0.002, 1)
+    def red_small() -> None:
+        enq, deq = router.enqueue_many, router.dequeue_many
+        for k in range(200):
+            enq(small, np.full(64, k * 1e-4))
+            deq(60, k * 1e-4)
+
+    red64_ns = per_element_ns(red_small, 200 * 64)
+    pyred = PyRed(batch // 100, 4 * batch, 0.1, 0.002, 1)
     s_l = sizes[:py_n].tolist()
 
     def py_red_loop() -> None:
@@ -430,14 +461,19 @@ def main(argv: list[str] | None = None) -> int:
 
     print(f"\nBatch forms, ns per element ({batch} elements; Python loops over {py_n})")
     print(
-        f"  TokenBucket.try_consume_many   {tb_ns:7.2f}   Python loop {py_tb_ns:8.1f}   "
-        f"ratio {py_tb_ns / tb_ns:6.0f}x"
+        f"  TokenBucket.try_consume_many, a time per row   {tb_ns:7.2f}"
+        f"   Python loop {py_tb_ns:8.1f}   ratio {py_tb_ns / tb_ns:5.0f}x"
     )
+    print(f"    ... with out=                               {tb_out_ns:7.2f}")
+    print(f"    ... one clock reading for the batch         {tb_one_ns:7.2f}")
+    print(f"  Gcra.try_consume_many, a time per row         {gcra_ns:7.2f}")
     print(
-        f"  RedQueue.enqueue_many+dequeue  {red_ns:7.2f}   Python loop {py_red_ns:8.1f}   "
-        f"ratio {py_red_ns / red_ns:6.0f}x  (Python: decision only)"
+        f"  RedQueue.enqueue_many, one batch              {red_ns:7.2f}"
+        f"   Python loop {py_red_ns:8.1f}   ratio {py_red_ns / red_ns:5.0f}x"
+        f"  (Python: the decision only; {early:.1%} early drops)"
     )
-    print(f"  TrTCM.color_many               {meter_ns:7.2f}")
+    print(f"  RedQueue, 64 in / 60 out per call (router)    {red64_ns:7.2f}  (both calls counted)")
+    print(f"  TrTCM.color_many, a time per row              {meter_ns:7.2f}")
 
     print("\nTargets (issue 5)")
 
@@ -459,7 +495,11 @@ def main(argv: list[str] | None = None) -> int:
         True,
         f"{(floor.admit or 0) / admit:.1f}x ({floor.admit:.0f} ns)",
     )
-    target("token bucket batch <= 2 ns/element", tb_ns <= 2, f"{tb_ns:.2f} ns")
+    target(
+        "token bucket batch <= 2 ns/element",
+        tb_ns <= 2,
+        f"{tb_ns:.2f} ns (a time per row), {tb_one_ns:.2f} ns (one clock reading)",
+    )
     target("RED batch <= 12 ns/element", red_ns <= 12, f"{red_ns:.2f} ns")
     return 0
 
