@@ -236,6 +236,22 @@ pub struct PyBalancer {
     inner: Locked<State>,
     clock: Clock,
     policy: Policy,
+    /// `pick` and `done` read the time (peak EWMA, or slow start on): else `now=None` skips
+    /// the clock, whose reading the core would not look at.
+    timed: bool,
+}
+
+impl PyBalancer {
+    /// `now` in ns for `pick` and `done`. The default clock is read coarse (the kernel tick,
+    /// 1 to 4 ms, in a few ns instead of tens): the balancer uses time only for the peak-EWMA
+    /// decay and slow start, over seconds, and the same timeline keeps explicit times mixable.
+    #[inline]
+    fn now(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Nanos> {
+        if now.is_none() && !self.timed {
+            return Ok(0);
+        }
+        self.clock.now_coarse(py, now)
+    }
 }
 
 /// An endpoint argument's text (the slow path: the object is not one `pick` returned).
@@ -303,6 +319,7 @@ impl PyBalancer {
                 .map_err(|_| config(py, format!("seed must be an int in [0, 2**64), got {s}")))?,
         };
         let clock = Clock::from_arg(py, clock)?;
+        let timed = policy == Policy::PeakEwma || opts.slow_start_window > 0;
         let (pairs, objs) = endpoints_arg(py, endpoints)?;
         let lb = Balancer::new(policy, &pairs, opts, seed).map_err(|e| balance_error(py, &e))?;
         let by_addr = addr_map(&objs);
@@ -317,6 +334,7 @@ impl PyBalancer {
             ),
             clock,
             policy,
+            timed,
         })
     }
 
@@ -327,11 +345,21 @@ impl PyBalancer {
         key: Option<&Bound<'py, PyAny>>,
         now: Option<f64>,
     ) -> PyResult<Bound<'py, PyString>> {
-        let t = self.clock.now(py, now)?;
+        let t = self.now(py, now)?;
         let h = match key {
             Some(k) if !k.is_none() && self.policy.is_hash() => Some(key_hash(py, k)?),
             _ => None,
         };
+        // Uncontended, the name's reference count is taken under the lock; else the name list
+        // is copied out (an Arc) and read after it.
+        let fast = self
+            .inner
+            .try_write_here(py, |s| s.lb.pick(h, t).map(|i| s.names[i].clone_ref(py)))?;
+        if let Some(r) = fast {
+            return r
+                .map(|n| n.into_bound(py))
+                .map_err(|e| balance_error(py, &e));
+        }
         let r = self.inner.write_one(py, move |s| {
             s.lb.pick(h, t).map(|i| (i, Arc::clone(&s.names)))
         })?;
@@ -350,7 +378,7 @@ impl PyBalancer {
         ok: bool,
         now: Option<f64>,
     ) -> PyResult<()> {
-        let t = self.clock.now(py, now)?;
+        let t = self.now(py, now)?;
         let lat = clock::nanos(py, latency, "latency")?;
         let addr = ep.as_ptr() as usize;
         let hit = self.inner.write_one(py, move |s| {
