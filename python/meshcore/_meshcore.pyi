@@ -843,8 +843,11 @@ class Balancer:
     estimate x (in flight + 1)), "ring_hash" (ketama) and "maglev". ``endpoints`` is a list of
     names (weight 1 each) or a dict name -> weight (finite, > 0). ``seed`` (an int in
     [0, 2**64)) makes every pick reproducible; None draws a random one. ``clock`` is the time
-    source for ``now=None`` (default ``time.monotonic``); times and latencies are float
-    seconds. Options, by keyword (durations in seconds): ``choice_count`` (2),
+    source for ``now=None``; times and latencies are float seconds. The default clock is
+    ``time.monotonic``'s, read at the kernel tick's resolution (1 to 4 ms, much cheaper to
+    read): the balancer uses time only for the peak-EWMA decay and slow start, over seconds,
+    and ``pick`` and ``done`` read no clock at all under the other policies without slow start.
+    Options, by keyword (durations in seconds): ``choice_count`` (2),
     ``active_request_bias`` (1.0), ``decay`` (10.0), ``default_rtt`` (0.030),
     ``failure_penalty`` (1.0), ``min_ring_size`` (1024), ``max_ring_size`` (8388608),
     ``table_size`` (65537, prime), ``hash_balance_factor`` (None; a percentage >= 100, hash
