@@ -153,7 +153,7 @@ def test_non_hash_policies_ignore_the_key() -> None:
     assert {lb.pick(object(), now=0.0) for _ in range(4)} == {"a", "b"}  # type: ignore[arg-type]
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=150, deadline=None)
 @given(
     factor=st.integers(100, 300),
     n=st.integers(2, 12),
@@ -168,10 +168,13 @@ def test_bounded_loads_never_exceed_the_cap(
     for is_pick, key in ops:
         if is_pick or not live:
             # Few distinct keys: hot keys all hash to the same endpoint.
-            live.append(lb.pick(f"hot{key}", now=0.0))
-            total = len(live)
-            cap = math.ceil(factor / 100 * total / n)
-            assert max(Counter(live).values()) <= cap
+            ep = lb.pick(f"hot{key}", now=0.0)
+            live.append(ep)
+            # The endpoint a pick lands on is within the cap counted with this request. (Ends
+            # elsewhere can lower the cap below an endpoint's load later: the bound is on
+            # placement, requests are not moved.)
+            cap = math.ceil(factor / 100 * len(live) / n)
+            assert live.count(ep) <= cap
         else:
             ep = live.pop(key % len(live))
             lb.done(ep, 0.0, now=0.0)
