@@ -3,9 +3,9 @@ PYTHON ?= python3
 
 .PHONY: demo test build fuzz bench
 
-## Build and install meshcore, then run the demo.
+## Build and install meshcore (with matplotlib, for the demo's plot), then run the demo.
 demo:
-	$(PYTHON) -m pip install -q .
+	$(PYTHON) -m pip install -q ".[demo]"
 	$(PYTHON) -m meshcore demo
 
 ## Install what the tests need (apt packages when root, Python test deps, the build) and run

@@ -39,11 +39,25 @@ def test_inspect_counts_match_an_independent_count(tmp_path: Path, capsys) -> No
     assert len(read_pcap(path)) == 5000
 
 
-def test_demo_command_runs(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["demo", "--packets", "2000"]) == 0
+def test_demo_command_runs(capsys, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    png = tmp_path / "lb.png"
+    assert main(["demo", "--packets", "2000", "--sim-scale", "0.03", "--plot", str(png)]) == 0
     out = capsys.readouterr().out
     assert "2,000 frames" in out and "PacketError" in out
     assert "routed" in out and "10.0.137.0/24 -> hop 3" in out
+    assert "(a) Beyond round robin" in out and "(b) Heterogeneous pool" in out
+    assert "(c) Homogeneous pool" in out and "peak_ewma" in out
+    try:
+        import matplotlib  # noqa: F401
+    except ImportError:
+        assert "no plot: matplotlib is not installed" in out
+    else:
+        assert png.read_bytes()[:4] == b"\x89PNG" and str(png) in out
+
+
+def test_demo_can_skip_the_simulations(capsys) -> None:  # type: ignore[no-untyped-def]
+    assert main(["demo", "--packets", "500", "--sim-scale", "0"]) == 0
+    assert "Load balancing" not in capsys.readouterr().out
 
 
 def test_inspect_reports_bad_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

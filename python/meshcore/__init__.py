@@ -1,14 +1,16 @@
 """meshcore: data-plane primitives for container networks and service meshes.
 
-A Rust core (packet parsing, route tables and packet classifiers today; queues and balancers as
-they land) with a Python face. The public surface is listed in ``__all__``; ``meshcore._meshcore``
-is private.
+A Rust core (packet parsing, route tables, packet classifiers, queues, meters and load
+balancers) with a Python face. The public surface is listed in ``__all__``;
+``meshcore._meshcore`` is private.
 """
 
 from meshcore import errors
 from meshcore._meshcore import (
+    Balancer,
     Classifier,
     CoDel,
+    EndpointInfo,
     Gcra,
     LeakyBucket,
     Packet,
@@ -31,6 +33,7 @@ from meshcore.errors import (
     ConfigError,
     InternalError,
     MeshcoreError,
+    NoEndpointError,
     PacketError,
     RouteError,
     RuleError,
@@ -42,15 +45,18 @@ from meshcore.wire import FLOW_DTYPE, PACKET_DTYPE, flow_keys, ipv4_as_uint32, p
 __all__ = [
     "FLOW_DTYPE",
     "PACKET_DTYPE",
+    "Balancer",
     "CaptureError",
     "Classifier",
     "CoDel",
     "Color",
     "ConfigError",
+    "EndpointInfo",
     "Gcra",
     "InternalError",
     "LeakyBucket",
     "MeshcoreError",
+    "NoEndpointError",
     "Packet",
     "PacketError",
     "RateLimiter",

@@ -13,10 +13,25 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="meshcore", description=__doc__)
     parser.add_argument("--version", action="version", version=f"meshcore {__version__}")
     sub = parser.add_subparsers(dest="command", required=True)
-    demo = sub.add_parser("demo", help="make mixed traffic, write a pcap, parse it, report")
+    demo = sub.add_parser(
+        "demo",
+        help="make mixed traffic, write a pcap, parse it, report; simulate the load balancers",
+    )
     demo.add_argument("--packets", type=int, default=100_000, help="frames to make")
     demo.add_argument("--seed", type=int, default=7)
     demo.add_argument("--keep", metavar="PCAP", help="keep the generated capture at this path")
+    demo.add_argument(
+        "--sim-scale",
+        type=float,
+        default=1.0,
+        help="size of the load-balancing simulations (1: the full runs, about a minute; 0: skip)",
+    )
+    demo.add_argument(
+        "--plot",
+        metavar="PNG",
+        default="meshcore-balance.png",
+        help="where to plot the simulations' latency percentiles ('' for no plot)",
+    )
     insp = sub.add_parser("inspect", help="parse a pcap / pcapng file and report on it")
     insp.add_argument("file")
     args = parser.parse_args(argv)
@@ -25,7 +40,15 @@ def main(argv: list[str] | None = None) -> int:
 
     try:
         if args.command == "demo":
-            print(demo_mod.run_demo(args.packets, args.seed, args.keep))
+            print(
+                demo_mod.run_demo(
+                    args.packets,
+                    args.seed,
+                    args.keep,
+                    sim_scale=args.sim_scale,
+                    plot_path=args.plot or None,
+                )
+            )
         else:
             print(demo_mod.inspect(args.file))
     except (MeshcoreError, OSError) as e:

@@ -4,11 +4,11 @@ Users import these names from :mod:`meshcore`; the docstrings here are the refer
 """
 
 import os
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any, Final, Self, TypedDict, final
+from typing import Any, Final, Literal, Self, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
@@ -20,8 +20,10 @@ __all__ = [
     "ERROR_CODES",
     "ROW_FIELDS",
     "ROW_LEN",
+    "Balancer",
     "Classifier",
     "CoDel",
+    "EndpointInfo",
     "Gcra",
     "LeakyBucket",
     "Packet",
@@ -797,6 +799,116 @@ class TrTCM4115:
     def ebs(self) -> float: ...
     @property
     def color_aware(self) -> bool: ...
+
+# Load balancing.
+
+_Health = Literal["healthy", "unhealthy", "draining"]
+_Endpoints = Iterable[str] | Mapping[str, float]
+
+@final
+class EndpointInfo:
+    """A snapshot of one endpoint, from :meth:`Balancer.endpoints`."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def weight(self) -> float:
+        """The configured weight."""
+
+    @property
+    def effective_weight(self) -> float:
+        """The weight after slow start at the time asked."""
+
+    @property
+    def health(self) -> _Health: ...
+    @property
+    def in_flight(self) -> int:
+        """Requests picked and not yet :meth:`Balancer.done`."""
+
+    @property
+    def ewma(self) -> float | None:
+        """The peak-EWMA RTT estimate in seconds, decayed to the time asked; None before the
+        first ``done`` and under every other policy (only peak EWMA records it)."""
+
+    @property
+    def failure_ratio(self) -> float:
+        """Peak EWMA's decayed failure ratio (0..1)."""
+
+@final
+class Balancer:
+    """A load balancer: picks an endpoint for every request (see the README, "Load balancing").
+
+    ``policy`` is one of "round_robin" (EDF weighted round robin), "random", "least_request"
+    (power of two choices on requests in flight), "peak_ewma" (power of two choices on RTT
+    estimate x (in flight + 1)), "ring_hash" (ketama) and "maglev". ``endpoints`` is a list of
+    names (weight 1 each) or a dict name -> weight (finite, > 0). ``seed`` (an int in
+    [0, 2**64)) makes every pick reproducible; None draws a random one. ``clock`` is the time
+    source for ``now=None``; times and latencies are float seconds. The default clock is
+    ``time.monotonic``'s, read at the kernel tick's resolution (1 to 4 ms, much cheaper to
+    read): the balancer uses time only for the peak-EWMA decay and slow start, over seconds,
+    and ``pick`` and ``done`` read no clock at all under the other policies without slow start.
+    Options, by keyword (durations in seconds): ``choice_count`` (2),
+    ``active_request_bias`` (1.0), ``decay`` (10.0), ``default_rtt`` (0.030),
+    ``failure_penalty`` (1.0), ``min_ring_size`` (1024), ``max_ring_size`` (8388608),
+    ``table_size`` (65537, prime), ``hash_balance_factor`` (None; a percentage >= 100, hash
+    policies only), ``slow_start_window`` (0: off), ``slow_start_aggression`` (1.0),
+    ``slow_start_min_weight_percent`` (10), ``panic_threshold`` (50; 0 disables panic).
+
+    Unknown policies and options, bad values, duplicate names and weights <= 0 raise
+    :class:`ConfigError`. Thread-safe.
+    """
+
+    def __new__(
+        cls,
+        policy: str,
+        endpoints: _Endpoints,
+        *,
+        seed: int | None = None,
+        clock: _Clock = None,
+        **options: float | None,
+    ) -> Self: ...
+    def pick(
+        self, key: str | bytes | bytearray | int | None = None, now: float | None = None
+    ) -> str:
+        """Choose an endpoint for one request, count it in flight there and return its name
+        (the same ``str`` object every time).
+
+        ``key`` is the request key of the hash policies, hashed with XXH64 (seed 0): a str as
+        its UTF-8 bytes, bytes as themselves, an int as the 8 little-endian bytes of its 64-bit
+        two's complement (-2**63 <= key < 2**64; so -1 and 2**64 - 1 are the same key). None
+        draws a random key; the other policies ignore it. Raises :class:`NoEndpointError` when
+        no endpoint may be picked (empty set, all draining, or none healthy with panic off)."""
+
+    def done(self, ep: str, latency: float, ok: bool = True, now: float | None = None) -> None:
+        """End a request on ``ep`` that took ``latency`` seconds and succeeded (``ok``) or
+        failed. Under peak EWMA it updates the RTT estimate (a failure counts as at least
+        ``failure_penalty``). A name no longer in the set is ignored."""
+
+    def set_endpoints(self, endpoints: _Endpoints, now: float | None = None) -> None:
+        """Replace the endpoint set. Endpoints that stay keep their in-flight count, RTT
+        estimate, health and join time; new ones join healthy at ``now`` (slow start counts
+        from then). On error nothing changes."""
+
+    def set_health(self, ep: str, healthy: bool | str) -> None:
+        """Mark ``ep`` healthy (True / "healthy"), unhealthy (False / "unhealthy") or
+        "draining" (no new picks, even in panic). KeyError for an unknown name."""
+
+    def endpoints(self, now: float | None = None) -> list[EndpointInfo]:
+        """A snapshot of every endpoint at ``now``, in the order given."""
+
+    def names(self) -> list[str]:
+        """The endpoint names, in the order given."""
+
+    @property
+    def policy(self) -> str:
+        """The policy's name."""
+
+    @property
+    def in_panic(self) -> bool:
+        """True while fewer than ``panic_threshold`` percent of the non-draining endpoints are
+        healthy (picks then ignore health)."""
+
+    def __len__(self) -> int: ...
 
 def build_packet(
     src: _Address,

@@ -3,7 +3,9 @@
 It makes a seeded mix of real traffic (IPv4 and IPv6, TCP, UDP, ICMP, VLAN and QinQ tags, IPv6
 extension headers, fragments, ARP, and a few broken frames), writes it to a pcap file, reads it
 back, parses it in one batch with checksum verification, reports what it found, and routes the
-frames by destination through a RouteTable.
+frames by destination through a RouteTable. Then it runs the load-balancing simulations of
+:mod:`meshcore.sim`, prints their tables and plots their latency percentiles (with matplotlib,
+when installed).
 """
 
 from __future__ import annotations
@@ -25,7 +27,7 @@ from meshcore.errors import PacketError
 from meshcore.io.pcap import Capture, read_pcap, write_pcap
 from meshcore.wire import FLAG_FRAGMENT, FLAG_HAS_PORTS, flow_keys, ipv4_as_uint32
 
-__all__ = ["make_traffic", "run_demo", "summarize"]
+__all__ = ["balance_summary", "make_traffic", "run_demo", "summarize"]
 
 _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 50: "esp"}
 
@@ -245,8 +247,41 @@ def route_summary(rows: npt.NDArray[np.void]) -> str:
     )
 
 
-def run_demo(n: int = 100_000, seed: int = 7, keep: str | None = None) -> str:
-    """Make ``n`` frames, round-trip them through a pcap file, parse and report."""
+def balance_summary(scale: float = 1.0, plot_path: str | Path | None = None) -> str:
+    """Run the balancing simulations at ``scale`` times their full size, as text; plot their
+    latency percentiles to ``plot_path`` (a PNG) unless it is None."""
+    from meshcore import sim  # imported late: only this part of the demo needs it
+
+    t0 = time.perf_counter()
+    tables = sim.run_all(scale=scale)
+    lines = [
+        f"\nLoad balancing: meshcore.Balancer policies in seeded simulations "
+        f"(scale {scale:g}, {time.perf_counter() - t0:.1f} s)"
+    ]
+    for t in tables:
+        lines.append("")
+        lines.append(t.format())
+    if plot_path is not None:
+        out = sim.plot(tables, plot_path)
+        if out is None:
+            lines.append(
+                "\n(no plot: matplotlib is not installed; pip install 'meshcore[demo]' for it)"
+            )
+        else:
+            lines.append(f"\nlatency percentiles per policy plotted to {out}")
+    return "\n".join(lines)
+
+
+def run_demo(
+    n: int = 100_000,
+    seed: int = 7,
+    keep: str | None = None,
+    *,
+    sim_scale: float = 1.0,
+    plot_path: str | Path | None = "meshcore-balance.png",
+) -> str:
+    """Make ``n`` frames, round-trip them through a pcap file, parse and report; then run the
+    balancing simulations at ``sim_scale`` (0 skips them) and plot them to ``plot_path``."""
     lines = [f"meshcore {_meshcore.__version__} demo: {n:,} frames of seeded mixed traffic"]
     t0 = time.perf_counter()
     frames = make_traffic(n, seed)
@@ -264,4 +299,6 @@ def run_demo(n: int = 100_000, seed: int = 7, keep: str | None = None) -> str:
         Packet.parse(broken)
     except PacketError as e:
         lines.append(f"  a frame cut to 30 bytes -> PacketError: {e}")
+    if sim_scale > 0:
+        lines.append(balance_summary(sim_scale, plot_path))
     return "\n".join(lines)

@@ -8,6 +8,7 @@ Every exception meshcore raises on purpose derives from :class:`MeshcoreError`::
      ├── CaptureError(ValueError)   malformed pcap / pcapng file
      ├── RouteError(ValueError)     bad prefix, address, route value, batch row or route-file line
      ├── RuleError(ValueError)      bad classifier rule or packet field, rule-file line, batch row
+     ├── NoEndpointError(LookupError) a load balancer has no endpoint it may pick
      └── InternalError(RuntimeError) a bug in meshcore (a Rust panic); please report it
 
 The value errors also subclass :class:`ValueError`, so code that already catches ``ValueError``
@@ -22,6 +23,7 @@ __all__ = [
     "ConfigError",
     "InternalError",
     "MeshcoreError",
+    "NoEndpointError",
     "PacketError",
     "RouteError",
     "RuleError",
@@ -54,6 +56,12 @@ class RuleError(MeshcoreError, ValueError):
     unknown protocol name, duplicate rule id, mixed address families, a batch column of the wrong
     dtype or shape); for files and batches the message names the line or row. The classifier is
     left unchanged."""
+
+
+class NoEndpointError(MeshcoreError, LookupError):
+    """A :class:`~meshcore.Balancer` has no endpoint it may pick: the endpoint set is empty,
+    every endpoint is draining, or none is healthy while panic mode is disabled
+    (``panic_threshold=0``). A :class:`LookupError`, as ``random.choice([])`` raises one."""
 
 
 class InternalError(MeshcoreError, RuntimeError):

@@ -26,6 +26,13 @@ pub fn monotonic_ns() -> Nanos {
     u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
 }
 
+/// CLOCK_MONOTONIC_COARSE in integer nanoseconds: the timeline of [`monotonic_ns`] at the
+/// kernel tick's resolution (1 to 4 ms), read in a few nanoseconds (no clock-source access).
+pub fn monotonic_coarse_ns() -> Nanos {
+    let ts = rustix::time::clock_gettime(rustix::time::ClockId::MonotonicCoarse);
+    u64::try_from(ts.tv_sec).unwrap_or(0) * 1_000_000_000 + u64::try_from(ts.tv_nsec).unwrap_or(0)
+}
+
 /// A refused parameter as `ConfigError`.
 pub fn config_error(py: Python<'_>, e: &ParamError) -> PyErr {
     raise(py, Exc::Config, e.to_string())
@@ -65,6 +72,16 @@ impl Clock {
                     nanos(py, s, "clock()")
                 }
             },
+        }
+    }
+
+    /// As [`now`](Self::now), but the default clock is read coarse ([`monotonic_coarse_ns`]):
+    /// for callers that use time only over spans far longer than a tick (decays of seconds).
+    #[inline]
+    pub fn now_coarse(&self, py: Python<'_>, now: Option<f64>) -> PyResult<Nanos> {
+        match (now, self) {
+            (None, Clock::Monotonic) => Ok(monotonic_coarse_ns()),
+            _ => self.now(py, now),
         }
     }
 }

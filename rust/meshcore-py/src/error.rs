@@ -25,9 +25,11 @@ pub enum Exc {
     Internal,
     Route,
     Rule,
+    NoEndpoint,
 }
 
-static CLASSES: [PyOnceLock<Py<PyType>>; 6] = [
+static CLASSES: [PyOnceLock<Py<PyType>>; 7] = [
+    PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
     PyOnceLock::new(),
@@ -44,6 +46,7 @@ fn class(py: Python<'_>, which: Exc) -> PyResult<Bound<'_, PyType>> {
         Exc::Internal => (&CLASSES[3], "InternalError"),
         Exc::Route => (&CLASSES[4], "RouteError"),
         Exc::Rule => (&CLASSES[5], "RuleError"),
+        Exc::NoEndpoint => (&CLASSES[6], "NoEndpointError"),
     };
     let cls = slot.get_or_try_init(py, || -> PyResult<Py<PyType>> {
         let module = py.import("meshcore.errors")?;

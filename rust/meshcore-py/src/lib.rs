@@ -3,6 +3,7 @@
 //! This crate only converts, releases the GIL and maps errors (see `error.rs`); every algorithm
 //! lives in the core. Users import `meshcore`, never this module.
 
+mod balance;
 mod batch;
 mod bucket;
 mod build;
@@ -48,6 +49,9 @@ fn _meshcore(m: &Bound<'_, PyModule>) -> PyResult<()> {
     m.add_class::<meter::PySrTcm>()?;
     m.add_class::<meter::PyTrTcm>()?;
     m.add_class::<meter::PyTrTcm4115>()?;
+    // Load balancing.
+    m.add_class::<balance::PyBalancer>()?;
+    m.add_class::<balance::PyEndpointInfo>()?;
     m.add_function(wrap_pyfunction!(batch::_parse_batch, m)?)?;
     m.add_function(wrap_pyfunction!(batch::_read_capture, m)?)?;
     m.add_function(wrap_pyfunction!(build::build_packet, m)?)?;

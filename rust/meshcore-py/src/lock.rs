@@ -109,6 +109,26 @@ impl<T: Send + Sync> Locked<T> {
         }
     }
 
+    /// Run `f` under the write lock if it is free now, with the GIL held; `Ok(None)` when it is
+    /// taken (the caller then goes through [`write_one`](Self::write_one)). `f` need not be
+    /// `Send`: it may take a reference count on a Python object it returns (no object is
+    /// created and no Python code runs, so the rules above hold).
+    pub fn try_write_here<R>(
+        &self,
+        py: Python<'_>,
+        f: impl FnOnce(&mut T) -> R,
+    ) -> PyResult<Option<R>> {
+        let inner = &self.inner;
+        let r = guard(py, || {
+            Ok(match inner.try_write() {
+                Ok(mut t) => Some(Some(f(&mut t))),
+                Err(TryLockError::WouldBlock) => Some(None),
+                Err(TryLockError::Poisoned(_)) => None,
+            })
+        })?;
+        r.ok_or_else(|| self.poisoned(py))
+    }
+
     /// Run a short update (one route, one rule) under the write lock: taken at once with the
     /// GIL held when it is free (releasing and re-taking the GIL would cost a good part of the
     /// update), else waited for with the GIL released.
