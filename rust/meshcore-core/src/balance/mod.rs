@@ -495,7 +495,12 @@ impl Endpoint {
 
     /// exp(−(now − stamp) / decay), the weight the past keeps at `now`.
     fn keep(&self, now: Nanos, decay: Nanos) -> f64 {
-        (-f(now.saturating_sub(self.stamp)) / f(decay)).exp()
+        let dt = now.saturating_sub(self.stamp);
+        // exp(0) = 1 exactly; calls within one clock tick (the coarse clock's 1-4 ms) skip exp().
+        if dt == 0 {
+            return 1.0;
+        }
+        (-f(dt) / f(decay)).exp()
     }
 
     /// The RTT estimate at `now` without changing state.
