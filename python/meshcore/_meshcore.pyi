@@ -626,7 +626,9 @@ class LeakyBucket:
     exactly (integer units of 1/p ns for rate = p/q bytes per ns), so the schedule never drifts.
     The schedule is fixed on arrival: a late :meth:`dequeue` does not push later packets back.
     An arrival that would take the bytes held past ``limit`` or the packets held past
-    ``packet_limit`` is dropped (both None: unlimited) and does not touch the schedule.
+    ``packet_limit`` is dropped and does not touch the schedule. With both None the queue still
+    holds at most 10,240 items (memory stays bounded under a flood); :meth:`schedule_many` holds
+    no items and has no default bound.
     """
 
     def __new__(

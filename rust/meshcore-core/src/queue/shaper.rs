@@ -21,6 +21,11 @@
 use super::{Nanos, ParamError, Ratio, NANOS_PER_SEC};
 use std::collections::VecDeque;
 
+/// With neither `limit` nor `packet_limit` given, the queue form holds at most this many items
+/// (fq_codel's default limit), so a flood cannot grow it without bound. The self-draining form
+/// holds no items, only 16 bytes of schedule per packet still to start.
+pub const DEFAULT_HELD: usize = 10_240;
+
 /// Largest `p` and `q` kept: `now * p` and `size * q` stay below 2**127.
 const MAX_TERM: u128 = 1 << 64;
 
@@ -159,6 +164,10 @@ impl<T> LeakyBucket<T> {
     /// Queue `item` of `size` bytes arriving at `now`: `Ok(())` (enqueued) or the item handed
     /// back when a limit drops it, so the caller decides where it is released.
     pub fn enqueue(&mut self, item: T, size: u64, now: Nanos) -> Result<(), T> {
+        let unlimited = self.limit.is_none() && self.packet_limit.is_none();
+        if unlimited && self.queue.len() >= DEFAULT_HELD {
+            return Err(item);
+        }
         let t = self.tick(now);
         match self.admit(size, t) {
             Some(start) => {
@@ -218,6 +227,23 @@ mod tests {
     use crate::rand::Rng;
 
     const S: u64 = NANOS_PER_SEC;
+
+    #[test]
+    fn an_unlimited_queue_is_still_bounded() {
+        let mut lb: LeakyBucket<u32> = LeakyBucket::new(Ratio::integer(1), None, None).unwrap();
+        for i in 0..DEFAULT_HELD {
+            assert_eq!(lb.enqueue(u32::try_from(i).unwrap(), 1, 0), Ok(()));
+        }
+        assert_eq!(lb.enqueue(7, 1, 0), Err(7));
+        assert_eq!(lb.dequeue(0), Some(0));
+        assert_eq!(lb.enqueue(8, 1, 0), Ok(()));
+        // A limit given by the caller replaces the default bound.
+        let mut big: LeakyBucket<u32> =
+            LeakyBucket::new(Ratio::integer(1), None, Some(2 * DEFAULT_HELD as u64)).unwrap();
+        for i in 0..=DEFAULT_HELD {
+            assert_eq!(big.enqueue(u32::try_from(i).unwrap(), 1, 0), Ok(()));
+        }
+    }
 
     #[test]
     fn paces_exactly_and_keeps_fifo_order() {
