@@ -7,6 +7,7 @@
 //! out under the lock and released after it.
 
 use crate::clock::{self, Clock};
+use crate::convert::bytes_len;
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
 use crate::red::contiguous;
@@ -20,7 +21,6 @@ use numpy::{
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyMemoryView};
 
 fn config(py: Python<'_>, msg: impl Into<String>) -> PyErr {
     raise(py, Exc::Config, msg)
@@ -808,14 +808,5 @@ impl PyLeakyBucket {
 
 /// `len(item)` for bytes, bytearray and memoryview (its `nbytes`), else 1.
 fn default_size(item: &Bound<'_, PyAny>) -> PyResult<u64> {
-    let n = if let Ok(b) = item.cast::<PyBytes>() {
-        b.as_bytes().len()
-    } else if let Ok(b) = item.cast::<PyByteArray>() {
-        b.len()
-    } else if item.is_instance_of::<PyMemoryView>() {
-        item.getattr("nbytes")?.extract()?
-    } else {
-        return Ok(1);
-    };
-    Ok(n as u64)
+    Ok(bytes_len(item)?.map_or(1, |n| n as u64))
 }

@@ -4,8 +4,9 @@
 //! refused arrivals (see `red.rs`).
 
 use crate::clock::{self, config_error, Clock};
+use crate::convert::py_bool;
 use crate::lock::Locked;
-use crate::red::{item_object, item_size, py_bool, Arrivals, Item};
+use crate::red::{item_object, item_size, Arrivals, Item};
 use meshcore_core::queue::codel::{Codel, CodelConfig, Delivered};
 use meshcore_core::queue::{nanos_to_seconds, Verdict};
 use numpy::{PyArray1, PyArrayMethods};

@@ -422,6 +422,29 @@ pub fn arg_vlan_tci(obj: &Bound<'_, PyAny>) -> PyResult<Option<Vec<u16>>> {
     int_list(obj, "vlan tci", 0xffff)
 }
 
+/// The length in bytes of a bytes, bytearray or memoryview (its `nbytes`); None for other objects.
+/// The queues use it as the default size of a queued item.
+pub fn bytes_len(item: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    Ok(if let Ok(b) = item.cast::<PyBytes>() {
+        Some(b.as_bytes().len())
+    } else if let Ok(b) = item.cast::<PyByteArray>() {
+        Some(b.len())
+    } else if item.is_instance_of::<PyMemoryView>() {
+        Some(item.getattr("nbytes")?.extract()?)
+    } else {
+        None
+    })
+}
+
+/// A bool as Python prints it, for `repr`s.
+pub fn py_bool(b: bool) -> &'static str {
+    if b {
+        "True"
+    } else {
+        "False"
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::write_ipv6;

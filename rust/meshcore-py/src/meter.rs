@@ -3,6 +3,7 @@
 
 use crate::bucket::{bad_time, out_array, write_out, Ints, Times, CHUNK};
 use crate::clock::{self, Clock};
+use crate::convert::py_bool;
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
 use meshcore_core::queue::meter::{Meter, SrTcm, TrTcm, TrTcm4115};
@@ -204,14 +205,6 @@ impl PySrTcm {
             self.ebs(),
             py_bool(self.color_aware)
         )
-    }
-}
-
-fn py_bool(b: bool) -> &'static str {
-    if b {
-        "True"
-    } else {
-        "False"
     }
 }
 

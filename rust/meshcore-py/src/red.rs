@@ -7,6 +7,7 @@
 
 use crate::bucket::CHUNK;
 use crate::clock::{self, config_error, Clock};
+use crate::convert::{bytes_len, py_bool};
 use crate::error::{raise, Exc};
 use crate::lock::{Locked, SMALL_BATCH};
 use meshcore_core::queue::red::{CountRule, RedConfig, RedQueue};
@@ -16,7 +17,7 @@ use numpy::{
     PyUntypedArrayMethods,
 };
 use pyo3::prelude::*;
-use pyo3::types::{PyByteArray, PyBytes, PyDict, PyList, PyMemoryView};
+use pyo3::types::{PyDict, PyList};
 
 /// A queued item: the object, or None for a packet known only by its size.
 pub type Item = Option<Py<PyAny>>;
@@ -41,16 +42,7 @@ pub fn item_size(
             )
         });
     }
-    let len = if let Ok(b) = item.cast::<PyBytes>() {
-        Some(b.as_bytes().len())
-    } else if let Ok(b) = item.cast::<PyByteArray>() {
-        Some(b.len())
-    } else if item.is_instance_of::<PyMemoryView>() {
-        Some(item.getattr("nbytes")?.extract::<usize>()?)
-    } else {
-        None
-    };
-    match (len, default) {
+    match (bytes_len(item)?, default) {
         (Some(n), _) => u32::try_from(n).map_err(|_| {
             raise(
                 py,
@@ -505,14 +497,5 @@ impl PyRedQueue {
                 q.avg()
             )
         })
-    }
-}
-
-/// A bool as Python prints it.
-pub fn py_bool(b: bool) -> &'static str {
-    if b {
-        "True"
-    } else {
-        "False"
     }
 }
