@@ -6,9 +6,7 @@ import asyncio
 import json
 import logging
 import os
-from collections.abc import AsyncIterator, Awaitable, Callable
 from pathlib import Path
-from typing import TypeVar
 
 import pytest
 from hypothesis import given
@@ -17,28 +15,7 @@ from hypothesis import strategies as st
 import meshcore
 from meshcore import ConfigError, DiscoveryError, Endpoint
 from meshcore.discovery import EndpointSet, FileDiscovery, StaticDiscovery, parse_endpoint
-
-T = TypeVar("T")
-
-
-def run(coro: Awaitable[T], timeout: float = 20.0) -> T:
-    async def bounded() -> T:
-        return await asyncio.wait_for(coro, timeout)
-
-    return asyncio.run(bounded())
-
-
-async def next_set(it: AsyncIterator[EndpointSet], timeout: float = 10.0) -> EndpointSet:
-    return await asyncio.wait_for(anext(it), timeout)
-
-
-async def eventually(check: Callable[[], bool], timeout: float = 10.0) -> None:
-    loop = asyncio.get_running_loop()
-    end = loop.time() + timeout
-    while not check():
-        assert loop.time() < end, "condition not met in time"
-        await asyncio.sleep(0.02)
-
+from watching import Watcher, eventually, run
 
 # -- Endpoint --------------------------------------------------------------------------------
 
@@ -118,13 +95,12 @@ def test_static_watch_yields_once_and_ends_on_close() -> None:
         src = StaticDiscovery(["10.0.0.1:80", Endpoint("10.0.0.2", 80, 5)])
         assert await src.resolve() == {Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80, 5)}
         async with src as d:
-            it = d.watch()
-            seen.append(await next_set(it))
+            it = Watcher(d.watch())
+            seen.append(await it.next())
             with pytest.raises(asyncio.TimeoutError):
-                await next_set(it, timeout=0.2)  # nothing changes
+                await it.next(0.2)  # nothing changes
             assert not d.stale
-        with pytest.raises(StopAsyncIteration):
-            await next_set(it)
+        assert await it.ended()  # closing ends the iteration
         return seen
 
     assert run(main()) == [{Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80, 5)}]
@@ -157,14 +133,14 @@ def test_file_json_reload_on_change(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with FileDiscovery(path, interval=0.05) as d:
-            it = d.watch()
-            assert await next_set(it) == {Endpoint("10.0.0.1", 80)}
+            it = Watcher(d.watch())
+            assert await it.next() == {Endpoint("10.0.0.1", 80)}
             write(path, json.dumps({"endpoints": ["10.0.0.1:80", "10.0.0.2:80"]}))
-            assert await next_set(it) == {Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80)}
+            assert await it.next() == {Endpoint("10.0.0.1", 80), Endpoint("10.0.0.2", 80)}
             # Same set written again (another order): not yielded again.
             write(path, json.dumps(["10.0.0.2:80", "10.0.0.1:80"]))
             write(path, json.dumps([{"host": "10.0.0.3", "port": 80, "weight": 2}]))
-            assert await next_set(it) == {Endpoint("10.0.0.3", 80, 2)}
+            assert await it.next() == {Endpoint("10.0.0.3", 80, 2)}
 
     run(main())
 
@@ -215,8 +191,8 @@ def test_file_bad_or_missing_keeps_last_good_set(
 
     async def main() -> None:
         async with FileDiscovery(path, interval=0.05, backoff_initial=0.05, backoff_max=0.1) as d:
-            it = d.watch()
-            assert await next_set(it) == good
+            it = Watcher(d.watch())
+            assert await it.next() == good
             write(path, '[\n"10.0.0.1:80",\n')  # truncated
             await eventually(lambda: d.stale)
             assert d.current == good
@@ -225,7 +201,7 @@ def test_file_bad_or_missing_keeps_last_good_set(
             await asyncio.sleep(0.2)
             assert d.stale and d.current == good
             write(path, json.dumps(["10.0.0.1:80", "10.0.0.9:80"]))
-            assert await next_set(it) == good | {Endpoint("10.0.0.9", 80)}
+            assert await it.next() == good | {Endpoint("10.0.0.9", 80)}
             assert not d.stale
 
     with caplog.at_level(logging.WARNING, "meshcore.discovery"):
@@ -238,11 +214,11 @@ def test_file_missing_at_start_then_created(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with FileDiscovery(path, interval=0.05, backoff_initial=0.05, backoff_max=0.1) as d:
-            it = d.watch()
+            it = Watcher(d.watch())
             await eventually(lambda: d.stale)
             assert d.current is None
             write(path, '["10.0.0.1:80"]')
-            assert await next_set(it) == {Endpoint("10.0.0.1", 80)}
+            assert await it.next() == {Endpoint("10.0.0.1", 80)}
             assert not d.stale
         with pytest.raises(DiscoveryError):
             await FileDiscovery(tmp_path / "absent.json").resolve()
@@ -256,10 +232,10 @@ def test_two_watchers_see_the_same_sets(tmp_path: Path) -> None:
 
     async def main() -> None:
         async with FileDiscovery(path, interval=0.05) as d:
-            a, b = d.watch(), d.watch()
-            first = await next_set(a)
-            assert await next_set(b) == first
+            a, b = Watcher(d.watch()), Watcher(d.watch())
+            first = await a.next()
+            assert await b.next() == first
             write(path, '["10.0.0.2:80"]')
-            assert await next_set(a) == await next_set(b) == {Endpoint("10.0.0.2", 80)}
+            assert await a.next() == await b.next() == {Endpoint("10.0.0.2", 80)}
 
     run(main())

@@ -2,7 +2,7 @@
 
 Every source has one shape::
 
-    async with FileDiscovery("endpoints.yaml") as d:
+    async with DnsDiscovery("_grpc._tcp.echo.example.") as d:
         async for endpoints in d.watch():   # a frozenset[Endpoint], each time it changes
             balancer.update(endpoints)
 
@@ -15,8 +15,9 @@ Sources so far:
 
 - :class:`StaticDiscovery` — a fixed list.
 - :class:`FileDiscovery` — a JSON or YAML file, reloaded when it changes.
+- :class:`DnsDiscovery` — DNS SRV or A/AAAA (also Consul's DNS interface), re-read on TTL expiry.
 
-Still to come (issue 7): ``DnsDiscovery``, ``EtcdDiscovery`` / ``EtcdRegistration`` (etcd v3 JSON gateway, the
+Still to come (issue 7): ``EtcdDiscovery`` / ``EtcdRegistration`` (etcd v3 JSON gateway, the
 ``naming/endpoints`` key format), ``ConsulDiscovery`` / ``ConsulRegistration`` (blocking queries,
 TTL checks), ``XdsDiscovery`` (ADS/EDS) with a test control plane checked against grpcio's ``xds:``
 resolver, ``meshcore.health`` (TCP/HTTP/gRPC active probes, Envoy-style outlier detection), and
@@ -24,11 +25,13 @@ the update-latency benchmarks in ``benches/``.
 """
 
 from meshcore.discovery._base import DiscoverySource, EndpointSet
+from meshcore.discovery.dns import DnsDiscovery
 from meshcore.discovery.static import FileDiscovery, StaticDiscovery, parse_endpoint
 from meshcore.endpoint import Endpoint, Metadata
 
 __all__ = [
     "DiscoverySource",
+    "DnsDiscovery",
     "Endpoint",
     "EndpointSet",
     "FileDiscovery",
