@@ -14,7 +14,13 @@ from hypothesis import strategies as st
 
 import meshcore
 from meshcore import ConfigError, DiscoveryError, Endpoint
-from meshcore.discovery import EndpointSet, FileDiscovery, StaticDiscovery, parse_endpoint
+from meshcore.discovery import (
+    DiscoverySource,
+    EndpointSet,
+    FileDiscovery,
+    StaticDiscovery,
+    parse_endpoint,
+)
 from watching import Watcher, eventually, run
 
 # -- Endpoint --------------------------------------------------------------------------------
@@ -237,5 +243,51 @@ def test_two_watchers_see_the_same_sets(tmp_path: Path) -> None:
             assert await b.next() == first
             write(path, '["10.0.0.2:80"]')
             assert await a.next() == await b.next() == {Endpoint("10.0.0.2", 80)}
+
+    run(main())
+
+
+class Flaky(DiscoverySource):
+    """A source whose reads follow a script: a set, or an exception to raise."""
+
+    def __init__(self, script: list[EndpointSet | Exception]) -> None:
+        super().__init__(backoff_initial=0.01, backoff_max=0.02)
+        self.script = script
+        self.reads = 0
+
+    async def _fetch(self) -> tuple[EndpointSet, float | None]:
+        step = self.script[min(self.reads, len(self.script) - 1)]
+        self.reads += 1
+        if isinstance(step, Exception):
+            raise step
+        return step, 0.01
+
+
+def test_unexpected_errors_never_kill_the_watcher(caplog: pytest.LogCaptureFixture) -> None:
+    one = frozenset({Endpoint("10.0.0.1", 80)})
+    two = frozenset({Endpoint("10.0.0.2", 80)})
+
+    async def main() -> None:
+        src = Flaky([one, KeyError("a bug in a source"), DiscoveryError("down"), two])
+        async with src as d:
+            it = Watcher(d.watch())
+            assert await it.next() == one
+            assert await it.next() == two
+            assert not d.stale and src.reads >= 4
+
+    with caplog.at_level(logging.WARNING, "meshcore.discovery"):
+        run(main())
+    assert "unexpected error" in caplog.text and "KeyError" in caplog.text
+
+
+def test_a_slow_consumer_gets_the_newest_set() -> None:
+    sets = [frozenset({Endpoint("10.0.0.1", p)}) for p in range(1, 6)]
+
+    async def main() -> None:
+        async with Flaky(list(sets)) as d:
+            it = d.watch()
+            assert await anext(it) == sets[0]
+            await asyncio.sleep(0.3)  # the source moves through every set meanwhile
+            assert await anext(it) == sets[-1]
 
     run(main())

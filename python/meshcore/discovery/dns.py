@@ -40,7 +40,10 @@ class DnsDiscovery(DiscoverySource):
     additional section when the server put them there, else queried) give one :class:`Endpoint`
     per address, with the SRV port, ``weight = max(srv_weight, 1)`` (a balancer needs weights >= 1)
     and metadata ``target`` and ``priority``. Any other name is read as A and AAAA records, each
-    address an endpoint on ``port`` (required then, and refused for SRV names).
+    address an endpoint on ``port`` (required then, and refused for SRV names). When the
+    additional section holds any address of a target, only those are used (Knot and Consul send
+    both A and AAAA there; a server that sent only one family would hide the other). One SRV record
+    whose target has several addresses gives each address the record's full weight.
 
     **Priority.** With ``srv_priority="lowest"`` (the default) only the records of the lowest
     priority that yields at least one address are used, as RFC 2782 asks: a higher priority is a
