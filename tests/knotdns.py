@@ -42,6 +42,16 @@ def free_port() -> int:
     raise RuntimeError("no free port")
 
 
+def _free_on_v6(port: int) -> bool:
+    try:
+        for kind in (socket.SOCK_DGRAM, socket.SOCK_STREAM):
+            with socket.socket(socket.AF_INET6, kind) as s:
+                s.bind(("::1", port))
+    except OSError:
+        return False
+    return True
+
+
 class KnotServer:
     def __init__(self, directory: Path, zones: dict[str, str], port: int | None = None) -> None:
         found = find_knot()
@@ -52,6 +62,8 @@ class KnotServer:
         self.zones = zones
         self.port = port or int(os.environ.get("MESHCORE_DNS_PORT", "0")) or free_port()
         self.proc: subprocess.Popen[bytes] | None = None
+        # ::1 too when the machine has IPv6 loopback and the port is free there.
+        self.addresses = ["127.0.0.1"] + (["::1"] if _free_on_v6(self.port) else [])
         self.conf = self.dir / "knot.conf"
         (self.dir / "run").mkdir(parents=True, exist_ok=True)
         (self.dir / "db").mkdir(exist_ok=True)
@@ -61,7 +73,7 @@ class KnotServer:
         self.conf.write_text(
             f"server:\n"
             f'    rundir: "{self.dir}/run"\n'
-            f"    listen: [ 127.0.0.1@{self.port} ]\n"
+            f"    listen: [ {', '.join(f'{a}@{self.port}' for a in self.addresses)} ]\n"
             f"database:\n"
             f'    storage: "{self.dir}/db"\n'
             f"control:\n"

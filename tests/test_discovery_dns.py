@@ -286,6 +286,32 @@ def test_server_down_at_start(tmp_path: Path) -> None:
         server.stop()
 
 
+def test_ipv6_nameserver(knot: KnotServer) -> None:
+    if "::1" not in knot.addresses:
+        pytest.skip("no IPv6 loopback")
+    src = DnsDiscovery("b.mesh.test", port=80, nameservers=["::1"], nameserver_port=knot.port)
+    assert run(src.resolve()) == {Endpoint("127.0.0.12", 80)}
+
+
+def test_next_read_is_the_clamped_smallest_ttl(knot: KnotServer) -> None:
+    # The delay each read returns, exactly (no timing involved): _fetch() is the sans-IO step.
+    async def delay(name: str, **kw: Any) -> float | None:
+        return (await dns(knot, name, **kw)._fetch())[1]
+
+    async def main() -> None:
+        assert await delay("fast.mesh.test", port=80) == 1.0
+        assert await delay("zero.mesh.test", port=80, min_ttl=0.5) == 0.5
+        assert await delay("slow.mesh.test", port=80) == 300.0
+        assert await delay("slow.mesh.test", port=80, max_ttl=60) == 60.0
+        assert await delay("_grpc._tcp.echo.mesh.test") == 30.0
+        # A target's shorter TTL wins over the SRV record's.
+        knot.change("mesh.test", ("unset", "b", "A"), ("set", "b", "7", "A", "127.0.0.12"))
+        assert await delay("_grpc._tcp.echo.mesh.test") == 7.0
+        assert await delay("nope.mesh.test", port=80, negative_ttl=4) == 4.0
+
+    run(main())
+
+
 def test_servfail_is_unavailable(knot: KnotServer) -> None:
     # REFUSED for a name outside the server's zones: a failed read, not an empty set.
     with pytest.raises(DiscoveryError, match="no server answered"):
