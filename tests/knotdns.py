@@ -2,7 +2,8 @@
 
 ``KnotServer(directory, zones).start()`` writes the zone files and a ``knot.conf``, runs ``knotd``
 in the foreground (so the PID is its own), waits until ``knotc zone-status`` answers and exposes
-``change()`` to edit records at run time through a ``knotc`` zone transaction. ``stop()`` sends
+``change()`` to edit records at run time through a ``knotc`` zone transaction (RFC 2136 dynamic
+updates signed with ``TSIG_NAME`` / ``TSIG_SECRET`` work too). ``stop()`` sends
 SIGTERM to that PID only; the database directory survives, so ``start()`` again resumes with the
 changes made so far. Knot is the Debian package ``knot`` (``scripts/test.sh`` installs it).
 """
@@ -17,7 +18,11 @@ import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["KnotServer", "find_knot", "free_port"]
+__all__ = ["TSIG_NAME", "TSIG_SECRET", "KnotServer", "find_knot", "free_port"]
+
+# RFC 2136 updates signed with this TSIG key (RFC 8945) are accepted from 127.0.0.0/8.
+TSIG_NAME = "meshcore-update"
+TSIG_SECRET = "dGVzdC1vbmx5LWtleS1kby1ub3QtdXNlLWVsc2V3aGVyZQ=="  # test-only
 
 
 def find_knot() -> tuple[str, str] | None:
@@ -69,7 +74,7 @@ class KnotServer:
         (self.dir / "db").mkdir(exist_ok=True)
         for zone, text in zones.items():
             (self.dir / f"{zone}.zone").write_text(text)
-        zone_lines = "".join(f"  - domain: {zone}\n" for zone in zones)
+        zone_lines = "".join(f"  - domain: {zone}\n    acl: local-update\n" for zone in zones)
         self.conf.write_text(
             f"server:\n"
             f'    rundir: "{self.dir}/run"\n'
@@ -81,6 +86,15 @@ class KnotServer:
             f"log:\n"
             f"  - target: stderr\n"
             f"    any: warning\n"
+            f"key:\n"
+            f"  - id: {TSIG_NAME}\n"
+            f"    algorithm: hmac-sha256\n"
+            f"    secret: {TSIG_SECRET}\n"
+            f"acl:\n"
+            f"  - id: local-update\n"
+            f"    address: 127.0.0.0/8\n"
+            f"    key: {TSIG_NAME}\n"
+            f"    action: update\n"
             f"template:\n"
             f"  - id: default\n"
             f'    storage: "{self.dir}"\n'

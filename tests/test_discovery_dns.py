@@ -14,9 +14,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
+import dns.query
+import dns.rcode
+import dns.tsigkeyring
+import dns.update
 import pytest
 
-from knotdns import KnotServer, find_knot
+from knotdns import TSIG_NAME, TSIG_SECRET, KnotServer, find_knot
 from meshcore import ConfigError, DiscoveryError, Endpoint
 from meshcore.discovery import DnsDiscovery
 from watching import Watcher, eventually, run
@@ -81,7 +85,7 @@ def knot(tmp_path: Path) -> Iterator[KnotServer]:
         server.stop()
 
 
-def dns(knot: KnotServer, name: str, **kw: Any) -> DnsDiscovery:
+def source(knot: KnotServer, name: str, **kw: Any) -> DnsDiscovery:
     kw.setdefault("min_ttl", 0.1)
     kw.setdefault("timeout", 0.3)
     kw.setdefault("lifetime", 0.8)
@@ -103,49 +107,49 @@ STANDBY = srv("127.0.0.13", 50053, 1, "standby.mesh.test", 20)
 
 
 def test_srv_lowest_priority(knot: KnotServer) -> None:
-    assert run(dns(knot, "_grpc._tcp.echo.mesh.test").resolve()) == ECHO_10
+    assert run(source(knot, "_grpc._tcp.echo.mesh.test").resolve()) == ECHO_10
 
 
 def test_srv_all_priorities(knot: KnotServer) -> None:
-    got = run(dns(knot, "_grpc._tcp.echo.mesh.test.", srv_priority="all").resolve())
+    got = run(source(knot, "_grpc._tcp.echo.mesh.test.", srv_priority="all").resolve())
     assert got == ECHO_10 | {STANDBY}  # weight 0 becomes 1
 
 
 def test_srv_falls_back_to_the_next_priority(knot: KnotServer) -> None:
     # Every target of priority 10 gone from DNS: the standby group is used.
     knot.change("mesh.test", ("unset", "a", "A"), ("unset", "a", "AAAA"), ("unset", "b", "A"))
-    assert run(dns(knot, "_grpc._tcp.echo.mesh.test").resolve()) == {STANDBY}
+    assert run(source(knot, "_grpc._tcp.echo.mesh.test").resolve()) == {STANDBY}
 
 
 def test_a_and_aaaa_with_port(knot: KnotServer) -> None:
-    assert run(dns(knot, "a.mesh.test", port=80).resolve()) == {
+    assert run(source(knot, "a.mesh.test", port=80).resolve()) == {
         Endpoint("127.0.0.11", 80),
         Endpoint("::1", 80),
     }
-    assert run(dns(knot, "v6only.mesh.test", port=80).resolve()) == {Endpoint("::1", 80)}
+    assert run(source(knot, "v6only.mesh.test", port=80).resolve()) == {Endpoint("::1", 80)}
 
 
 def test_missing_names_are_empty_sets(knot: KnotServer, caplog: pytest.LogCaptureFixture) -> None:
     with caplog.at_level(logging.WARNING, "meshcore.discovery"):
-        assert run(dns(knot, "nope.mesh.test", port=80).resolve()) == frozenset()
-        assert run(dns(knot, "txtonly.mesh.test", port=80).resolve()) == frozenset()
-        assert run(dns(knot, "_nope._tcp.mesh.test").resolve()) == frozenset()
+        assert run(source(knot, "nope.mesh.test", port=80).resolve()) == frozenset()
+        assert run(source(knot, "txtonly.mesh.test", port=80).resolve()) == frozenset()
+        assert run(source(knot, "_nope._tcp.mesh.test").resolve()) == frozenset()
         # A single SRV record with target "." says "no such service here".
-        assert run(dns(knot, "_none._tcp.echo.mesh.test").resolve()) == frozenset()
+        assert run(source(knot, "_none._tcp.echo.mesh.test").resolve()) == frozenset()
     assert "no A or AAAA records" in caplog.text and "no SRV records" in caplog.text
 
 
 def test_consul_style_names(knot: KnotServer) -> None:
-    assert run(dns(knot, "web.service.consul", port=8080).resolve()) == {
+    assert run(source(knot, "web.service.consul", port=8080).resolve()) == {
         Endpoint("127.0.0.21", 8080),
         Endpoint("127.0.0.22", 8080),
     }
-    assert run(dns(knot, "_web._tcp.service.consul").resolve()) == {
+    assert run(source(knot, "_web._tcp.service.consul").resolve()) == {
         srv("127.0.0.21", 8080, 1, "node1.node.dc1.consul", 1),
         srv("127.0.0.22", 8081, 1, "node2.node.dc1.consul", 1),
     }
     # A target in another zone: no glue in the answer, so its addresses are queried.
-    assert run(dns(knot, "_xzone._tcp.echo.mesh.test").resolve()) == {
+    assert run(source(knot, "_xzone._tcp.echo.mesh.test").resolve()) == {
         srv("127.0.0.21", 8300, 5, "node1.node.dc1.consul", 10)
     }
 
@@ -153,7 +157,7 @@ def test_consul_style_names(knot: KnotServer) -> None:
 def test_malformed_records_are_skipped(knot: KnotServer, caplog: pytest.LogCaptureFixture) -> None:
     # _bad: port 0, a target that does not exist, a good one, and a target outside every zone
     # (REFUSED): that last one makes the read fail, as any server error does.
-    src = dns(knot, "_bad._tcp.echo.mesh.test")
+    src = source(knot, "_bad._tcp.echo.mesh.test")
     with pytest.raises(DiscoveryError, match=r"nothing\.elsewhere\.test"):
         run(src.resolve())
     knot.change(
@@ -172,7 +176,7 @@ def test_malformed_records_are_skipped(knot: KnotServer, caplog: pytest.LogCaptu
 
 def test_watch_sees_record_changes(knot: KnotServer) -> None:
     async def main() -> None:
-        async with dns(knot, "_grpc._tcp.echo.mesh.test", max_ttl=0.2) as d:
+        async with source(knot, "_grpc._tcp.echo.mesh.test", max_ttl=0.2) as d:
             it = Watcher(d.watch())
             assert await it.next() == ECHO_10
             knot.change(
@@ -199,10 +203,29 @@ def test_watch_sees_record_changes(knot: KnotServer) -> None:
     run(main())
 
 
+def test_watch_sees_a_dynamic_update(knot: KnotServer) -> None:
+    # RFC 2136 UPDATE signed with TSIG, as a registration agent would send it.
+    async def main() -> None:
+        async with source(knot, "_grpc._tcp.echo.mesh.test", max_ttl=0.2) as d:
+            it = Watcher(d.watch())
+            assert await it.next() == ECHO_10
+            keyring = dns.tsigkeyring.from_text({TSIG_NAME: TSIG_SECRET})
+            update = dns.update.UpdateMessage(
+                "mesh.test", keyring=keyring, keyalgorithm="hmac-sha256"
+            )
+            update.add("e", 30, "A", "127.0.0.17")
+            update.add("_grpc._tcp.echo", 30, "SRV", "10 5 50055 e.mesh.test.")
+            response = await asyncio.to_thread(dns.query.tcp, update, "127.0.0.1", 2, knot.port)
+            assert response.rcode() == dns.rcode.NOERROR
+            assert await it.next() == ECHO_10 | {srv("127.0.0.17", 50055, 5, "e.mesh.test", 10)}
+
+    run(main())
+
+
 def test_rereads_follow_the_ttl(knot: KnotServer) -> None:
     async def main() -> None:
         # TTL 1 s: a change is seen after about a second, not before the TTL runs out.
-        async with dns(knot, "fast.mesh.test", port=80, min_ttl=0.1) as d:
+        async with source(knot, "fast.mesh.test", port=80, min_ttl=0.1) as d:
             it = Watcher(d.watch())
             assert await it.next() == {Endpoint("127.0.0.31", 80)}
             knot.change(
@@ -212,7 +235,7 @@ def test_rereads_follow_the_ttl(knot: KnotServer) -> None:
             assert await it.next(5) == {Endpoint("127.0.0.41", 80)}
             assert asyncio.get_running_loop().time() - start <= 1.2 + 1.0  # TTL + slack
         # TTL 3600 s without a ceiling below it: one read, the change is not seen.
-        async with dns(knot, "slow.mesh.test", port=80) as d:
+        async with source(knot, "slow.mesh.test", port=80) as d:
             it = Watcher(d.watch())
             assert await it.next() == {Endpoint("127.0.0.33", 80)}
             knot.change(
@@ -222,7 +245,7 @@ def test_rereads_follow_the_ttl(knot: KnotServer) -> None:
                 await it.next(1.0)
             assert d.lookups == 1
         # The same TTL under a 0.2 s ceiling: seen quickly.
-        async with dns(knot, "slow.mesh.test", port=80, max_ttl=0.2) as d:
+        async with source(knot, "slow.mesh.test", port=80, max_ttl=0.2) as d:
             it = Watcher(d.watch())
             assert await it.next() == {Endpoint("127.0.0.43", 80)}
             knot.change(
@@ -230,7 +253,7 @@ def test_rereads_follow_the_ttl(knot: KnotServer) -> None:
             )
             assert await it.next(3) == {Endpoint("127.0.0.44", 80)}
         # TTL 0 under a 0.5 s floor: no busy loop.
-        async with dns(knot, "zero.mesh.test", port=80, min_ttl=0.5) as d:
+        async with source(knot, "zero.mesh.test", port=80, min_ttl=0.5) as d:
             await asyncio.sleep(1.2)
             assert 2 <= d.lookups <= 4
 
@@ -241,7 +264,7 @@ def test_server_stopped_keeps_last_set_and_recovers(
     knot: KnotServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     async def main() -> None:
-        src = dns(
+        src = source(
             knot, "_grpc._tcp.echo.mesh.test", max_ttl=0.2, backoff_initial=0.1, backoff_max=0.3
         )
         async with src as d:
@@ -272,7 +295,9 @@ def test_server_down_at_start(tmp_path: Path) -> None:
     server = KnotServer(tmp_path / "knot", {"mesh.test": MESH})
 
     async def main() -> None:
-        async with dns(server, "a.mesh.test", port=80, backoff_initial=0.1, backoff_max=0.3) as d:
+        async with source(
+            server, "a.mesh.test", port=80, backoff_initial=0.1, backoff_max=0.3
+        ) as d:
             it = Watcher(d.watch())
             await eventually(lambda: d.stale)
             assert d.current is None
@@ -296,7 +321,7 @@ def test_ipv6_nameserver(knot: KnotServer) -> None:
 def test_next_read_is_the_clamped_smallest_ttl(knot: KnotServer) -> None:
     # The delay each read returns, exactly (no timing involved): _fetch() is the sans-IO step.
     async def delay(name: str, **kw: Any) -> float | None:
-        return (await dns(knot, name, **kw)._fetch())[1]
+        return (await source(knot, name, **kw)._fetch())[1]
 
     async def main() -> None:
         assert await delay("fast.mesh.test", port=80) == 1.0
@@ -315,7 +340,7 @@ def test_next_read_is_the_clamped_smallest_ttl(knot: KnotServer) -> None:
 def test_servfail_is_unavailable(knot: KnotServer) -> None:
     # REFUSED for a name outside the server's zones: a failed read, not an empty set.
     with pytest.raises(DiscoveryError, match="no server answered"):
-        run(dns(knot, "x.other.test", port=80).resolve())
+        run(source(knot, "x.other.test", port=80).resolve())
 
 
 def test_constructor_checks() -> None:
