@@ -5,14 +5,17 @@ cd "$(dirname "$0")/.."
 PYTHON=${PYTHON:-python3}
 step() { printf '\n==> %s\n' "$*"; }
 
-# System packages: tcpdump makes a real capture on loopback for the pcap reader tests.
+# System packages: tcpdump makes a real capture on loopback for the pcap reader tests; knot is
+# the DNS server (knotd, knotc in /usr/sbin) that the DnsDiscovery tests start on loopback.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
+    PATH="$PATH:/usr/sbin" command -v knotd >/dev/null 2>&1 || missing+=(knot)
     if [ ${#missing[@]} -gt 0 ]; then
         step "apt-get install ${missing[*]}"
         apt-get update -qq
-        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends "${missing[@]}"
+        DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends \
+            -o DPkg::Lock::Timeout=120 "${missing[@]}"
     fi
 fi
 

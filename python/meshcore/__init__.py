@@ -28,9 +28,11 @@ from meshcore._meshcore import (
     mark_ce,
     update_checksums,
 )
+from meshcore.endpoint import Endpoint
 from meshcore.errors import (
     CaptureError,
     ConfigError,
+    DiscoveryError,
     InternalError,
     MeshcoreError,
     NoEndpointError,
@@ -51,6 +53,8 @@ __all__ = [
     "CoDel",
     "Color",
     "ConfigError",
+    "DiscoveryError",
+    "Endpoint",
     "EndpointInfo",
     "Gcra",
     "InternalError",

@@ -9,6 +9,7 @@ Every exception meshcore raises on purpose derives from :class:`MeshcoreError`::
      ├── RouteError(ValueError)     bad prefix, address, route value, batch row or route-file line
      ├── RuleError(ValueError)      bad classifier rule or packet field, rule-file line, batch row
      ├── NoEndpointError(LookupError) a load balancer has no endpoint it may pick
+     ├── DiscoveryError(OSError)    a discovery source cannot be read (server down, bad file)
      └── InternalError(RuntimeError) a bug in meshcore (a Rust panic); please report it
 
 The value errors also subclass :class:`ValueError`, so code that already catches ``ValueError``
@@ -21,6 +22,7 @@ from __future__ import annotations
 __all__ = [
     "CaptureError",
     "ConfigError",
+    "DiscoveryError",
     "InternalError",
     "MeshcoreError",
     "NoEndpointError",
@@ -62,6 +64,13 @@ class NoEndpointError(MeshcoreError, LookupError):
     """A :class:`~meshcore.Balancer` has no endpoint it may pick: the endpoint set is empty,
     every endpoint is draining, or none is healthy while panic mode is disabled
     (``panic_threshold=0``). A :class:`LookupError`, as ``random.choice([])`` raises one."""
+
+
+class DiscoveryError(MeshcoreError, OSError):
+    """A discovery source could not be read: its server is unreachable or answers with an error
+    (DNS SERVFAIL, REFUSED, timeout), or its file is missing or does not parse (the message gives
+    the line where the parser knows it). Raised by ``resolve()``; ``watch()`` never raises it but
+    keeps the last good set, marks the source ``stale`` and retries with backoff."""
 
 
 class InternalError(MeshcoreError, RuntimeError):
