@@ -60,17 +60,93 @@ fn units(size: u64, unit: u128) -> u128 {
     u128::from(size).saturating_mul(unit)
 }
 
+fn ratio(level: u128, unit: u128) -> Ratio {
+    Ratio::new(level, unit).unwrap_or(Ratio::ZERO)
+}
+
+/// The state every meter here has: two buckets in one unit, the latest time seen and the mode.
+/// `first` is C; `second` is E (srTCM, RFC 4115) or P (trTCM).
+#[derive(Debug, Clone, PartialEq, Eq)]
+struct Buckets {
+    unit: u128,
+    first: Fluid,
+    second: Fluid,
+    /// srTCM: `second` fills only with what overflows `first`.
+    spill: bool,
+    last: Nanos,
+    color_aware: bool,
+}
+
+impl Buckets {
+    /// Buckets at `rates` holding `sizes` (`what` names the sizes in errors), starting full.
+    fn new(
+        rates: [Ratio; 2],
+        sizes: [(Ratio, &str); 2],
+        spill: bool,
+        color_aware: bool,
+    ) -> Result<Buckets, ParamError> {
+        let unit = unit_for(&rates, &[sizes[0].0, sizes[1].0])?;
+        Ok(Buckets {
+            unit,
+            first: Fluid::new(rates[0], sizes[0].0, unit, sizes[0].1)?,
+            second: Fluid::new(rates[1], sizes[1].0, unit, sizes[1].1)?,
+            spill,
+            last: 0,
+            color_aware,
+        })
+    }
+
+    #[inline]
+    fn advance(&mut self, now: Nanos) {
+        let e = elapsed(&mut self.last, now);
+        if self.spill {
+            let spill = self.first.refill_spill(e);
+            self.second.add(spill);
+        } else {
+            self.first.refill(e);
+            self.second.refill(e);
+        }
+    }
+
+    /// Refill to `now`; a packet of `size` bytes in units, and the pre-colour that counts.
+    #[inline]
+    fn arrive(&mut self, size: u64, now: Nanos, pre: Color) -> (u128, Color) {
+        self.advance(now);
+        let pre = if self.color_aware { pre } else { Color::Green };
+        (units(size, self.unit), pre)
+    }
+
+    /// The levels of the two buckets in bytes at `now`.
+    fn tokens_exact(&mut self, now: Nanos) -> (Ratio, Ratio) {
+        self.advance(now);
+        (
+            ratio(self.first.level(), self.unit),
+            ratio(self.second.level(), self.unit),
+        )
+    }
+
+    /// srTCM and RFC 4115: green from C for green input, else yellow from E for green or
+    /// yellow input, else red.
+    #[inline]
+    fn committed_then_excess(&mut self, size: u64, now: Nanos, pre: Color) -> Color {
+        let (b, pre) = self.arrive(size, now, pre);
+        if pre == Color::Green && self.first.take(b) {
+            Color::Green
+        } else if pre != Color::Red && self.second.take(b) {
+            Color::Yellow
+        } else {
+            Color::Red
+        }
+    }
+}
+
 /// The single-rate three-colour marker (RFC 2697).
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct SrTcm {
     cir: Ratio,
     cbs: Ratio,
     ebs: Ratio,
-    unit: u128,
-    c: Fluid,
-    e: Fluid,
-    last: Nanos,
-    color_aware: bool,
+    b: Buckets,
 }
 
 impl SrTcm {
@@ -80,18 +156,14 @@ impl SrTcm {
         if cbs.is_zero() && ebs.is_zero() {
             return Err(ParamError("cbs and ebs must not both be 0 bytes".into()));
         }
-        let unit = unit_for(&[cir], &[cbs, ebs])?;
-        Ok(SrTcm {
-            cir,
-            cbs,
-            ebs,
-            unit,
-            c: Fluid::new(cir, cbs, unit, "cbs")?,
-            // E is filled only by what overflows C.
-            e: Fluid::new(Ratio::ZERO, ebs, unit, "ebs")?,
-            last: 0,
+        // E is filled only by what overflows C: its own rate is 0.
+        let b = Buckets::new(
+            [cir, Ratio::ZERO],
+            [(cbs, "cbs"), (ebs, "ebs")],
+            true,
             color_aware,
-        })
+        )?;
+        Ok(SrTcm { cir, cbs, ebs, b })
     }
 
     pub fn params(&self) -> (Ratio, Ratio, Ratio) {
@@ -99,42 +171,19 @@ impl SrTcm {
     }
 
     pub fn color_aware(&self) -> bool {
-        self.color_aware
+        self.b.color_aware
     }
 
     /// The levels of C and E in bytes at `now`.
     pub fn tokens_exact(&mut self, now: Nanos) -> (Ratio, Ratio) {
-        self.advance(now);
-        (
-            ratio(self.c.level(), self.unit),
-            ratio(self.e.level(), self.unit),
-        )
+        self.b.tokens_exact(now)
     }
-
-    #[inline]
-    fn advance(&mut self, now: Nanos) {
-        let spill = self.c.refill_spill(elapsed(&mut self.last, now));
-        self.e.add(spill);
-    }
-}
-
-fn ratio(level: u128, unit: u128) -> Ratio {
-    Ratio::new(level, unit).unwrap_or(Ratio::ZERO)
 }
 
 impl Meter for SrTcm {
     #[inline]
     fn color(&mut self, size: u64, now: Nanos, pre: Color) -> Color {
-        self.advance(now);
-        let b = units(size, self.unit);
-        let pre = if self.color_aware { pre } else { Color::Green };
-        if pre == Color::Green && self.c.take(b) {
-            Color::Green
-        } else if pre != Color::Red && self.e.take(b) {
-            Color::Yellow
-        } else {
-            Color::Red
-        }
+        self.b.committed_then_excess(size, now, pre)
     }
 }
 
@@ -145,11 +194,7 @@ pub struct TrTcm {
     cbs: Ratio,
     pir: Ratio,
     pbs: Ratio,
-    unit: u128,
-    c: Fluid,
-    p: Fluid,
-    last: Nanos,
-    color_aware: bool,
+    b: Buckets,
 }
 
 impl TrTcm {
@@ -178,17 +223,13 @@ impl TrTcm {
                 "pir must be >= cir (RFC 2698), got pir = {pir}, cir = {cir} bytes/s"
             )));
         }
-        let unit = unit_for(&[cir, pir], &[cbs, pbs])?;
+        let b = Buckets::new([cir, pir], [(cbs, "cbs"), (pbs, "pbs")], false, color_aware)?;
         Ok(TrTcm {
             cir,
             cbs,
             pir,
             pbs,
-            unit,
-            c: Fluid::new(cir, cbs, unit, "cbs")?,
-            p: Fluid::new(pir, pbs, unit, "pbs")?,
-            last: 0,
-            color_aware,
+            b,
         })
     }
 
@@ -197,40 +238,28 @@ impl TrTcm {
     }
 
     pub fn color_aware(&self) -> bool {
-        self.color_aware
+        self.b.color_aware
     }
 
     /// The levels of C and P in bytes at `now`.
     pub fn tokens_exact(&mut self, now: Nanos) -> (Ratio, Ratio) {
-        self.advance(now);
-        (
-            ratio(self.c.level(), self.unit),
-            ratio(self.p.level(), self.unit),
-        )
-    }
-
-    #[inline]
-    fn advance(&mut self, now: Nanos) {
-        let e = elapsed(&mut self.last, now);
-        self.c.refill(e);
-        self.p.refill(e);
+        self.b.tokens_exact(now)
     }
 }
 
 impl Meter for TrTcm {
     #[inline]
     fn color(&mut self, size: u64, now: Nanos, pre: Color) -> Color {
-        self.advance(now);
-        let b = units(size, self.unit);
-        let pre = if self.color_aware { pre } else { Color::Green };
-        if pre == Color::Red || !self.p.holds(b) {
+        let (b, pre) = self.b.arrive(size, now, pre);
+        let (c, p) = (&mut self.b.first, &mut self.b.second);
+        if pre == Color::Red || !p.holds(b) {
             Color::Red
-        } else if pre == Color::Yellow || !self.c.holds(b) {
-            self.p.take(b);
+        } else if pre == Color::Yellow || !c.holds(b) {
+            p.take(b);
             Color::Yellow
         } else {
-            self.p.take(b);
-            self.c.take(b);
+            p.take(b);
+            c.take(b);
             Color::Green
         }
     }
@@ -244,11 +273,7 @@ pub struct TrTcm4115 {
     cbs: Ratio,
     eir: Ratio,
     ebs: Ratio,
-    unit: u128,
-    c: Fluid,
-    e: Fluid,
-    last: Nanos,
-    color_aware: bool,
+    b: Buckets,
 }
 
 impl TrTcm4115 {
@@ -266,17 +291,13 @@ impl TrTcm4115 {
         if cbs.is_zero() && ebs.is_zero() {
             return Err(ParamError("cbs and ebs must not both be 0 bytes".into()));
         }
-        let unit = unit_for(&[cir, eir], &[cbs, ebs])?;
+        let b = Buckets::new([cir, eir], [(cbs, "cbs"), (ebs, "ebs")], false, color_aware)?;
         Ok(TrTcm4115 {
             cir,
             cbs,
             eir,
             ebs,
-            unit,
-            c: Fluid::new(cir, cbs, unit, "cbs")?,
-            e: Fluid::new(eir, ebs, unit, "ebs")?,
-            last: 0,
-            color_aware,
+            b,
         })
     }
 
@@ -285,39 +306,19 @@ impl TrTcm4115 {
     }
 
     pub fn color_aware(&self) -> bool {
-        self.color_aware
+        self.b.color_aware
     }
 
     /// The levels of C and E in bytes at `now`.
     pub fn tokens_exact(&mut self, now: Nanos) -> (Ratio, Ratio) {
-        self.advance(now);
-        (
-            ratio(self.c.level(), self.unit),
-            ratio(self.e.level(), self.unit),
-        )
-    }
-
-    #[inline]
-    fn advance(&mut self, now: Nanos) {
-        let e = elapsed(&mut self.last, now);
-        self.c.refill(e);
-        self.e.refill(e);
+        self.b.tokens_exact(now)
     }
 }
 
 impl Meter for TrTcm4115 {
     #[inline]
     fn color(&mut self, size: u64, now: Nanos, pre: Color) -> Color {
-        self.advance(now);
-        let b = units(size, self.unit);
-        let pre = if self.color_aware { pre } else { Color::Green };
-        if pre == Color::Green && self.c.take(b) {
-            Color::Green
-        } else if pre != Color::Red && self.e.take(b) {
-            Color::Yellow
-        } else {
-            Color::Red
-        }
+        self.b.committed_then_excess(size, now, pre)
     }
 }
 
