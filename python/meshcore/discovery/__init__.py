@@ -16,6 +16,8 @@ Sources so far:
 - :class:`StaticDiscovery` — a fixed list.
 - :class:`FileDiscovery` — a JSON or YAML file, reloaded when it changes.
 - :class:`DnsDiscovery` — DNS SRV or A/AAAA (also Consul's DNS interface), re-read on TTL expiry.
+- :class:`ConsulDiscovery` — Consul's health API with blocking queries; :class:`ConsulRegistration`
+  registers an endpoint with a TTL check kept passing.
 
 Still to come (issue 7): ``EtcdDiscovery`` / ``EtcdRegistration`` (etcd v3 JSON gateway, the
 ``naming/endpoints`` key format), ``ConsulDiscovery`` / ``ConsulRegistration`` (blocking queries,
@@ -25,11 +27,14 @@ the update-latency benchmarks in ``benches/``.
 """
 
 from meshcore.discovery._base import DiscoverySource, EndpointSet
+from meshcore.discovery.consul import ConsulDiscovery, ConsulRegistration
 from meshcore.discovery.dns import DnsDiscovery
 from meshcore.discovery.static import FileDiscovery, StaticDiscovery, parse_endpoint
 from meshcore.endpoint import Endpoint, Metadata
 
 __all__ = [
+    "ConsulDiscovery",
+    "ConsulRegistration",
     "DiscoverySource",
     "DnsDiscovery",
     "Endpoint",

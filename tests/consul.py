@@ -1,0 +1,155 @@
+"""A real Consul dev agent on loopback for the discovery tests.
+
+``find_consul()`` looks for the binary in ``MESHCORE_CONSUL_BIN``, then ``consul`` on PATH
+(``scripts/get-consul.sh`` fetches Consul 1.8.7 and prints its path). ``ConsulAgent(directory)``
+picks every port it needs at run time (HTTP, DNS, server RPC, Serf LAN and WAN; gRPC off), and
+``start()`` runs ``consul agent -dev`` bound to 127.0.0.1 and waits until it has a leader.
+``stop()`` sends SIGTERM to that PID only (SIGKILL after 5 s). ``start()`` after ``stop()`` is a
+restart on the same ports. A dev agent keeps the catalog in memory but persists the services
+registered through it in its data directory and syncs them back after a restart; each ``start()``
+uses a new data directory unless ``keep_state=True``, so by default the agent forgets everything.
+``api()`` is a small synchronous client for the tests' own raw HTTP calls.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import time
+from contextlib import ExitStack
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+__all__ = ["ConsulAgent", "find_consul"]
+
+
+def find_consul() -> str | None:
+    """The consul binary: ``MESHCORE_CONSUL_BIN`` if it names an executable, else PATH."""
+    env = os.environ.get("MESHCORE_CONSUL_BIN")
+    if env:
+        return env if os.access(env, os.X_OK) else None
+    return shutil.which("consul")
+
+
+def free_ports(count: int) -> list[int]:
+    """``count`` distinct ports free on 127.0.0.1 for both TCP and UDP right now (held together
+    while they are picked, so they differ)."""
+    ports: list[int] = []
+    with ExitStack() as stack:
+        while len(ports) < count:
+            tcp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            tcp.bind(("127.0.0.1", 0))
+            port: int = tcp.getsockname()[1]
+            udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
+            try:
+                udp.bind(("127.0.0.1", port))
+            except OSError:
+                continue
+            ports.append(port)
+    return ports
+
+
+class ConsulAgent:
+    def __init__(self, directory: Path, node: str = "meshcore-test") -> None:
+        binary = find_consul()
+        if binary is None:
+            raise FileNotFoundError("consul not found (set MESHCORE_CONSUL_BIN)")
+        self.binary = binary
+        self.dir = directory
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.node = node
+        self.http_port, self.dns_port, self.server_port, self.serf_lan, self.serf_wan = free_ports(
+            5
+        )
+        self.url = f"http://127.0.0.1:{self.http_port}"
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.starts = 0
+
+    def start(self, timeout: float = 20.0, *, keep_state: bool = False) -> None:
+        assert self.proc is None
+        if not keep_state or not self.starts:
+            self.starts += 1
+        self.log = (self.dir / "consul.log").open("ab")
+        args = [
+            self.binary,
+            "agent",
+            "-dev",
+            "-node",
+            self.node,
+            "-bind",
+            "127.0.0.1",
+            "-client",
+            "127.0.0.1",
+            "-data-dir",
+            str(self.dir / f"data-{self.starts}"),
+            "-http-port",
+            str(self.http_port),
+            "-dns-port",
+            str(self.dns_port),
+            "-server-port",
+            str(self.server_port),
+            "-serf-lan-port",
+            str(self.serf_lan),
+            "-serf-wan-port",
+            str(self.serf_wan),
+            "-grpc-port",
+            "-1",
+            "-disable-host-node-id",
+            "-hcl",
+            "disable_update_check = true",
+            "-log-level",
+            "warn",
+        ]
+        self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
+        end = time.monotonic() + timeout
+        try:
+            while not self._has_leader():
+                if self.proc.poll() is not None or time.monotonic() > end:
+                    raise RuntimeError(f"consul did not start: {self.read_log()[-2000:]}")
+                time.sleep(0.05)
+        except BaseException:
+            self.stop()  # never leave an agent behind
+            raise
+
+    def _has_leader(self) -> bool:
+        try:
+            r = httpx.get(f"{self.url}/v1/status/leader", timeout=1.0)
+        except httpx.HTTPError:
+            return False
+        return r.status_code == 200 and f":{self.server_port}" in r.text
+
+    def read_log(self) -> str:
+        return (self.dir / "consul.log").read_text(errors="replace")
+
+    def stop(self) -> None:
+        proc, self.proc = self.proc, None
+        if proc is None:
+            return
+        if proc.poll() is None:
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(5)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        self.log.close()
+
+    def api(self, method: str, path: str, body: Any = None, **params: str) -> Any:
+        """One raw HTTP call; raises on a non-2xx answer; returns the JSON body (or None)."""
+        r = httpx.request(method, f"{self.url}{path}", json=body, params=params, timeout=10.0)
+        r.raise_for_status()
+        return r.json() if r.content and "json" in r.headers.get("content-type", "") else None
+
+    def register(self, sid: str, name: str, port: int, **fields: Any) -> None:
+        """Register a service instance directly (no meshcore involved)."""
+        self.api(
+            "PUT", "/v1/agent/service/register", {"ID": sid, "Name": name, "Port": port, **fields}
+        )
+
+    def deregister(self, sid: str) -> None:
+        self.api("PUT", f"/v1/agent/service/deregister/{sid}")

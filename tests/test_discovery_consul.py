@@ -1,0 +1,407 @@
+"""ConsulDiscovery and ConsulRegistration against a real Consul dev agent on loopback: the entry
+mapping, ``?passing``, blocking-query watches, filters, malformed entries, TTL heartbeats, a
+crashed registrant, an agent restart mid-watch, and Consul's DNS interface read by DnsDiscovery.
+
+The agent binary comes from ``MESHCORE_CONSUL_BIN`` or PATH (``scripts/get-consul.sh`` fetches
+Consul 1.8.7). Without it these tests skip, except under CI (``CI`` set), where they fail instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from consul import ConsulAgent, find_consul, free_ports
+from meshcore import ConfigError, DiscoveryError, Endpoint
+from meshcore.discovery import ConsulDiscovery, ConsulRegistration, DnsDiscovery
+from watching import Watcher, eventually, run
+
+if find_consul() is None:
+    if os.environ.get("CI"):
+        raise RuntimeError("the consul binary is required under CI (set MESHCORE_CONSUL_BIN)")
+    pytest.skip(
+        "consul not found: set MESHCORE_CONSUL_BIN (scripts/get-consul.sh fetches it)",
+        allow_module_level=True,
+    )
+
+NODE = "meshcore-test"
+
+
+@pytest.fixture(scope="module")
+def agent(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ConsulAgent]:
+    """One agent for the module; each test uses its own service names."""
+    server = ConsulAgent(tmp_path_factory.mktemp("consul"), NODE)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def own_agent(tmp_path: Path) -> Iterator[ConsulAgent]:
+    """An agent for a test that stops and restarts it."""
+    server = ConsulAgent(tmp_path / "consul", NODE)
+    server.start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def source(agent: ConsulAgent, service: str, **kw: Any) -> ConsulDiscovery:
+    kw.setdefault("timeout", 2.0)
+    return ConsulDiscovery(agent.url, service, **kw)
+
+
+def ep(host: str, port: int, weight: int = 1, sid: str = "", **meta: str) -> Endpoint:
+    """An endpoint as ConsulDiscovery maps a passing instance on the test node."""
+    full = {
+        "consul.service_id": sid,
+        "consul.node": NODE,
+        "consul.datacenter": "dc1",
+        "consul.health": "passing",
+    }
+    full.update(meta)
+    return Endpoint(host, port, weight, full)
+
+
+def ttl_check(sid: str, ttl: str = "30s") -> dict[str, str]:
+    return {"CheckID": f"service:{sid}", "TTL": ttl}
+
+
+def test_entries_map_to_endpoints(agent: ConsulAgent) -> None:
+    agent.register(
+        "api-1",
+        "api",
+        9001,
+        Address="127.0.0.21",
+        Tags=["v1", "canary"],
+        Meta={"zone": "a"},
+        Weights={"Passing": 5, "Warning": 2},
+    )
+    agent.register("api-2", "api", 9002)  # no Address: the node's is used
+    agent.register("api-3", "api", 9003, Address="127.0.0.23", Check=ttl_check("api-3"))
+    api1 = ep("127.0.0.21", 9001, 5, "api-1", zone="a", **{"consul.tags": "v1,canary"})
+    api2 = ep("127.0.0.1", 9002, 1, "api-2")
+    assert run(source(agent, "api").resolve()) == {api1, api2}
+    # Without passing_only the critical instance (its TTL check never passed) is there too.
+    got = run(source(agent, "api", passing_only=False).resolve())
+    assert got == {api1, api2, ep("127.0.0.23", 9003, 1, "api-3", **{"consul.health": "critical"})}
+
+
+def test_passing_follows_the_check(agent: ConsulAgent) -> None:
+    agent.register(
+        "chk-1",
+        "chk",
+        9101,
+        Address="127.0.0.31",
+        Weights={"Passing": 7, "Warning": 3},
+        Check=ttl_check("chk-1"),
+    )
+    agent.register("chk-2", "chk", 9102, Address="127.0.0.32")
+    other = ep("127.0.0.32", 9102, 1, "chk-2")
+    src = source(agent, "chk")
+    # A TTL check starts critical: not passing yet.
+    assert run(src.resolve()) == {other}
+    agent.api("PUT", "/v1/agent/check/pass/service:chk-1")
+    assert run(src.resolve()) == {other, ep("127.0.0.31", 9101, 7, "chk-1")}
+    # Warning leaves ?passing; without it, the Warning weight applies.
+    agent.api("PUT", "/v1/agent/check/warn/service:chk-1")
+    assert run(src.resolve()) == {other}
+    warned = ep("127.0.0.31", 9101, 3, "chk-1", **{"consul.health": "warning"})
+    assert run(source(agent, "chk", passing_only=False).resolve()) == {other, warned}
+    agent.api("PUT", "/v1/agent/check/fail/service:chk-1")
+    assert run(src.resolve()) == {other}
+
+
+def test_unknown_service_is_empty(agent: ConsulAgent) -> None:
+    assert run(source(agent, "no-such-service").resolve()) == frozenset()
+
+
+def test_filter_and_tag(agent: ConsulAgent) -> None:
+    agent.register("flt-a", "flt", 9201, Address="127.0.0.41", Meta={"zone": "a"}, Tags=["blue"])
+    agent.register("flt-b", "flt", 9202, Address="127.0.0.42", Meta={"zone": "b"}, Tags=["green"])
+    by_zone = run(source(agent, "flt", filter='Service.Meta.zone == "a"').resolve())
+    assert {e.port for e in by_zone} == {9201}
+    assert {e.port for e in run(source(agent, "flt", tag="green").resolve())} == {9202}
+    assert run(source(agent, "flt", tag="red").resolve()) == frozenset()
+    # A filter Consul cannot parse is a failed read (1.8 answers HTTP 500), with its reason.
+    with pytest.raises(DiscoveryError, match="boolean expression"):
+        run(source(agent, "flt", filter="Service.Meta.zone ==").resolve())
+
+
+def test_malformed_entries_are_skipped(
+    agent: ConsulAgent, caplog: pytest.LogCaptureFixture
+) -> None:
+    # Consul 1.8 accepts these ports; none can be dialled.
+    agent.register("bad-0", "bad", 0, Address="127.0.0.51")
+    agent.register("bad-big", "bad", 70000, Address="127.0.0.52")
+    agent.register("bad-neg", "bad", -5, Address="127.0.0.53")
+    agent.register("bad-ok", "bad", 9301, Address="127.0.0.54")
+    src = source(agent, "bad")
+    with caplog.at_level(logging.WARNING, "meshcore.discovery"):
+        assert run(src.resolve()) == {ep("127.0.0.54", 9301, 1, "bad-ok")}
+        run(src.resolve())  # the same problems are not logged twice
+    warnings = [r.getMessage() for r in caplog.records if r.levelno == logging.WARNING]
+    assert len(warnings) == 3
+    for sid, port in (("bad-0", "0"), ("bad-big", "70000"), ("bad-neg", "-5")):
+        assert any(f"'{sid}'" in w and f"port {port} " in w for w in warnings), warnings
+
+
+def test_watch_follows_changes_with_blocking_queries(agent: ConsulAgent) -> None:
+    async def main() -> None:
+        agent.register("w-1", "watched", 9401, Address="127.0.0.61")
+        one = ep("127.0.0.61", 9401, 1, "w-1")
+        # wait=60 s: every change below is seen long before a blocking query would time out,
+        # so it is the query's wake-up that delivers it, not a poll.
+        async with source(agent, "watched", wait=60) as d:
+            it = Watcher(d.watch())
+            assert await it.next() == {one}
+            await eventually(lambda: d.index > 1)  # the loop now blocks on the last index
+            queries = d.queries
+
+            # A new instance.
+            agent.register("w-2", "watched", 9402, Address="127.0.0.62")
+            two = ep("127.0.0.62", 9402, 1, "w-2")
+            assert await it.next() == {one, two}
+            # A weight and meta change of a registered instance (registered again, same ID).
+            agent.register(
+                "w-2",
+                "watched",
+                9402,
+                Address="127.0.0.62",
+                Meta={"v": "2"},
+                Weights={"Passing": 9, "Warning": 1},
+            )
+            two_b = ep("127.0.0.62", 9402, 9, "w-2", v="2")
+            assert await it.next() == {one, two_b}
+            # A deregistration.
+            agent.deregister("w-1")
+            assert await it.next() == {two_b}
+            # The same definition again wakes nothing worth yielding.
+            agent.register(
+                "w-2",
+                "watched",
+                9402,
+                Address="127.0.0.62",
+                Meta={"v": "2"},
+                Weights={"Passing": 9, "Warning": 1},
+            )
+            with pytest.raises(asyncio.TimeoutError):
+                await it.next(0.5)
+            # A handful of queries, not a poll loop: each change wakes one blocking query (an
+            # agent's catalog sync may add a few wake-ups of its own).
+            assert d.queries - queries < 20
+            assert not d.stale
+
+    run(main())
+
+
+def test_registration_registers_and_keeps_passing(agent: ConsulAgent) -> None:
+    endpoint = Endpoint("127.0.0.71", 9501, 4, {"version": "1.2"})
+
+    async def main() -> None:
+        async with source(agent, "reg") as d:
+            it = Watcher(d.watch())
+            assert await it.next() == frozenset()
+            async with ConsulRegistration(agent.url, "reg", endpoint, ttl=1, tags=["a"]) as reg:
+                assert reg.service_id == "reg-127.0.0.71-9501"
+                assert reg.registered
+                expected = ep("127.0.0.71", 9501, 4, reg.service_id, version="1.2")
+                expected = Endpoint(
+                    expected.host,
+                    expected.port,
+                    expected.weight,
+                    {**expected.metadata, "consul.tags": "a"},
+                )
+                # Passing at once: the first heartbeat is sent right after registering.
+                assert await it.next() == {expected}
+                services = agent.api("GET", "/v1/agent/services")
+                assert services[reg.service_id]["Weights"] == {"Passing": 4, "Warning": 1}
+                check = agent.api("GET", "/v1/agent/checks")[f"service:{reg.service_id}"]
+                assert check["Status"] == "passing" and check["Type"] == "ttl"
+                # Several TTLs pass and it never leaves the passing set (the watch would yield
+                # the change): the heartbeats keep the check passing.
+                with pytest.raises(asyncio.TimeoutError):
+                    await it.next(3.5)
+                assert d.current == frozenset({expected})
+                assert await d.resolve() == {expected}
+                assert reg.registrations == 1
+            # Deregistered on exit: gone from the agent, not merely critical.
+            assert await it.next() == frozenset()
+            assert reg.service_id not in agent.api("GET", "/v1/agent/services")
+
+    run(main())
+
+
+def test_registration_single_steps(agent: ConsulAgent) -> None:
+    async def main() -> None:
+        reg = ConsulRegistration(agent.url, "steps", "127.0.0.72:9502", service_id="steps-x")
+        await reg.register()
+        assert reg.registered and reg.registrations == 1
+        got = await source(agent, "steps").resolve()
+        assert got == {ep("127.0.0.72", 9502, 1, "steps-x")}
+        await reg.heartbeat()
+        await reg.deregister()
+        assert await source(agent, "steps").resolve() == frozenset()
+        # A heartbeat for a check the agent does not know registers the service again.
+        await reg.heartbeat()
+        assert reg.registrations == 2
+        assert len(await source(agent, "steps").resolve()) == 1
+        await reg.deregister()
+
+    run(main())
+
+
+def test_registration_refused_is_a_config_error(agent: ConsulAgent) -> None:
+    bad_meta = Endpoint("127.0.0.73", 9503, 1, {"bad key": "x"})
+
+    async def main() -> None:
+        async with ConsulRegistration(agent.url, "refused", bad_meta):
+            pass
+
+    with pytest.raises(ConfigError, match="Meta"):
+        run(main())
+
+
+def test_crashed_registrant_goes_critical(agent: ConsulAgent) -> None:
+    async def main() -> None:
+        async with source(agent, "crash") as d:
+            it = Watcher(d.watch())
+            assert await it.next() == frozenset()
+            reg = ConsulRegistration(agent.url, "crash", "127.0.0.74:9504", ttl=1)
+            await reg.__aenter__()
+            assert len(await it.next()) == 1
+            # The heartbeat task stops without deregistering, as when the process dies.
+            await reg.aclose(deregister=False)
+            # It leaves the passing set when its TTL check expires (Consul says so in the output).
+            assert await it.next() == frozenset()
+            entries = agent.api("GET", "/v1/health/checks/crash")
+            assert [c["Status"] for c in entries] == ["critical"]
+            assert "TTL expired" in entries[0]["Output"]
+            agent.deregister(reg.service_id)
+
+    run(main())
+
+
+def test_agent_restart_mid_watch(own_agent: ConsulAgent, caplog: pytest.LogCaptureFixture) -> None:
+    # The fault the issue asks for: the agent stops while a watch and a registration run. The
+    # watch keeps the last good set and says stale; when the agent is back on the same ports
+    # (a dev agent, so with an empty catalog) the watch recovers by itself and the registration
+    # registers again, so its endpoint comes back.
+    agent = own_agent
+
+    async def main() -> None:
+        agent.register("fault-raw", "fault", 9601, Address="127.0.0.81")
+        raw = ep("127.0.0.81", 9601, 1, "fault-raw")
+        src = source(agent, "fault", backoff_initial=0.1, backoff_max=0.5)
+        reg = ConsulRegistration(agent.url, "fault", "127.0.0.82:9602", ttl=1.5)
+        mine = ep("127.0.0.82", 9602, 1, reg.service_id)
+        async with src as d, reg:
+            it = Watcher(d.watch())
+            got = await it.next()
+            if got != {raw, mine}:
+                got = await it.next()
+            assert got == {raw, mine}
+            await eventually(lambda: d.index > 1)
+            index_before = d.index
+
+            await asyncio.to_thread(agent.stop)
+            await eventually(lambda: d.stale)
+            assert d.current == frozenset({raw, mine})  # the last good set is kept
+            with pytest.raises(DiscoveryError):
+                await d.resolve()
+            await eventually(lambda: not reg.registered)
+            with pytest.raises(asyncio.TimeoutError):
+                await it.next(0.5)  # nothing is yielded while the agent is down
+
+            await asyncio.to_thread(agent.start)
+            # The registration is back without any help; the raw one died with the agent's state.
+            await eventually(lambda: d.current == frozenset({mine}) and not d.stale, timeout=20)
+            assert reg.registered and reg.registrations == 2
+            # The new agent's index restarted lower: the source followed it (it did not keep
+            # blocking on an index from before the restart).
+            assert d.index < index_before
+            # And the watch is live again: a new instance shows up.
+            agent.register("fault-new", "fault", 9603, Address="127.0.0.83")
+            await eventually(lambda: d.current is not None and len(d.current) == 2)
+
+    with caplog.at_level(logging.WARNING, "meshcore.discovery"):
+        run(main(), timeout=60)
+    assert "unavailable" in caplog.text and "recovered" in caplog.text
+    assert "registering again" in caplog.text
+
+
+def test_agent_unreachable(tmp_path: Path) -> None:
+    (port,) = free_ports(1)  # nothing listens there
+    url = f"http://127.0.0.1:{port}"
+    with pytest.raises(DiscoveryError):
+        run(ConsulDiscovery(url, "x", timeout=1).resolve())
+    with pytest.raises(DiscoveryError):
+        run(ConsulRegistration(url, "x", "127.0.0.1:80", timeout=1).__aenter__())
+
+    async def main() -> None:
+        async with ConsulDiscovery(url, "x", timeout=1, backoff_initial=0.1) as d:
+            await eventually(lambda: d.stale)
+            assert d.current is None
+
+    run(main())
+
+
+def test_consul_dns_interface(agent: ConsulAgent) -> None:
+    # DnsDiscovery against Consul's own DNS server: SRV and A names of a registered service.
+    agent.register(
+        "dns-1", "dnsweb", 9701, Address="127.0.0.91", Weights={"Passing": 3, "Warning": 1}
+    )
+    agent.register("dns-2", "dnsweb", 9702, Address="127.0.0.92")
+    agent.register("dns-3", "dnsweb", 9703, Address="127.0.0.93", Check=ttl_check("dns-3"))
+
+    def dns(name: str, **kw: Any) -> DnsDiscovery:
+        return DnsDiscovery(name, nameservers=["127.0.0.1"], nameserver_port=agent.dns_port, **kw)
+
+    srv = run(dns("_dnsweb._tcp.service.consul").resolve())
+    # Consul answers SRV with hex address targets (7f00005b.addr.dc1.consul) and the weight from
+    # Weights.Passing; the critical instance is left out.
+    assert {(e.host, e.port, e.weight) for e in srv} == {
+        ("127.0.0.91", 9701, 3),
+        ("127.0.0.92", 9702, 1),
+    }
+    assert all(e.metadata["target"].endswith(".consul") for e in srv)
+    a = run(dns("dnsweb.service.consul", port=8080).resolve())
+    assert a == {Endpoint("127.0.0.91", 8080), Endpoint("127.0.0.92", 8080)}
+    assert run(dns("_nothing._tcp.service.consul").resolve()) == frozenset()
+
+
+def test_constructor_checks() -> None:
+    url = "http://127.0.0.1:8500"
+    for bad_url in ("", "127.0.0.1:8500", "ftp://x", 8500):
+        with pytest.raises(ConfigError):
+            ConsulDiscovery(bad_url, "s")  # type: ignore[arg-type]  # 8500 is wrong on purpose
+    with pytest.raises(ConfigError):
+        ConsulDiscovery(url, "")
+    with pytest.raises(ConfigError, match="wait"):
+        ConsulDiscovery(url, "s", wait=601)
+    with pytest.raises(ConfigError):
+        ConsulDiscovery(url, "s", wait=0)
+    with pytest.raises(ConfigError):
+        ConsulDiscovery(url, "s", max_rate=0)
+    with pytest.raises(ConfigError):
+        ConsulDiscovery(url, "s", filter="")
+    with pytest.raises(ConfigError):
+        ConsulRegistration(url, "s", "no-port")
+    with pytest.raises(ConfigError):
+        ConsulRegistration(url, "s", "127.0.0.1:80", ttl=0)
+    with pytest.raises(ConfigError, match="interval"):
+        ConsulRegistration(url, "s", "127.0.0.1:80", ttl=3, interval=3)
+    with pytest.raises(ConfigError):
+        ConsulRegistration(url, "s", "127.0.0.1:80", tags="one")
+    reg = ConsulRegistration(url, "s", Endpoint("::1", 80))
+    assert reg.service_id == "s-::1-80" and reg.check_id == "service:s-::1-80"
+    assert reg.interval == pytest.approx(10 / 3)
