@@ -19,6 +19,7 @@ import signal
 import socket
 import subprocess
 import time
+from collections.abc import Sequence
 from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
@@ -55,7 +56,9 @@ def free_ports(count: int) -> list[int]:
 
 
 class ConsulAgent:
-    def __init__(self, directory: Path, node: str = "meshcore-test") -> None:
+    def __init__(
+        self, directory: Path, node: str = "meshcore-test", hcl: Sequence[str] = ()
+    ) -> None:
         binary = find_consul()
         if binary is None:
             raise FileNotFoundError("consul not found (set MESHCORE_CONSUL_BIN)")
@@ -63,6 +66,7 @@ class ConsulAgent:
         self.dir = directory
         self.dir.mkdir(parents=True, exist_ok=True)
         self.node = node
+        self.hcl = list(hcl)
         self.http_port, self.dns_port, self.server_port, self.serf_lan, self.serf_wan = free_ports(
             5
         )
@@ -102,6 +106,7 @@ class ConsulAgent:
             "-disable-host-node-id",
             "-hcl",
             "disable_update_check = true",
+            *(arg for text in self.hcl for arg in ("-hcl", text)),
             "-log-level",
             "warn",
         ]
@@ -139,9 +144,14 @@ class ConsulAgent:
                 proc.wait(5)
         self.log.close()
 
-    def api(self, method: str, path: str, body: Any = None, **params: str) -> Any:
+    def api(
+        self, method: str, path: str, body: Any = None, token: str | None = None, **params: str
+    ) -> Any:
         """One raw HTTP call; raises on a non-2xx answer; returns the JSON body (or None)."""
-        r = httpx.request(method, f"{self.url}{path}", json=body, params=params, timeout=10.0)
+        headers = {"X-Consul-Token": token} if token else {}
+        r = httpx.request(
+            method, f"{self.url}{path}", json=body, params=params, headers=headers, timeout=10.0
+        )
         r.raise_for_status()
         return r.json() if r.content and "json" in r.headers.get("content-type", "") else None
 

@@ -405,3 +405,71 @@ def test_constructor_checks() -> None:
     reg = ConsulRegistration(url, "s", Endpoint("::1", 80))
     assert reg.service_id == "s-::1-80" and reg.check_id == "service:s-::1-80"
     assert reg.interval == pytest.approx(10 / 3)
+
+
+def test_agent_restart_keeping_state(own_agent: ConsulAgent) -> None:
+    # An agent that keeps its data directory (as every non-dev agent does) restores the services
+    # registered through it and syncs them back into the new catalog: the watch recovers and the
+    # registration's next pass simply succeeds, with no second registration.
+    agent = own_agent
+
+    async def main() -> None:
+        agent.register("kept-raw", "kept", 9801, Address="127.0.0.84")
+        raw = ep("127.0.0.84", 9801, 1, "kept-raw")
+        src = source(agent, "kept", backoff_initial=0.1, backoff_max=0.5)
+        reg = ConsulRegistration(agent.url, "kept", "127.0.0.85:9802", ttl=1.5)
+        mine = ep("127.0.0.85", 9802, 1, reg.service_id)
+        async with src as d, reg:
+            await eventually(lambda: d.current == frozenset({raw, mine}))
+            await asyncio.to_thread(agent.stop)
+            await eventually(lambda: d.stale)
+            await asyncio.to_thread(agent.start, keep_state=True)
+            await eventually(lambda: not d.stale and reg.registered, timeout=20)
+            await eventually(lambda: d.current == frozenset({raw, mine}), timeout=20)
+            assert reg.registrations == 1
+
+    run(main(), timeout=60)
+
+
+ROOT_TOKEN = "0f1c2d3e-meshcore-test-root-token"  # test-only
+
+
+def test_acl_token(tmp_path: Path) -> None:
+    # ACLs on, default deny: without a token the health API filters every instance out (200 []),
+    # and a registration is refused; with a token both work.
+    acl = (
+        'acl { enabled = true, default_policy = "deny", '
+        f'tokens {{ master = "{ROOT_TOKEN}", agent = "{ROOT_TOKEN}" }} }}'
+    )
+    agent = ConsulAgent(tmp_path / "consul", NODE, hcl=[acl])
+    agent.start()
+    try:
+
+        async def main() -> None:
+            with pytest.raises(DiscoveryError, match="403"):
+                await ConsulRegistration(agent.url, "secret", "127.0.0.86:9901").register()
+            reg = ConsulRegistration(agent.url, "secret", "127.0.0.86:9901", token=ROOT_TOKEN)
+            async with reg:
+                await eventually(
+                    lambda: agent.api("GET", "/v1/health/service/secret", token=ROOT_TOKEN) != []
+                )
+                assert await source(agent, "secret").resolve() == frozenset()
+                got = await source(agent, "secret", token=ROOT_TOKEN).resolve()
+                assert got == {ep("127.0.0.86", 9901, 1, reg.service_id)}
+            assert await source(agent, "secret", token=ROOT_TOKEN).resolve() == frozenset()
+
+        run(main())
+    finally:
+        agent.stop()
+
+
+def test_next_index_follows_consuls_rules() -> None:
+    # The blocking-query index rules, on their own (no agent can be made to break them).
+    from meshcore.discovery.consul import _next_index
+
+    assert _next_index(0, 42) == 42  # first read
+    assert _next_index(42, 42) == 42  # woke without a change: block on the same index again
+    assert _next_index(42, 57) == 57
+    assert _next_index(57, 12) == 1  # went backwards: reset, never block on 0
+    assert _next_index(0, 0) == 1  # an index of 0 is never blocked on
+    assert _next_index(5, -3) == 1

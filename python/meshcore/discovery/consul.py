@@ -104,6 +104,15 @@ def _seconds(name: str, value: Any) -> float:
     return seconds
 
 
+def _next_index(old: int, returned: int) -> int:
+    """The index of the next blocking query, by Consul's rules: an index that went backwards
+    (the agent lost its state) is reset, and an index below 1 is never blocked on (Consul would
+    answer at once, every time: a busy loop), so it becomes 1."""
+    if returned < old:
+        returned = 0
+    return max(returned, 1)
+
+
 def _duration(seconds: float) -> str:
     """A Go duration string Consul accepts, to the millisecond (at least 1 ms)."""
     return f"{max(1, round(seconds * 1000))}ms"
@@ -209,6 +218,8 @@ class ConsulDiscovery(DiscoverySource):
         return self._index
 
     async def __aenter__(self) -> Self:
+        if self._task is not None:
+            raise RuntimeError(f"{self!r} is already running")
         self._agent.open()
         try:
             return await super().__aenter__()
@@ -239,9 +250,7 @@ class ConsulDiscovery(DiscoverySource):
         except BaseException:
             self._index = 0  # after a failure, start again with a plain read
             raise
-        if index < old:
-            index = 0  # went backwards: the agent's state was reset
-        self._index = max(index, 1)  # never block on an index of 0
+        self._index = _next_index(old, index)
         return self._endpoints(entries), 0.0
 
     async def _query(self, index: int) -> tuple[list[Any], int]:
