@@ -23,12 +23,15 @@ from meshcore.discovery import ConsulDiscovery, ConsulRegistration, DnsDiscovery
 from watching import Watcher, eventually, run
 
 if find_consul() is None:
-    if os.environ.get("CI"):
-        raise RuntimeError("the consul binary is required under CI (set MESHCORE_CONSUL_BIN)")
-    pytest.skip(
-        "consul not found: set MESHCORE_CONSUL_BIN (scripts/get-consul.sh fetches it)",
-        allow_module_level=True,
+    _where = os.environ.get("MESHCORE_CONSUL_BIN")
+    _why = (
+        f"MESHCORE_CONSUL_BIN={_where!r} is not an executable"
+        if _where
+        else "consul not found: set MESHCORE_CONSUL_BIN (scripts/get-consul.sh fetches it)"
     )
+    if os.environ.get("CI"):
+        raise RuntimeError(f"the Consul tests need the agent under CI: {_why}")
+    pytest.skip(_why, allow_module_level=True)
 
 NODE = "meshcore-test"
 

@@ -296,6 +296,8 @@ class ConsulDiscovery(DiscoverySource):
                 endpoints.add(_entry_endpoint(entry))
             except _BadEntryError as exc:
                 self._warn(f"entry {exc.who or f'#{i}'} skipped: {exc}")
+            except ConfigError as exc:  # a value Endpoint refuses (a guard: checked above)
+                self._warn(f"entry #{i} skipped: {exc}")
         return frozenset(endpoints)
 
 
