@@ -16,6 +16,7 @@ Sources so far:
 - :class:`StaticDiscovery` — a fixed list.
 - :class:`FileDiscovery` — a JSON or YAML file, reloaded when it changes.
 - :class:`DnsDiscovery` — DNS SRV or A/AAAA (also Consul's DNS interface), re-read on TTL expiry.
+- :class:`XdsDiscovery` — an xDS management server's endpoints (Envoy v3 EDS over ADS or EDS).
 
 Still to come (issue 7): ``EtcdDiscovery`` / ``EtcdRegistration`` (etcd v3 JSON gateway, the
 ``naming/endpoints`` key format), ``ConsulDiscovery`` / ``ConsulRegistration`` (blocking queries,
@@ -27,6 +28,7 @@ the update-latency benchmarks in ``benches/``.
 from meshcore.discovery._base import DiscoverySource, EndpointSet
 from meshcore.discovery.dns import DnsDiscovery
 from meshcore.discovery.static import FileDiscovery, StaticDiscovery, parse_endpoint
+from meshcore.discovery.xds import XdsDiscovery
 from meshcore.endpoint import Endpoint, Metadata
 
 __all__ = [
@@ -37,5 +39,6 @@ __all__ = [
     "FileDiscovery",
     "Metadata",
     "StaticDiscovery",
+    "XdsDiscovery",
     "parse_endpoint",
 ]

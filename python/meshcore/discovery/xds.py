@@ -136,9 +136,10 @@ class XdsDiscovery(DiscoverySource):
     def _describe(self) -> str:
         return f"{self.server} {self.cluster}"
 
-    def _warn(self, text: str) -> None:
-        if text not in self._warned:
-            self._warned.add(text)
+    def _warn(self, problem: str, text: str) -> None:
+        """Log ``text`` as a warning the first time ``problem`` is seen, then at debug level."""
+        if problem not in self._warned:
+            self._warned.add(problem)
             log.warning("%r: %s", self, text)
         else:
             log.debug("%r: %s", self, text)
@@ -188,7 +189,7 @@ class XdsDiscovery(DiscoverySource):
         try:
             endpoints = self._decode(response)
         except _RejectError as exc:
-            self._warn(f"NACK of version {response.version_info!r}: {exc}")
+            self._warn(str(exc), f"NACK of version {response.version_info!r}: {exc}")
             request.version_info = version
             request.error_detail.code = _INVALID_ARGUMENT
             request.error_detail.message = str(exc)

@@ -60,6 +60,7 @@ __all__ = [
     "ENDPOINT_TYPE",
     "LISTENER_TYPE",
     "ROUTE_TYPE",
+    "EndpointSpec",
     "Received",
     "XdsServer",
     "cluster_load_assignment",
@@ -396,7 +397,10 @@ class XdsServer:
                 if item is _EOF:
                     return
                 if item is _DROP:
-                    await context.abort(grpc.StatusCode.UNAVAILABLE, "stream dropped by the test")
+                    # Not context.abort(): it leaves the async generator suspended, not closed.
+                    context.set_code(grpc.StatusCode.UNAVAILABLE)
+                    context.set_details("stream dropped by the test")
+                    return
                 if isinstance(item, _Push):
                     responses = [self._response(stream, item.type_url)]
                 else:
