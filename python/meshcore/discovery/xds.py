@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from typing import Any, Literal
 
 import grpc
@@ -18,7 +18,7 @@ from google.protobuf import message
 
 from meshcore import __version__
 from meshcore.discovery._base import DiscoverySource, EndpointSet, _require_positive, log
-from meshcore.endpoint import Endpoint
+from meshcore.endpoint import Endpoint, Metadata
 from meshcore.errors import ConfigError, DiscoveryError
 
 __all__ = ["ENDPOINT_TYPE", "XdsDiscovery"]
@@ -31,6 +31,7 @@ _HealthStatus = health_check_pb2.HealthStatus
 # Envoy routes to HEALTHY and UNKNOWN hosts, and to DEGRADED ones (as a fallback); UNHEALTHY,
 # DRAINING and TIMEOUT hosts get no new requests.
 _USABLE = frozenset({_HealthStatus.UNKNOWN, _HealthStatus.HEALTHY, _HealthStatus.DEGRADED})
+_DEGRADED = _HealthStatus.DEGRADED
 
 
 class _RejectError(Exception):
@@ -298,9 +299,12 @@ class XdsDiscovery(DiscoverySource):
                 if group.load_balancing_weight.value == 0:
                     raise _RejectError(f"locality {group.locality} has weight 0")
                 locality["locality_weight"] = str(group.load_balancing_weight.value)
+            shared = Metadata(
+                locality
+            )  # one object for the endpoints with no metadata of their own
             level = levels.setdefault(group.priority, [])
             for lb in group.lb_endpoints:
-                endpoint = self._endpoint(lb, locality)
+                endpoint = self._endpoint(lb, shared)
                 if lb.health_status in _USABLE:
                     level.append(endpoint)
         if self._priority == "all":
@@ -310,27 +314,30 @@ class XdsDiscovery(DiscoverySource):
                 return frozenset(levels[priority])
         return frozenset()
 
-    def _endpoint(self, lb: Any, locality: Mapping[str, str]) -> Endpoint:
+    def _endpoint(self, lb: Any, locality: Metadata) -> Endpoint:
         if not lb.HasField("endpoint") or not lb.endpoint.address.HasField("socket_address"):
             raise _RejectError("an endpoint without a socket address")
         address = lb.endpoint.address.socket_address
-        if not address.address:
+        host, port = address.address, address.port_value
+        if not host:
             raise _RejectError("an endpoint with an empty address")
-        if address.WhichOneof("port_specifier") != "port_value":
-            raise _RejectError(f"endpoint {address.address}: no port_value")
-        if not 1 <= address.port_value <= 65535:
-            raise _RejectError(f"endpoint {address.address}: invalid port {address.port_value}")
+        if not 1 <= port <= 65535:  # a named_port leaves port_value at 0
+            raise _RejectError(f"endpoint {host}: invalid port {port}")
         weight = 1
         if lb.HasField("load_balancing_weight"):
             weight = lb.load_balancing_weight.value
             if weight == 0:
-                raise _RejectError(f"endpoint {address.address}:{address.port_value}: weight 0")
-        metadata = dict(locality)
-        if lb.health_status == _HealthStatus.DEGRADED:
-            metadata["health"] = "degraded"
-        for namespace, fields in lb.metadata.filter_metadata.items():
-            for key, value in fields.fields.items():
-                if value.WhichOneof("kind") == "string_value":
-                    name = key if namespace == self._namespace else f"{namespace}/{key}"
-                    metadata[name] = value.string_value
-        return Endpoint(address.address, address.port_value, weight, metadata)
+                raise _RejectError(f"endpoint {host}:{port}: weight 0")
+        metadata = locality
+        degraded = lb.health_status == _DEGRADED
+        if degraded or lb.HasField("metadata"):
+            own = dict(locality)
+            if degraded:
+                own["health"] = "degraded"
+            for namespace, fields in lb.metadata.filter_metadata.items():
+                for key, value in fields.fields.items():
+                    if value.WhichOneof("kind") == "string_value":
+                        name = key if namespace == self._namespace else f"{namespace}/{key}"
+                        own[name] = value.string_value
+            metadata = Metadata(own)
+        return Endpoint(host, port, weight, metadata)
