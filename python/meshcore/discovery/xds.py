@@ -140,6 +140,8 @@ class XdsDiscovery(DiscoverySource):
     def _warn(self, problem: str, text: str) -> None:
         """Log ``text`` as a warning the first time ``problem`` is seen, then at debug level."""
         if problem not in self._warned:
+            if len(self._warned) >= 1000:  # a server inventing new problems: stay bounded
+                self._warned.clear()
             self._warned.add(problem)
             log.warning("%r: %s", self, text)
         else:
