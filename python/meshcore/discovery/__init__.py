@@ -18,11 +18,10 @@ Sources so far:
 - :class:`DnsDiscovery` — DNS SRV or A/AAAA (also Consul's DNS interface), re-read on TTL expiry.
 - :class:`ConsulDiscovery` — Consul's health API with blocking queries; :class:`ConsulRegistration`
   registers an endpoint with a TTL check kept passing.
+- :class:`XdsDiscovery` — an xDS management server's endpoints (Envoy v3 EDS over ADS or EDS).
 
 Still to come (issue 7): ``EtcdDiscovery`` / ``EtcdRegistration`` (etcd v3 JSON gateway, the
-``naming/endpoints`` key format), ``ConsulDiscovery`` / ``ConsulRegistration`` (blocking queries,
-TTL checks), ``XdsDiscovery`` (ADS/EDS) with a test control plane checked against grpcio's ``xds:``
-resolver, ``meshcore.health`` (TCP/HTTP/gRPC active probes, Envoy-style outlier detection), and
+``naming/endpoints`` key format), ``meshcore.health`` (TCP/HTTP/gRPC active probes, Envoy-style outlier detection), and
 the update-latency benchmarks in ``benches/``.
 """
 
@@ -30,6 +29,7 @@ from meshcore.discovery._base import DiscoverySource, EndpointSet
 from meshcore.discovery.consul import ConsulDiscovery, ConsulRegistration
 from meshcore.discovery.dns import DnsDiscovery
 from meshcore.discovery.static import FileDiscovery, StaticDiscovery, parse_endpoint
+from meshcore.discovery.xds import XdsDiscovery
 from meshcore.endpoint import Endpoint, Metadata
 
 __all__ = [
@@ -42,5 +42,6 @@ __all__ = [
     "FileDiscovery",
     "Metadata",
     "StaticDiscovery",
+    "XdsDiscovery",
     "parse_endpoint",
 ]
