@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from meshcore.errors import ConfigError
 
@@ -18,10 +18,13 @@ class Metadata(Mapping[str, str]):
     def __init__(self, data: Mapping[str, str] | None = None) -> None:
         items = dict(data or {})
         for k, v in items.items():
-            if not isinstance(k, str) or not isinstance(v, str):
+            # Exact-type checks first: the common case skips isinstance.
+            if not (type(k) is str or isinstance(k, str)) or not (
+                type(v) is str or isinstance(v, str)
+            ):
                 raise ConfigError(f"metadata keys and values must be str, got {k!r}: {v!r}")
         self._data = items
-        self._hash = hash(frozenset(items.items()))
+        self._hash = hash(frozenset(items.items())) if items else 0
 
     def __getitem__(self, key: str) -> str:
         return self._data[key]
@@ -44,6 +47,9 @@ class Metadata(Mapping[str, str]):
         return f"Metadata({self._data!r})"
 
 
+_NO_METADATA = Metadata()
+
+
 @dataclass(frozen=True, slots=True)
 class Endpoint:
     """One address of a service: ``host`` (an IP address or a name), ``port`` (1..65535),
@@ -54,21 +60,26 @@ class Endpoint:
     host: str
     port: int
     weight: int = 1
-    metadata: Mapping[str, str] = field(default_factory=Metadata)
+    metadata: Mapping[str, str] = _NO_METADATA
 
     def __post_init__(self) -> None:
-        if not isinstance(self.host, str) or not self.host:
-            raise ConfigError(f"endpoint host must be a non-empty str, got {self.host!r}")
-        if isinstance(self.port, bool) or not isinstance(self.port, int):
-            raise ConfigError(f"endpoint port must be an int, got {self.port!r}")
-        if not 1 <= self.port <= 65535:
-            raise ConfigError(f"endpoint port must be in 1..65535, got {self.port}")
-        if isinstance(self.weight, bool) or not isinstance(self.weight, int) or self.weight < 1:
-            raise ConfigError(f"endpoint weight must be an int >= 1, got {self.weight!r}")
-        if not isinstance(self.metadata, Metadata):
+        # Exact-type checks first: the common case costs one comparison per field.
+        host, port, weight = self.host, self.port, self.weight
+        if not (type(host) is str or isinstance(host, str)) or not host:
+            raise ConfigError(f"endpoint host must be a non-empty str, got {host!r}")
+        if type(port) is not int and (isinstance(port, bool) or not isinstance(port, int)):
+            raise ConfigError(f"endpoint port must be an int, got {port!r}")
+        if not 1 <= port <= 65535:
+            raise ConfigError(f"endpoint port must be in 1..65535, got {port}")
+        if (
+            type(weight) is not int and (isinstance(weight, bool) or not isinstance(weight, int))
+        ) or weight < 1:
+            raise ConfigError(f"endpoint weight must be an int >= 1, got {weight!r}")
+        if type(self.metadata) is not Metadata:
             if not isinstance(self.metadata, Mapping):
                 raise ConfigError(f"endpoint metadata must be a mapping, got {self.metadata!r}")
-            object.__setattr__(self, "metadata", Metadata(self.metadata))
+            if not isinstance(self.metadata, Metadata):
+                object.__setattr__(self, "metadata", Metadata(self.metadata))
 
     @property
     def address(self) -> str:
