@@ -21,7 +21,7 @@ from watching import eventually, run
 HOSTS = [f"10.0.0.{i}:80" for i in range(1, 11)]  # ten: the default 10 % allows one ejection
 
 
-def fail(d: OutlierDetector, name: str, n: int, now: float, status: int = 500) -> None:
+def fail(d: OutlierDetector, name: str, n: int, now: float | None, status: int = 500) -> None:
     for _ in range(n):
         d.record(name, status, now=now)
 
