@@ -94,6 +94,9 @@ class HealthChecker(DiscoverySource):
     - an unhealthy endpoint turns healthy after ``healthy_threshold`` consecutive passes.
 
     Envoy has no defaults for the interval and thresholds; these are 5 s, 3 failures, 2 passes.
+    With a streaming probe (``GrpcProbe(use_watch=True)``) a status the server pushes applies at
+    once (it comes once per change, not per interval); a broken stream is a network failure and
+    is reopened every ``unhealthy_interval`` / ``interval``.
     ``watch()`` yields the healthy set once every endpoint of the first set has had one result,
     then each time it changes (an empty set too). ``stale`` follows the source.
     ``await resolve()`` reads the source and probes every endpoint once, now.
@@ -239,7 +242,7 @@ class HealthChecker(DiscoverySource):
                     async for result in self.probe.watch(state.endpoint):
                         if self._states.get(name) is not state:
                             break
-                        await self._apply(name, state, result)
+                        await self._apply(name, state, result, pushed=True)
                 else:
                     assert self._sem is not None
                     async with self._sem:
@@ -253,9 +256,12 @@ class HealthChecker(DiscoverySource):
                 with contextlib.suppress(Exception):
                     await self.probe.forget(state.endpoint)
 
-    async def _apply(self, name: str, state: _State, result: CheckResult) -> None:
-        """Envoy's transitions (``HealthCheckerImplBase::ActiveHealthCheckSession``)."""
-        first = not state.checked
+    async def _apply(
+        self, name: str, state: _State, result: CheckResult, pushed: bool = False
+    ) -> None:
+        """Envoy's transitions (``HealthCheckerImplBase::ActiveHealthCheckSession``). A status
+        pushed on a stream is the server's own word, sent once per change: it applies at once."""
+        first = not state.checked or pushed
         state.checked = True
         state.last = result
         was = state.healthy

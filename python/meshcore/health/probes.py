@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
 from collections.abc import AsyncIterator, Iterable
 from dataclasses import dataclass
 
@@ -97,7 +98,9 @@ class TcpProbe(Probe):
         except TimeoutError:
             return CheckResult(False, f"connect timed out after {self.timeout} s")
         except OSError as exc:
-            return CheckResult(False, exc.strerror or str(exc) or type(exc).__name__)
+            # asyncio's message is "Connect call failed (...)"; the errno says why.
+            reason = os.strerror(exc.errno) if exc.errno else str(exc) or type(exc).__name__
+            return CheckResult(False, reason)
         writer.close()
         with contextlib.suppress(OSError):
             await writer.wait_closed()
