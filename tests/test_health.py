@@ -519,3 +519,33 @@ def test_probes_reject_bad_parameters() -> None:
         HealthChecker(object(), [])  # type: ignore[arg-type]  # bad on purpose
     with pytest.raises(ConfigError):
         HealthChecker(TcpProbe(), ["no-port"])
+
+
+class Broken(Probe):
+    """A user probe with a bug: the checker must survive it and log it once."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    async def check(self, endpoint: Endpoint) -> CheckResult:
+        self.calls += 1
+        raise ZeroDivisionError("bug")
+
+
+def test_a_probe_that_raises_is_a_failure_logged_once(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        probe = Broken()
+        ep = Endpoint("127.0.0.1", 9)
+        async with HealthChecker(probe, [ep], interval=0.01, initially_healthy=True) as h:
+            w = Watcher(h.watch())
+            assert await w.next() == {ep}
+            assert await w.next() == frozenset()  # three failures
+            await eventually(lambda: probe.calls >= 5)
+            last = h.status()[ep.address].last
+            assert last is not None and "ZeroDivisionError" in last.reason
+        with pytest.raises(RuntimeError):
+            h.set_endpoints([ep])  # it follows its (static) source
+
+    with caplog.at_level("WARNING", logger="meshcore.health"):
+        run(main())
+    assert sum("probe raised" in r.getMessage() for r in caplog.records) == 1

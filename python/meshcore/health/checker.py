@@ -103,11 +103,10 @@ class HealthChecker(DiscoverySource):
 
     ``on_change(endpoint, healthy)`` is called on every transition. ``balancer`` (a
     :class:`~meshcore.Balancer`, or a :class:`~meshcore.health.BalancerHealth` shared with an
-    :class:`~meshcore.health.OutlierDetector`) is kept in step: with a source, the checker sets
-    its endpoint set (name ``endpoint.address``, weight ``endpoint.weight``) and the health of
-    each endpoint. ``outlier``: an :class:`~meshcore.health.OutlierDetector` whose ejection of an
-    endpoint ends when an active check of it passes (Envoy's
-    ``successful_active_health_check_uneject_host``).
+    :class:`~meshcore.health.OutlierDetector`) is kept in step: the checker owns its endpoint set
+    (name ``endpoint.address``, weight ``endpoint.weight``) and sets each endpoint's health.
+    ``outlier``: an :class:`~meshcore.health.OutlierDetector` whose ejection of an endpoint ends
+    when an active check of it passes (Envoy's ``successful_active_health_check_uneject_host``).
     """
 
     def __init__(
@@ -157,6 +156,7 @@ class HealthChecker(DiscoverySource):
         self._ready = False
         self._loop_running = False
         self._aux: set[asyncio.Task[None]] = set()
+        self._logged: set[tuple[str, str]] = set()
 
     def _describe(self) -> str:
         return f"{self.probe!r}, {len(self._states)} endpoints"
@@ -184,9 +184,11 @@ class HealthChecker(DiscoverySource):
     # -- the endpoint set -----------------------------------------------------------------------
 
     def set_endpoints(self, endpoints: _Endpoints) -> None:
-        """Replace the set to check (for a checker without a source). Endpoints are keyed by
-        ``address``: one that stays keeps its state even if its weight or metadata changed; new
-        ones start as ``initially_healthy`` says and are checked at once."""
+        """Replace the set to check, for a checker without a source (RuntimeError otherwise).
+        Endpoints are keyed by ``address``: one that stays keeps its state even if its weight or
+        metadata changed; new ones start as ``initially_healthy`` says and are checked at once."""
+        if self._source is not None:
+            raise RuntimeError("this checker follows a source; change the source instead")
         self._update(frozenset(parse_endpoint(e) for e in endpoints))
 
     def _update(self, endpoints: EndpointSet) -> None:
@@ -206,7 +208,7 @@ class HealthChecker(DiscoverySource):
             else:
                 state.endpoint = ep
         self._pending &= set(by_name)
-        if self._binding is not None and self._source is not None:
+        if self._binding is not None:
             self._binding.set_endpoints({n: float(e.weight) for n, e in by_name.items()})
             for name, state in self._states.items():
                 self._binding.set(name, "active", state.healthy)
@@ -231,8 +233,11 @@ class HealthChecker(DiscoverySource):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a probe bug must not stop the checker
-            log.exception("%r: probe raised for %s", self, endpoint.address)
-            return CheckResult(False, f"probe error: {type(exc).__name__}")
+            kind = (endpoint.address, type(exc).__name__)
+            if kind not in self._logged and len(self._logged) < 1024:  # once each, bounded
+                self._logged.add(kind)
+                log.exception("%r: probe raised for %s (logged once)", self, endpoint.address)
+            return CheckResult(False, f"probe error: {type(exc).__name__}: {exc}")
 
     async def _probe_loop(self, name: str) -> None:
         state = self._states[name]
