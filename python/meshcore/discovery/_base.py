@@ -78,6 +78,11 @@ class DiscoverySource:
         return self._stale
 
     @property
+    def running(self) -> bool:
+        """True inside ``async with`` (between ``__aenter__`` and ``aclose()``)."""
+        return self._task is not None
+
+    @property
     def current(self) -> EndpointSet | None:
         """The last good set, or None before the first successful read."""
         return self._current

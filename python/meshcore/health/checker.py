@@ -357,7 +357,7 @@ class HealthChecker(DiscoverySource):
         self._ready = True
 
     async def _follow(self, source: DiscoverySource) -> None:
-        if source._task is not None:  # already running (shared with someone else): just watch
+        if source.running:  # already running (shared with someone else): just watch
             await self._follow_running(source)
             return
         async with source:
