@@ -16,6 +16,8 @@ Sources so far:
 - :class:`StaticDiscovery` — a fixed list.
 - :class:`FileDiscovery` — a JSON or YAML file, reloaded when it changes.
 - :class:`DnsDiscovery` — DNS SRV or A/AAAA (also Consul's DNS interface), re-read on TTL expiry.
+- :class:`EtcdDiscovery` — etcd v3 keys in gRPC-go's ``naming/endpoints`` format, watched; with
+  :class:`EtcdRegistration` to register one's own endpoint under a kept-alive lease.
 
 Still to come (issue 7): ``EtcdDiscovery`` / ``EtcdRegistration`` (etcd v3 JSON gateway, the
 ``naming/endpoints`` key format), ``ConsulDiscovery`` / ``ConsulRegistration`` (blocking queries,
@@ -26,6 +28,7 @@ the update-latency benchmarks in ``benches/``.
 
 from meshcore.discovery._base import DiscoverySource, EndpointSet
 from meshcore.discovery.dns import DnsDiscovery
+from meshcore.discovery.etcd import EtcdDiscovery, EtcdRegistration
 from meshcore.discovery.static import FileDiscovery, StaticDiscovery, parse_endpoint
 from meshcore.endpoint import Endpoint, Metadata
 
@@ -34,6 +37,8 @@ __all__ = [
     "DnsDiscovery",
     "Endpoint",
     "EndpointSet",
+    "EtcdDiscovery",
+    "EtcdRegistration",
     "FileDiscovery",
     "Metadata",
     "StaticDiscovery",
