@@ -62,6 +62,12 @@ class Gateway:
     def close(self) -> None:
         self.http.close()
 
+    def __enter__(self) -> Gateway:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
     def call(self, path: str, body: dict[str, Any]) -> dict[str, Any]:
         response = self.http.post(f"/v3/{path}", json=body)
         response.raise_for_status()
@@ -93,12 +99,21 @@ class Gateway:
         return kv
 
     def keys(self, prefix: str) -> dict[str, str]:
+        """The keys under ``prefix`` and their values (a linearizable read)."""
+        return {key: value for key, value, _ in self.items(prefix)}
+
+    def items(self, prefix: str) -> list[tuple[str, str, int]]:
+        """(key, value, mod_revision) of every key under ``prefix``."""
         body = {"key": b64(prefix), "range_end": _prefix_end(prefix)}
         kvs = self.call("kv/range", body).get("kvs", [])
-        return {
-            base64.b64decode(kv["key"]).decode(): base64.b64decode(kv.get("value", "")).decode()
+        return [
+            (
+                base64.b64decode(kv["key"]).decode(),
+                base64.b64decode(kv.get("value", "")).decode(),
+                int(kv["mod_revision"]),
+            )
             for kv in kvs
-        }
+        ]
 
     def revision(self) -> int:
         return int(self.call("kv/range", {"key": b64("\0")})["header"]["revision"])

@@ -203,14 +203,16 @@ class EtcdDiscovery(DiscoverySource):
     key under ``service + "/"`` is one entry (so ``svc`` never sees ``svc2/...``), its value JSON
     ``{"Op":0,"Addr":"host:port","Metadata":...}`` (field names matched case-insensitively, as Go
     does). A missing ``Op`` means 0 (add); ``Op`` 1 (delete) makes the key count as absent.
-    ``Addr`` is ``host:port`` (``[::1]:80`` for IPv6). ``Metadata``, when it is a JSON object,
-    gives the weight and metadata: an int ``weight`` >= 1 becomes :attr:`Endpoint.weight` (default
-    1); every other member with a string value is copied into :attr:`Endpoint.metadata`, numbers
-    and booleans as their JSON text (``3``, ``true``), and nested objects, arrays and null are
-    left out. Metadata of any other JSON type is allowed and ignored. A key whose value is not
-    JSON, has no usable ``Addr`` (empty, no port, port 0) or an unknown ``Op`` is skipped with a
-    warning (once per key and problem), and the rest are still served. Two keys with the same
-    address and metadata give one endpoint.
+    ``Addr`` is ``host:port`` (``[::1]:80`` for IPv6); an ``Addr`` without a port (gRPC-go
+    would dial port 443) is skipped unless ``default_port`` is given. ``Metadata``, when it is a
+    JSON object, gives the weight and metadata: an int ``weight`` >= 1 becomes
+    :attr:`Endpoint.weight` (default 1); every other member with a string value is copied into
+    :attr:`Endpoint.metadata`, numbers and booleans as their JSON text (``3``, ``true``), and
+    nested objects, arrays and null are left out. Metadata of any other JSON type (null, a
+    string, ...) is allowed and ignored. A key whose value is not JSON, has no usable ``Addr``
+    (empty, no port, port 0) or an unknown ``Op`` is skipped with a warning (once per key and
+    problem), and the rest are still served; a weight that is not an int >= 1 is replaced by 1
+    with a warning. Two keys with the same address and metadata give one endpoint.
 
     **Reading and watching.** ``resolve()`` is one serializable range read. Inside ``async with``
     the source reads the range, then opens a watch on the same prefix from the read's revision + 1,
@@ -236,6 +238,7 @@ class EtcdDiscovery(DiscoverySource):
         connect_timeout: float = 1.0,
         request_timeout: float = 5.0,
         check_interval: float = 10.0,
+        default_port: int | None = None,
         verify: ssl.SSLContext | str | bool = True,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
@@ -247,6 +250,9 @@ class EtcdDiscovery(DiscoverySource):
         self._connect_timeout = _require_positive("connect_timeout", connect_timeout)
         self._request_timeout = _require_positive("request_timeout", request_timeout)
         self._check_interval = _require_positive("check_interval", check_interval)
+        if default_port is not None:
+            Endpoint("x", default_port)  # validates the port
+        self._default_port = default_port
         self._verify = verify
         self._http: httpx.AsyncClient | None = None
         self._entries: dict[bytes, Endpoint] = {}
@@ -304,6 +310,10 @@ class EtcdDiscovery(DiscoverySource):
         if not isinstance(addr, str) or not addr:
             self._warn(f"key {name!r} skipped: no Addr")
             return None
+        if self._default_port is not None and _lacks_port(addr):
+            addr = (
+                f"[{addr}]:{self._default_port}" if ":" in addr else f"{addr}:{self._default_port}"
+            )
         try:
             ep = parse_endpoint(addr)
         except ConfigError as exc:
@@ -534,6 +544,13 @@ def _created(line: str) -> bool:
         return json.loads(line)["result"]["created"] is True
     except (ValueError, KeyError, TypeError):
         return False
+
+
+def _lacks_port(addr: str) -> bool:
+    """True for ``host``, ``1.2.3.4``, ``::1`` and ``[::1]``; False for ``h:80``, ``[::1]:80``."""
+    if addr.startswith("["):
+        return addr.endswith("]")
+    return addr.count(":") != 1
 
 
 def _safe_json(response: httpx.Response) -> dict[str, Any]:
