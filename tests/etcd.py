@@ -2,11 +2,12 @@
 
 ``EtcdCluster(directory, size).start()`` runs ``size`` etcd members (one for most tests, three for
 the fault tests) on free loopback ports, each with its own data directory and fast Raft timers, and
-waits until every ``/health`` answers true. Members are stopped by the PID this module started:
-``stop()`` (SIGTERM) or ``kill()`` (SIGKILL, a crash); ``start()`` again restarts a member with its
-data directory and flags. ``gateway()`` is a small synchronous client of the JSON gateway for tests
-to write keys with; ``etcdctl()`` runs the command-line client. etcd is the Debian package
-``etcd-server`` (``etcd-client`` for etcdctl), which ``scripts/test.sh`` installs.
+waits until every ``/health`` answers true. Members are signalled through the PID this module
+started: ``stop()`` (SIGTERM), ``kill()`` (SIGKILL, a crash) or ``freeze()`` (SIGSTOP, a hung
+member); ``start()`` again restarts a member with its data directory and flags. ``gateway()`` is a
+small synchronous client of the JSON gateway for tests to write keys with; ``etcdctl()`` runs the
+command-line client. etcd is the Debian package ``etcd-server`` (``etcd-client`` for etcdctl),
+which ``scripts/test.sh`` installs.
 """
 
 from __future__ import annotations
@@ -183,8 +184,18 @@ class EtcdMember:
     def running(self) -> bool:
         return self.proc is not None and self.proc.poll() is None
 
+    def freeze(self) -> None:
+        """A hung member: SIGSTOP (its sockets stay open, nothing answers)."""
+        assert self.proc is not None
+        self.proc.send_signal(signal.SIGSTOP)
+
+    def thaw(self) -> None:
+        if self.proc is not None and self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+
     def stop(self, sig: signal.Signals = signal.SIGTERM) -> None:
         """Send ``sig`` to this member's PID and wait until it exits (SIGKILL after 5 s)."""
+        self.thaw()
         proc, self.proc = self.proc, None
         if proc is None:
             return

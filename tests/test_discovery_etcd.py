@@ -16,6 +16,7 @@ import os
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -149,7 +150,7 @@ def test_registration_reads_back_identically(node: EtcdCluster) -> None:
 def test_malformed_values_are_skipped_once(
     node: EtcdCluster, gw: Gateway, caplog: pytest.LogCaptureFixture
 ) -> None:
-    bad = {
+    bad: dict[str, str | bytes] = {
         "mal/notjson": "{nope",
         "mal/array": "[1, 2]",
         "mal/noaddr": '{"Op":0}',
@@ -217,11 +218,11 @@ def test_changes_between_read_and_watch_are_not_missed(node: EtcdCluster, gw: Ga
         gw.put("gap/a", value("10.0.6.1:80"))
         d = EtcdDiscovery(node.urls, "gap")
         try:
-            assert (await d._poll())[0] == {Endpoint("10.0.6.1", 80)}  # the read
+            assert (await d._poll())[0] == frozenset({Endpoint("10.0.6.1", 80)})  # the read
             gw.put("gap/b", value("10.0.6.2:80"))
             gw.delete("gap/a")
             got, delay = await d._poll()  # opens the watch from the read's revision + 1
-            assert (got, delay) == ({Endpoint("10.0.6.2", 80)}, 0.0)
+            assert (got, delay) == (frozenset({Endpoint("10.0.6.2", 80)}), 0.0)
             assert d.reads == 1
         finally:
             await d.aclose()
@@ -240,7 +241,7 @@ def test_changes_between_read_and_watch_are_not_missed(node: EtcdCluster, gw: Ga
         try:
             async with EtcdDiscovery(node.urls, "race") as d:
                 await asyncio.to_thread(thread.join)
-                want = {Endpoint(f"10.0.7.{i % 250}", 1000 + i) for i in range(150)}
+                want = frozenset(Endpoint(f"10.0.7.{i % 250}", 1000 + i) for i in range(150))
                 await eventually(lambda: d.current == want)
                 assert d.reads == 1
         finally:
@@ -254,14 +255,14 @@ def test_compacted_watch_reads_again(node: EtcdCluster, gw: Gateway) -> None:
         gw.put("cmp/a", value("10.0.8.1:80"))
         d = EtcdDiscovery(node.urls, "cmp")
         try:
-            assert (await d._poll())[0] == {Endpoint("10.0.8.1", 80)}
+            assert (await d._poll())[0] == frozenset({Endpoint("10.0.8.1", 80)})
             # While no watch is open, the history it would resume from is compacted away.
             gw.put("cmp/b", value("10.0.8.2:80"))
             gw.delete("cmp/a")
             gw.compact(gw.revision())
             # etcd accepts the watch, then cancels it (compact_revision): the set is read again.
             got, _ = await d._poll()
-            assert got == {Endpoint("10.0.8.2", 80)}
+            assert got == frozenset({Endpoint("10.0.8.2", 80)})
             assert d.reads == 2 and d.revision == gw.revision()
             # ...and the next watch starts from the new read.
             gw.put("cmp/c", value("10.0.8.3:80"))
@@ -301,7 +302,7 @@ def test_registration_lifecycle(node: EtcdCluster, gw: Gateway) -> None:
                 assert gw.time_to_live(first) > 0
                 # The lease revoked behind its back: the key vanishes, then comes back on a new one.
                 gw.revoke(first)
-                await eventually(lambda: reg.grants == 2 and d.current == {ep})
+                await eventually(lambda: reg.grants == 2 and d.current == frozenset({ep}))
                 kv = gw.get(reg.key)
                 assert kv is not None and kv["lease"] == reg.lease != first
                 # The key deleted behind its back: written again on the same lease.
@@ -379,15 +380,21 @@ class Writer:
         self.thread = threading.Thread(target=self._run)
 
     def _run(self) -> None:
+        members = self.cluster.members
+        shunned = {m.url: 0.0 for m in members}  # a member that failed is left alone for 1 s
         with httpx.Client(timeout=1.0) as http:
             n = 0
             while not self.stopping.is_set():
-                member = self.cluster.members[n % len(self.cluster.members)]
+                member = members[n % len(members)]
                 body = {"key": b64(f"fault/{n:05d}"), "value": b64(value(f"10.1.0.1:{n + 1}"))}
                 n += 1
+                if shunned[member.url] > time.monotonic():
+                    self.stopping.wait(0.005)
+                    continue
                 try:
                     http.post(f"{member.url}/v3/kv/put", json=body).raise_for_status()
                 except httpx.HTTPError:
+                    shunned[member.url] = time.monotonic() + 1.0
                     continue
                 self.written += 1
                 self.stopping.wait(0.01)
@@ -401,11 +408,14 @@ class Writer:
         self.thread.join()
 
 
-@pytest.mark.parametrize("victim", ["leader", "serving follower", "serving leader"])
+@pytest.mark.parametrize(
+    "victim", ["leader", "serving follower", "serving leader", "serving follower hangs"]
+)
 def test_watch_survives_a_member_crash(tmp_path: Path, victim: str) -> None:
     # Three members; the watch runs through their URLs while a writer keeps adding keys; one
-    # member is SIGKILLed mid-stream. The watch must go on and apply every event exactly once, in
-    # order: the revisions it applied are exactly those of the keys etcd holds at the end.
+    # member is SIGKILLed (or SIGSTOPped: it hangs, its connections stay open) mid-stream. The
+    # watch must go on and apply every event exactly once, in order: the revisions it applied are
+    # exactly those of the keys etcd holds at the end.
     cluster = EtcdCluster(tmp_path, 3)
     cluster.start()
     try:
@@ -414,14 +424,18 @@ def test_watch_survives_a_member_crash(tmp_path: Path, victim: str) -> None:
         order: list[EtcdMember]
         if victim == "leader":  # a follower serves the watch and loses its leader
             order, kill = [*followers, leader], leader
-        elif victim == "serving follower":
+        elif victim.startswith("serving follower"):
             order, kill = [followers[0], leader, followers[1]], followers[0]
         else:
             order, kill = [leader, *followers], leader
 
         async def main() -> None:
             src = Recording(
-                [m.url for m in order], "fault", check_interval=1.0, connect_timeout=0.5
+                [m.url for m in order],
+                "fault",
+                check_interval=0.5,
+                connect_timeout=0.5,
+                request_timeout=1.0,
             )
             async with src as d:
                 it = Watcher(d.watch())
@@ -430,12 +444,14 @@ def test_watch_survives_a_member_crash(tmp_path: Path, victim: str) -> None:
                 assert d.serving == order[0].url
                 with Writer(cluster) as writer:
                     await eventually(lambda: writer.written >= 20)
-                    await asyncio.to_thread(kill.kill)
+                    await asyncio.to_thread(kill.freeze if "hangs" in victim else kill.kill)
                     before = writer.written
                     await eventually(lambda: writer.written >= before + 30, timeout=30)
                 survivor = next(m for m in order if m is not kill)
                 items = cluster.gateway(survivor).items("fault/")
-                want = {Endpoint("10.1.0.1", int(v["Addr"].split(":")[1])) for v in _values(items)}
+                want = frozenset(
+                    Endpoint("10.1.0.1", int(v["Addr"].split(":")[1])) for v in _values(items)
+                )
                 await eventually(lambda: d.current == want)
                 assert d.applied == sorted(rev for _, _, rev in items)
                 assert d.applied == list(range(d.applied[0], d.applied[0] + len(d.applied)))
@@ -469,7 +485,7 @@ def test_all_members_down_then_recover(tmp_path: Path, caplog: pytest.LogCapture
             backoff_initial=0.1,
             backoff_max=0.3,
         )
-        first = {Endpoint("10.2.0.1", 80), Endpoint("10.2.0.2", 80)}
+        first = frozenset({Endpoint("10.2.0.1", 80), Endpoint("10.2.0.2", 80)})
 
         async def main() -> None:
             async with src as d:

@@ -47,7 +47,7 @@ _NOT_FOUND = 5
 _MAX_WARNED = 1024
 
 
-class EtcdError(DiscoveryError):
+class _EtcdError(DiscoveryError):
     """An etcd member answered a request with an error that another member would give too (a
     compacted revision, an unknown lease): ``code`` is the gRPC status code, ``status`` the HTTP
     status."""
@@ -136,7 +136,7 @@ class _Members:
         self, http: httpx.AsyncClient, path: str, body: Mapping[str, Any]
     ) -> dict[str, Any]:
         """POST ``body`` to ``/v3/<path>`` on the member in use, failing over to the others.
-        Raises :class:`EtcdError` for an error answer, :class:`DiscoveryError` when no member
+        Raises :class:`_EtcdError` for an error answer, :class:`DiscoveryError` when no member
         answered."""
         problems: list[str] = []
         for _ in self.urls:
@@ -154,7 +154,7 @@ class _Members:
                 continue
             if response.status_code != 200:
                 error = _error_object(data)
-                raise EtcdError(
+                raise _EtcdError(
                     f"{url}/v3/{path}: HTTP {response.status_code} {_error_text(data)}",
                     _int(error.get("code", error.get("grpc_code"))),
                     response.status_code,
@@ -521,10 +521,10 @@ class EtcdDiscovery(DiscoverySource):
 
     async def _close_watch(self) -> None:
         pending, self._next_line = self._next_line, None
-        if pending is not None and not pending.done():
+        if pending is not None:
             pending.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
-                await pending
+                await pending  # also retrieves a stream error nobody read
         response, self._response, self._lines, self.serving = self._response, None, None, None
         if response is not None:
             await response.aclose()
@@ -687,7 +687,7 @@ class EtcdRegistration:
         lease, self.lease = self.lease, None
         try:
             if lease is not None and self._http is not None:
-                with contextlib.suppress(EtcdError):  # already gone
+                with contextlib.suppress(_EtcdError):  # already gone
                     await self._call("lease/revoke", {"ID": lease})
         finally:
             await self._close_client()
@@ -708,7 +708,7 @@ class EtcdRegistration:
             self.grants += 1
             try:
                 await self._put()
-            except EtcdError as exc:
+            except _EtcdError as exc:
                 if exc.code == _NOT_FOUND:
                     continue  # the lease vanished at once (revoked): try again
                 raise
@@ -729,7 +729,7 @@ class EtcdRegistration:
         try:
             answer = await self._call("lease/keepalive", {"ID": self.lease})
             alive = _int(answer.get("result", {}).get("TTL")) > 0
-        except EtcdError as exc:
+        except _EtcdError as exc:
             if exc.code != _NOT_FOUND:
                 raise
             alive = False
@@ -742,7 +742,7 @@ class EtcdRegistration:
             log.warning("%r: the key was deleted; writing it again", self)
             try:
                 await self._put()
-            except EtcdError as exc:
+            except _EtcdError as exc:
                 if exc.code != _NOT_FOUND:
                     raise
                 await self._grant_and_put()
