@@ -260,7 +260,8 @@ class EtcdDiscovery(DiscoverySource):
         self._response: httpx.Response | None = None
         self._lines: AsyncIterator[str] | None = None
         self._next_line: asyncio.Future[str] | None = None
-        self._first: str | None = None
+        self._opened_at = 0.0  # loop time the watch stream was opened
+        self._quick_breaks = 0  # streams in a row that broke within a second, giving nothing
         self._warned: set[str] = set()
         self.serving: str | None = None
         """The URL of the member serving the watch (None while there is none)."""
@@ -415,6 +416,7 @@ class EtcdDiscovery(DiscoverySource):
         events = result.get("events")
         if not events:
             return (self._snapshot() if self.stale else None), 0.0  # created or progress
+        self._quick_breaks = 0
         for event in events:
             self._apply(event)
         return self._snapshot(), 0.0
@@ -473,6 +475,7 @@ class EtcdDiscovery(DiscoverySource):
                 continue
             self._response, self._lines, self.serving = response, lines, url
             self.watches += 1
+            self._opened_at = asyncio.get_running_loop().time()
             log.debug("%r: watching on %s from revision %d", self, url, start)
             return
         raise DiscoveryError(f"no etcd member accepted a watch: {'; '.join(problems)}")
@@ -490,7 +493,7 @@ class EtcdDiscovery(DiscoverySource):
                 pending, self._next_line = self._next_line, None
                 try:
                     line = pending.result()
-                except (httpx.HTTPError, StopAsyncIteration) as exc:
+                except (Exception, StopAsyncIteration) as exc:  # httpx errors, end of stream
                     log.info("%r: watch on %s broke: %s", self, self.serving, _describe_error(exc))
                     await self._failover()
                     return None
@@ -516,8 +519,16 @@ class EtcdDiscovery(DiscoverySource):
         return None
 
     async def _failover(self) -> None:
+        """Close the watch and move to the next member. When every member in turn accepts a
+        watch and drops it at once, raise :class:`DiscoveryError`, so that the base's backoff
+        (and ``stale``) apply instead of a busy loop."""
+        quick = asyncio.get_running_loop().time() - self._opened_at < 1.0
         await self._close_watch()
         self._members.advance()
+        self._quick_breaks = self._quick_breaks + 1 if quick else 0
+        if self._quick_breaks >= len(self._members.urls):
+            self._quick_breaks = 0
+            raise DiscoveryError("every member dropped the watch as soon as it was opened")
 
     async def _close_watch(self) -> None:
         pending, self._next_line = self._next_line, None
@@ -527,7 +538,8 @@ class EtcdDiscovery(DiscoverySource):
                 await pending  # also retrieves a stream error nobody read
         response, self._response, self._lines, self.serving = self._response, None, None, None
         if response is not None:
-            await response.aclose()
+            with contextlib.suppress(httpx.HTTPError):
+                await response.aclose()
 
     async def aclose(self) -> None:
         await super().aclose()
