@@ -354,6 +354,8 @@ def test_dead_registrant_expires(node: EtcdCluster, gw: Gateway) -> None:
     finally:
         proc.kill()
         proc.wait()
+        if proc.stdout is not None:
+            proc.stdout.close()
 
 
 class Recording(EtcdDiscovery):
