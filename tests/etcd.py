@@ -6,8 +6,8 @@ waits until every ``/health`` answers true. Members are signalled through the PI
 started: ``stop()`` (SIGTERM), ``kill()`` (SIGKILL, a crash) or ``freeze()`` (SIGSTOP, a hung
 member); ``start()`` again restarts a member with its data directory and flags. ``gateway()`` is a
 small synchronous client of the JSON gateway for tests to write keys with; ``etcdctl()`` runs the
-command-line client. etcd is the Debian package ``etcd-server`` (``etcd-client`` for etcdctl),
-which ``scripts/test.sh`` installs.
+command-line client when it is installed. etcd is the Debian package ``etcd-server``
+(``etcd-client`` for etcdctl), which ``scripts/test.sh`` installs.
 """
 
 from __future__ import annotations
@@ -28,10 +28,9 @@ import httpx
 __all__ = ["EtcdCluster", "EtcdMember", "Gateway", "b64", "find_etcd", "free_tcp_port"]
 
 
-def find_etcd() -> tuple[str, str] | None:
-    """Paths of etcd and etcdctl."""
-    etcd, etcdctl = shutil.which("etcd"), shutil.which("etcdctl")
-    return (etcd, etcdctl) if etcd and etcdctl else None
+def find_etcd() -> str | None:
+    """The path of etcd (etcdctl is optional: see :meth:`EtcdCluster.etcdctl`)."""
+    return shutil.which("etcd")
 
 
 def free_tcp_port() -> int:
@@ -220,10 +219,11 @@ class EtcdCluster:
     """``size`` etcd members on loopback (see the module docstring)."""
 
     def __init__(self, directory: Path, size: int = 1) -> None:
-        found = find_etcd()
-        if found is None:
-            raise FileNotFoundError("etcd/etcdctl not found (Debian etcd-server, etcd-client)")
-        self.etcd, self.etcdctl_path = found
+        etcd = find_etcd()
+        if etcd is None:
+            raise FileNotFoundError("etcd not found (Debian package etcd-server)")
+        self.etcd = etcd
+        self.etcdctl_path = shutil.which("etcdctl")
         self.members = [EtcdMember(self.etcd, f"m{i}", directory / f"m{i}") for i in range(size)]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         token = f"meshcore-test-{os.getpid()}-{id(self)}"
@@ -292,6 +292,8 @@ class EtcdCluster:
 
     def etcdctl(self, *args: str) -> str:
         """Run etcdctl (API v3) against the running members; returns stdout."""
+        if self.etcdctl_path is None:
+            raise FileNotFoundError("etcdctl not found (Debian package etcd-client)")
         endpoints = ",".join(m.url for m in self.members if m.running())
         out = subprocess.run(
             [self.etcdctl_path, f"--endpoints={endpoints}", "--command-timeout=5s", *args],
