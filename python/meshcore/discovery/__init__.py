@@ -11,7 +11,7 @@ Every source has one shape::
 itself. Malformed records and entries are skipped with a warning on the ``meshcore.discovery``
 logger; they never stop the watcher.
 
-Sources so far:
+Sources:
 
 - :class:`StaticDiscovery` — a fixed list.
 - :class:`FileDiscovery` — a JSON or YAML file, reloaded when it changes.
@@ -19,15 +19,16 @@ Sources so far:
 - :class:`ConsulDiscovery` — Consul's health API with blocking queries; :class:`ConsulRegistration`
   registers an endpoint with a TTL check kept passing.
 - :class:`XdsDiscovery` — an xDS management server's endpoints (Envoy v3 EDS over ADS or EDS).
+- :class:`EtcdDiscovery` — etcd v3 keys in gRPC-go's ``naming/endpoints`` format, watched; with
+  :class:`EtcdRegistration` to register one's own endpoint under a kept-alive lease.
 
-Still to come (issue 7): ``EtcdDiscovery`` / ``EtcdRegistration`` (etcd v3 JSON gateway, the
-``naming/endpoints`` key format), ``meshcore.health`` (TCP/HTTP/gRPC active probes, Envoy-style outlier detection), and
-the update-latency benchmarks in ``benches/``.
+Health probes and outlier detection live in :mod:`meshcore.health`.
 """
 
 from meshcore.discovery._base import DiscoverySource, EndpointSet
 from meshcore.discovery.consul import ConsulDiscovery, ConsulRegistration
 from meshcore.discovery.dns import DnsDiscovery
+from meshcore.discovery.etcd import EtcdDiscovery, EtcdRegistration
 from meshcore.discovery.static import FileDiscovery, StaticDiscovery, parse_endpoint
 from meshcore.discovery.xds import XdsDiscovery
 from meshcore.endpoint import Endpoint, Metadata
@@ -39,6 +40,8 @@ __all__ = [
     "DnsDiscovery",
     "Endpoint",
     "EndpointSet",
+    "EtcdDiscovery",
+    "EtcdRegistration",
     "FileDiscovery",
     "Metadata",
     "StaticDiscovery",
