@@ -7,12 +7,13 @@ step() { printf '\n==> %s\n' "$*"; }
 
 # System packages: tcpdump makes a real capture on loopback for the pcap reader tests; knot is
 # the DNS server (knotd, knotc in /usr/sbin) and etcd-server the etcd (3.4) that the discovery
-# tests start on loopback.
+# tests start on loopback; etcdctl (etcd-client) writes keys the way Go users do.
 if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
     missing=()
     command -v tcpdump >/dev/null 2>&1 || missing+=(tcpdump)
     PATH="$PATH:/usr/sbin" command -v knotd >/dev/null 2>&1 || missing+=(knot)
     command -v etcd >/dev/null 2>&1 || missing+=(etcd-server)
+    command -v etcdctl >/dev/null 2>&1 || missing+=(etcd-client)
     if [ ${#missing[@]} -gt 0 ]; then
         step "apt-get install ${missing[*]}"
         apt-get update -qq
