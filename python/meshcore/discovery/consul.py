@@ -16,6 +16,7 @@ from urllib.parse import quote
 
 import httpx
 
+from meshcore._http import ssl_verify
 from meshcore._meshcore import TokenBucket
 from meshcore.discovery._base import (
     DiscoverySource,
@@ -67,7 +68,9 @@ class _Agent:
             await client.aclose()
 
     def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(base_url=self.url, headers=self.headers, timeout=self.timeout)
+        return httpx.AsyncClient(
+            base_url=self.url, headers=self.headers, timeout=self.timeout, verify=ssl_verify(True)
+        )
 
     @contextlib.asynccontextmanager
     async def session(self) -> AsyncIterator[httpx.AsyncClient]:

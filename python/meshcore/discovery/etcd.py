@@ -26,6 +26,7 @@ from typing import Any, Self
 
 import httpx
 
+from meshcore._http import ssl_verify
 from meshcore.discovery._base import (
     DiscoverySource,
     EndpointSet,
@@ -188,7 +189,7 @@ def _client(
     # middle of long-lived watch streams.
     return httpx.AsyncClient(
         timeout=httpx.Timeout(request_timeout, connect=connect_timeout),
-        verify=verify,
+        verify=ssl_verify(verify),
         trust_env=False,
     )
 

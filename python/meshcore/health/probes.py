@@ -28,6 +28,7 @@ import grpc.aio
 import httpx
 from grpc_health.v1 import health_pb2
 
+from meshcore._http import ssl_verify
 from meshcore.endpoint import Endpoint
 from meshcore.errors import ConfigError
 
@@ -168,7 +169,7 @@ class HttpProbe(Probe):
                 timeout=self.timeout,
                 follow_redirects=False,
                 trust_env=False,
-                verify=self._verify,
+                verify=ssl_verify(self._verify),
                 headers=self._headers,
             )
         return self._client
