@@ -23,6 +23,8 @@ from typing import Any
 
 import httpx
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from etcd import EtcdCluster, EtcdMember, Gateway, b64, find_etcd, free_tcp_port
 from meshcore import ConfigError, DiscoveryError, Endpoint
@@ -590,3 +592,33 @@ def test_registration_needs_a_member(tmp_path: Path) -> None:
     with pytest.raises(DiscoveryError, match="no etcd member answered"):
         run(reg.register())
     assert reg.lease is None
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.integers(0, 5),  # the key
+            st.one_of(st.none(), st.integers(0, 3)),  # what it now gives: nothing or an endpoint
+            st.booleans(),  # build the set after this event
+        ),
+        max_size=40,
+    )
+)
+def test_set_kept_by_events_equals_the_entries(events: list[tuple[int, int | None, bool]]) -> None:
+    """The set built incrementally from events (several keys may give one endpoint) is always
+    the set of the entries' endpoints."""
+    d = EtcdDiscovery("http://127.0.0.1:1", "svc")
+    eps = [Endpoint("10.0.0.1", 1000 + i) for i in range(4)]
+    truth: dict[bytes, Endpoint] = {}
+    for key, which, build in events:
+        k = b"svc/%d" % key
+        ep = None if which is None else eps[which]
+        d._replace(k, ep)
+        if ep is None:
+            truth.pop(k, None)
+        else:
+            truth[k] = ep
+        if build:
+            assert d._snapshot() == frozenset(truth.values())
+    assert d._snapshot() == frozenset(truth.values())

@@ -257,6 +257,12 @@ class EtcdDiscovery(DiscoverySource):
         self._verify = verify
         self._http: httpx.AsyncClient | None = None
         self._entries: dict[bytes, Endpoint] = {}
+        # The set kept up to date by events: how many keys give each endpoint, the set, and the
+        # endpoints whose count changed since it was last built (rebuilding the set from the
+        # entries would hash every endpoint again on every event: 6 ms at 10 000 endpoints).
+        self._counts: dict[Endpoint, int] = {}
+        self._set: EndpointSet = frozenset()
+        self._touched: set[Endpoint] = set()
         self._revision: int | None = None  # every event up to here is applied; None: read again
         self._response: httpx.Response | None = None
         self._lines: AsyncIterator[str] | None = None
@@ -342,7 +348,37 @@ class EtcdDiscovery(DiscoverySource):
         return weight, out
 
     def _snapshot(self) -> EndpointSet:
-        return frozenset(self._entries.values())
+        if self._touched:
+            touched, self._touched = self._touched, set()
+            gone = {e for e in touched if e not in self._counts}
+            self._set = self._set.difference(gone).union(touched - gone)
+        return self._set
+
+    def _reset(self, entries: dict[bytes, Endpoint]) -> None:
+        self._entries = entries
+        self._counts = {}
+        for ep in entries.values():
+            self._counts[ep] = self._counts.get(ep, 0) + 1
+        self._set = frozenset(self._counts)
+        self._touched = set()
+
+    def _replace(self, key: bytes, new: Endpoint | None) -> None:
+        """Key ``key`` now gives ``new`` (None: nothing)."""
+        old = self._entries.pop(key, None) if new is None else self._entries.get(key)
+        if new is not None:
+            self._entries[key] = new
+        if old == new:
+            return
+        if old is not None:
+            left = self._counts[old] - 1
+            if left:
+                self._counts[old] = left
+            else:
+                del self._counts[old]
+            self._touched.add(old)
+        if new is not None:
+            self._counts[new] = self._counts.get(new, 0) + 1
+            self._touched.add(new)
 
     # -- reading ----------------------------------------------------------------------------------
 
@@ -373,7 +409,8 @@ class EtcdDiscovery(DiscoverySource):
         await self._close_watch()
         self._revision = None
         entries, revision = await self._list(http)
-        self._entries, self._revision = entries, revision
+        self._reset(entries)
+        self._revision = revision
         self.reads += 1
         log.debug("%r: %d entries at revision %d", self, len(entries), revision)
         return self._snapshot(), 0.0
@@ -426,13 +463,9 @@ class EtcdDiscovery(DiscoverySource):
         kv = event.get("kv", {})
         key = _unb64(kv.get("key"))
         if event.get("type") == "DELETE":
-            self._entries.pop(key, None)
+            self._replace(key, None)
         else:
-            ep = self._parse(key, _unb64(kv.get("value")))
-            if ep is None:
-                self._entries.pop(key, None)
-            else:
-                self._entries[key] = ep
+            self._replace(key, self._parse(key, _unb64(kv.get("value"))))
         revision = _int(kv.get("mod_revision"))
         if self._revision is None or revision > self._revision:
             self._revision = revision
@@ -549,7 +582,7 @@ class EtcdDiscovery(DiscoverySource):
         if http is not None:
             await http.aclose()
         self._revision = None
-        self._entries = {}
+        self._reset({})
 
 
 def _created(line: str) -> bool:
