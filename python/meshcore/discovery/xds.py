@@ -129,6 +129,9 @@ class XdsDiscovery(DiscoverySource):
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall[Any, Any] | None = None
         self._warned: set[str] = set()
+        # The last good response's endpoints by (locality, the LbEndpoint's bytes): state of the
+        # world resends every endpoint on every change, and most are the same as before.
+        self._known: dict[tuple[tuple[tuple[str, str], ...], bytes], tuple[Endpoint, int]] = {}
         self.version_info = ""
         """The ``version_info`` of the last ACKed response ("" before the first)."""
         self.streams = 0
@@ -292,6 +295,8 @@ class XdsDiscovery(DiscoverySource):
 
     def _endpoints(self, cla: Any) -> EndpointSet:
         levels: dict[int, list[Endpoint]] = {}
+        known = self._known
+        seen: dict[tuple[tuple[tuple[str, str], ...], bytes], tuple[Endpoint, int]] = {}
         for group in cla.endpoints:
             locality: dict[str, str] = {"priority": str(group.priority)}
             for key in ("region", "zone", "sub_zone"):
@@ -301,14 +306,20 @@ class XdsDiscovery(DiscoverySource):
                 if group.load_balancing_weight.value == 0:
                     raise _RejectError(f"locality {group.locality} has weight 0")
                 locality["locality_weight"] = str(group.load_balancing_weight.value)
-            shared = Metadata(
-                locality
-            )  # one object for the endpoints with no metadata of their own
+            where = tuple(locality.items())
+            shared: Metadata | None = None  # one object for the endpoints without metadata
             level = levels.setdefault(group.priority, [])
             for lb in group.lb_endpoints:
-                endpoint = self._endpoint(lb, shared)
-                if lb.health_status in _USABLE:
-                    level.append(endpoint)
+                raw = lb.SerializeToString()
+                entry = known.get((where, raw))
+                if entry is None:
+                    if shared is None:
+                        shared = Metadata(locality)
+                    entry = (self._endpoint(lb, shared), lb.health_status)
+                seen[where, raw] = entry
+                if entry[1] in _USABLE:
+                    level.append(entry[0])
+        self._known = seen  # only what this response holds: the memory follows the set
         if self._priority == "all":
             return frozenset(e for level in levels.values() for e in level)
         for priority in sorted(levels):
