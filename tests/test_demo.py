@@ -47,6 +47,9 @@ def test_demo_command_runs(capsys, tmp_path: Path) -> None:  # type: ignore[no-u
     assert "routed" in out and "10.0.137.0/24 -> hop 3" in out
     assert "(a) Beyond round robin" in out and "(b) Heterogeneous pool" in out
     assert "(c) Homogeneous pool" in out and "peak_ewma" in out
+    assert "300 requests -> a: 150  b: 100  c:  50   failed: 0" in out  # weights 3 : 2 : 1
+    assert "300 requests -> a: 225  c:  75   failed: 0" in out  # b stopped, checked out
+    assert "300 requests -> a: 150  c:  50  d: 100   failed: 0" in out  # d pushed by xDS
     try:
         import matplotlib  # noqa: F401
     except ImportError:
@@ -56,8 +59,9 @@ def test_demo_command_runs(capsys, tmp_path: Path) -> None:  # type: ignore[no-u
 
 
 def test_demo_can_skip_the_simulations(capsys) -> None:  # type: ignore[no-untyped-def]
-    assert main(["demo", "--packets", "500", "--sim-scale", "0"]) == 0
-    assert "Load balancing" not in capsys.readouterr().out
+    assert main(["demo", "--packets", "500", "--sim-scale", "0", "--no-mesh"]) == 0
+    out = capsys.readouterr().out
+    assert "Load balancing" not in out and "xDS" not in out
 
 
 def test_inspect_reports_bad_files(tmp_path: Path, capsys) -> None:  # type: ignore[no-untyped-def]

@@ -15,7 +15,8 @@ def main(argv: list[str] | None = None) -> int:
     sub = parser.add_subparsers(dest="command", required=True)
     demo = sub.add_parser(
         "demo",
-        help="make mixed traffic, write a pcap, parse it, report; simulate the load balancers",
+        help="make mixed traffic, write a pcap, parse it, report; simulate the load balancers;"
+        " run discovery, health checks and balancing together on loopback",
     )
     demo.add_argument("--packets", type=int, default=100_000, help="frames to make")
     demo.add_argument("--seed", type=int, default=7)
@@ -32,6 +33,11 @@ def main(argv: list[str] | None = None) -> int:
         default="meshcore-balance.png",
         help="where to plot the simulations' latency percentiles ('' for no plot)",
     )
+    demo.add_argument(
+        "--no-mesh",
+        action="store_true",
+        help="skip the discovery + health checking + balancing run on loopback",
+    )
     insp = sub.add_parser("inspect", help="parse a pcap / pcapng file and report on it")
     insp.add_argument("file")
     args = parser.parse_args(argv)
@@ -47,6 +53,7 @@ def main(argv: list[str] | None = None) -> int:
                     args.keep,
                     sim_scale=args.sim_scale,
                     plot_path=args.plot or None,
+                    mesh=not args.no_mesh,
                 )
             )
         else:

@@ -5,7 +5,8 @@ extension headers, fragments, ARP, and a few broken frames), writes it to a pcap
 back, parses it in one batch with checksum verification, reports what it found, and routes the
 frames by destination through a RouteTable. Then it runs the load-balancing simulations of
 :mod:`meshcore.sim`, prints their tables and plots their latency percentiles (with matplotlib,
-when installed).
+when installed). Last, :mod:`meshcore.demo_mesh` runs xDS discovery, TCP health checks and a
+weighted balancer together against real backends on loopback.
 """
 
 from __future__ import annotations
@@ -279,9 +280,11 @@ def run_demo(
     *,
     sim_scale: float = 1.0,
     plot_path: str | Path | None = "meshcore-balance.png",
+    mesh: bool = True,
 ) -> str:
     """Make ``n`` frames, round-trip them through a pcap file, parse and report; then run the
-    balancing simulations at ``sim_scale`` (0 skips them) and plot them to ``plot_path``."""
+    balancing simulations at ``sim_scale`` (0 skips them) and plot them to ``plot_path``; then
+    (``mesh``) discovery, health checks and balancing together on loopback."""
     lines = [f"meshcore {_meshcore.__version__} demo: {n:,} frames of seeded mixed traffic"]
     t0 = time.perf_counter()
     frames = make_traffic(n, seed)
@@ -301,4 +304,8 @@ def run_demo(
         lines.append(f"  a frame cut to 30 bytes -> PacketError: {e}")
     if sim_scale > 0:
         lines.append(balance_summary(sim_scale, plot_path))
+    if mesh:
+        from meshcore.demo_mesh import mesh_summary  # grpc and the xDS protos load only here
+
+        lines.append("\n" + mesh_summary())
     return "\n".join(lines)
