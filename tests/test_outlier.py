@@ -538,3 +538,130 @@ def test_concurrent_use_from_tasks() -> None:
         assert len(d.ejected) == 1  # one of ten at most, whatever the interleaving
 
     run(main())
+
+
+# -- the order inside a sweep (Envoy >= 1.28, envoyproxy/envoy#29711) -----------------------
+
+
+def test_success_rate_ejection_right_after_a_return_doubles_the_time() -> None:
+    # Host 0: ejected at 0 (multiplier 1), back at the tick at 30, then half its requests fail
+    # (never five 5xx in a row). The tick at 40 runs the detectors before the multiplier
+    # decrement, as current Envoy does: the success-rate ejection raises 1 -> 2, 60 s. (Envoy
+    # before #29711 lowered it first, 1 -> 0 -> 1, 30 s: the bug of #26758.)
+    five = HOSTS[:5]
+    d = OutlierDetector(five, max_ejection_percent=100)
+    fail(d, five[0], 5, now=0.0)
+    assert d.host(five[0]).multiplier == 1
+    for t in (10.0, 20.0, 30.0):
+        d.tick(t)
+    assert not d.is_ejected(five[0])
+    for i in range(100):
+        d.record(five[0], 200 if i % 2 else 500, now=35.0)
+        for name in five[1:]:
+            d.record(name, 200, now=35.0)
+    d.tick(40.0)
+    h = d.host(five[0])
+    assert h.ejected and h.ejection_type is EjectionType.SUCCESS_RATE
+    assert h.multiplier == 2 and h.ejected_until == 100.0
+
+
+# -- open mode: bounded memory ---------------------------------------------------------------
+
+
+def test_open_mode_forgets_idle_endpoints() -> None:
+    d = OutlierDetector(idle_intervals=3, max_ejection_percent=50)
+    for i in range(8):  # churn: eight names seen once, in the interval that ends at 10
+        d.record(f"10.1.0.{i}:80", 200, now=0.0)
+    live, idle = "10.1.1.1:80", "10.1.1.2:80"
+    t = 0.0
+
+    def interval(*names: str) -> None:
+        nonlocal t
+        t += 10.0
+        for name in names:
+            d.record(name, 200, now=t - 5.0)
+        d.tick(t)
+
+    for _ in range(3):
+        interval(live, idle)
+    assert len(d.endpoints) == 10  # idle for two sweeps (20, 30): kept
+    interval(live, idle)
+    assert d.endpoints == [live, idle]  # the third idle sweep (40) forgot them
+    fail(d, idle, 5, now=t)
+    assert d.ejected == {idle}  # 1 of 2 = 50 %; with the dead names it would be 1 of 10
+    for _ in range(3):  # ejected for 30 s with no traffic: kept
+        interval(live)
+        assert idle in d.endpoints
+    assert not d.is_ejected(idle) and d.host(idle).multiplier == 1  # back at 70
+    for _ in range(2):  # idleness counts from the return; the multiplier decays at 80
+        interval(live)
+        assert idle in d.endpoints
+    interval(live)
+    assert d.endpoints == [live]  # 100: three idle sweeps since the return, multiplier 0
+
+
+def test_open_mode_idle_intervals_none_and_a_closed_set_keep_everything() -> None:
+    d = OutlierDetector(idle_intervals=None)
+    d.record("10.1.0.1:80", 200, now=0.0)
+    c = OutlierDetector(["10.1.0.1:80"], idle_intervals=1)
+    for t in range(1, 20):
+        d.tick(t * 10.0)
+        c.tick(t * 10.0)
+    assert d.endpoints == c.endpoints == ["10.1.0.1:80"]
+
+
+def test_open_mode_max_hosts_drops_the_least_recently_used(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    d = OutlierDetector(max_hosts=3, max_ejection_percent=100)
+    with caplog.at_level("WARNING", logger="meshcore.health"):
+        for name in ("a:1", "b:1", "c:1", "a:1"):
+            d.record(name, 200, now=0.0)
+        d.record("d:1", 200, now=0.0)  # full: b is the oldest record()
+        assert sorted(d.endpoints) == ["a:1", "c:1", "d:1"]
+        d.record("e:1", 200, now=0.0)  # then c
+        assert sorted(d.endpoints) == ["a:1", "d:1", "e:1"]
+        for name in ("a:1", "d:1", "e:1"):
+            fail(d, name, 5, now=0.0)
+        assert len(d.ejected) == 3
+        d.record("f:1", 500, now=0.0)  # nothing can go: ignored
+        d.record("g:1", 500, now=0.0)
+        assert sorted(d.endpoints) == ["a:1", "d:1", "e:1"]
+    warnings = [r.getMessage() for r in caplog.records if r.levelname == "WARNING"]
+    assert sum("least recently used" in m for m in warnings) == 1
+    assert sum("all ejected" in m for m in warnings) == 1
+    d.active_check_passed("h:1")  # a passing active check is not traffic: nobody joins
+    assert "h:1" not in d.endpoints
+
+
+@pytest.mark.parametrize(
+    "kwargs", [{"idle_intervals": 0}, {"idle_intervals": 1.5}, {"max_hosts": 0}]
+)
+def test_open_mode_bad_bounds(kwargs: dict[str, object]) -> None:
+    with pytest.raises(ConfigError):
+        OutlierDetector(**kwargs)  # type: ignore[arg-type]  # bad on purpose
+
+
+# -- closing -----------------------------------------------------------------------------------
+
+
+def test_aclose_does_not_swallow_the_callers_cancellation() -> None:
+    async def main() -> None:
+        d = OutlierDetector(HOSTS, interval=3600.0)
+        await d.__aenter__()
+        after: list[bool] = []
+
+        async def closer() -> None:
+            await d.aclose()
+            after.append(True)
+
+        task = asyncio.create_task(closer())
+        await asyncio.sleep(0)  # closer cancelled the sweep and waits for it
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert task.cancelled() and after == []
+        assert d._task is None
+        await d.aclose()  # closing again is a no-op
+
+    run(main())

@@ -19,9 +19,17 @@ Transitions are logged on the ``meshcore.health`` logger.
 from meshcore.health._binding import BalancerHealth, endpoint_name
 from meshcore.health.checker import EndpointHealth, HealthChecker
 from meshcore.health.outlier import EjectionType, OutlierDetector, OutlierHost
-from meshcore.health.probes import CheckResult, GrpcProbe, HttpProbe, Probe, TcpProbe
+from meshcore.health.probes import (
+    GRPC_KEEPALIVE_OPTIONS,
+    CheckResult,
+    GrpcProbe,
+    HttpProbe,
+    Probe,
+    TcpProbe,
+)
 
 __all__ = [
+    "GRPC_KEEPALIVE_OPTIONS",
     "BalancerHealth",
     "CheckResult",
     "EjectionType",

@@ -6,7 +6,7 @@ import asyncio
 import contextlib
 import logging
 import random
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import AsyncGenerator, Awaitable, Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
@@ -101,12 +101,23 @@ class HealthChecker(DiscoverySource):
     then each time it changes (an empty set too). ``stale`` follows the source.
     ``await resolve()`` reads the source and probes every endpoint once, now.
 
+    The probe's connections belong to whoever uses it: a running checker, or a one-shot
+    ``resolve()`` outside ``async with``. The last of them to finish closes the probe
+    (``probe.aclose()``), so a one-shot leaks no gRPC channel or HTTP client, and a probe shared
+    with a running checker stays open until that checker stops.
+
+    Nothing stops the checking but closing the checker: an exception from a probe, the balancer,
+    the outlier detector or ``on_change`` is logged once per distinct error on the
+    ``meshcore.health`` logger (at most 1024 kept) and checking goes on.
+
     ``on_change(endpoint, healthy)`` is called on every transition. ``balancer`` (a
     :class:`~meshcore.Balancer`, or a :class:`~meshcore.health.BalancerHealth` shared with an
     :class:`~meshcore.health.OutlierDetector`) is kept in step: the checker owns its endpoint set
     (name ``endpoint.address``, weight ``endpoint.weight``) and sets each endpoint's health.
     ``outlier``: an :class:`~meshcore.health.OutlierDetector` whose ejection of an endpoint ends
     when an active check of it passes (Envoy's ``successful_active_health_check_uneject_host``).
+    ``sleep``: the coroutine function that waits the delay (seconds) between two checks of an
+    endpoint, ``asyncio.sleep`` by default; a test injects one to see the schedule.
     """
 
     def __init__(
@@ -125,6 +136,7 @@ class HealthChecker(DiscoverySource):
         balancer: Balancer | BalancerHealth | None = None,
         outlier: OutlierDetector | None = None,
         seed: int | None = None,
+        sleep: Callable[[float], Awaitable[object]] = asyncio.sleep,
     ) -> None:
         super().__init__()
         if not isinstance(probe, Probe):
@@ -149,6 +161,7 @@ class HealthChecker(DiscoverySource):
         self._binding = as_binding(balancer)
         self._outlier = outlier
         self._rng = random.Random(seed)
+        self._sleep = sleep
         self._states: dict[str, _State] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
         self._sem: asyncio.Semaphore | None = None
@@ -156,7 +169,7 @@ class HealthChecker(DiscoverySource):
         self._ready = False
         self._loop_running = False
         self._aux: set[asyncio.Task[None]] = set()
-        self._logged: set[tuple[str, str]] = set()
+        self._logged: set[tuple[str, ...]] = set()
 
     def _describe(self) -> str:
         return f"{self.probe!r}, {len(self._states)} endpoints"
@@ -209,14 +222,37 @@ class HealthChecker(DiscoverySource):
                 state.endpoint = ep
         self._pending &= set(by_name)
         if self._binding is not None:
-            self._binding.set_endpoints({n: float(e.weight) for n, e in by_name.items()})
-            for name, state in self._states.items():
-                self._binding.set(name, "active", state.healthy)
+            self._guard("the balancer", self._sync_binding)
         if self._loop_running:
             # set_endpoints() is synchronous; publishing (taking the condition's lock) is not.
             task = asyncio.get_running_loop().create_task(self._maybe_publish())
             self._aux.add(task)
             task.add_done_callback(self._aux.discard)
+
+    def _sync_binding(self) -> None:
+        assert self._binding is not None
+        self._binding.set_endpoints({n: float(s.endpoint.weight) for n, s in self._states.items()})
+        for name, state in self._states.items():
+            self._binding.set(name, "active", state.healthy)
+
+    # -- errors ---------------------------------------------------------------------------------
+
+    def _log_once(self, what: str, exc: BaseException) -> None:
+        """Log ``exc`` with its traceback the first time this (``what``, type, message) is seen;
+        at most 1024 are remembered, later ones go to debug."""
+        kind = (what, type(exc).__qualname__, str(exc)[:200])
+        if kind not in self._logged and len(self._logged) < 1024:
+            self._logged.add(kind)
+            log.error("%r: %s raised (logged once): %r", self, what, exc, exc_info=exc)
+        else:
+            log.debug("%r: %s raised again: %r", self, what, exc)
+
+    def _guard(self, what: str, fn: Callable[..., object], *args: Any) -> None:
+        """Call ``fn(*args)``; an exception is logged once and does not stop the checker."""
+        try:
+            fn(*args)
+        except Exception as exc:
+            self._log_once(what, exc)
 
     # -- checking -------------------------------------------------------------------------------
 
@@ -233,29 +269,61 @@ class HealthChecker(DiscoverySource):
         except asyncio.CancelledError:
             raise
         except Exception as exc:  # a probe bug must not stop the checker
-            kind = (endpoint.address, type(exc).__name__)
-            if kind not in self._logged and len(self._logged) < 1024:  # once each, bounded
-                self._logged.add(kind)
-                log.exception("%r: probe raised for %s (logged once)", self, endpoint.address)
-            return CheckResult(False, f"probe error: {type(exc).__name__}: {exc}")
+            return self._probe_error(endpoint, exc)
+
+    def _probe_error(self, endpoint: Endpoint, exc: Exception) -> CheckResult:
+        kind = ("probe", endpoint.address, type(exc).__name__)
+        if kind not in self._logged and len(self._logged) < 1024:  # once each, bounded
+            self._logged.add(kind)
+            log.error("%r: probe raised for %s (logged once)", self, endpoint.address, exc_info=exc)
+        return CheckResult(False, f"probe error: {type(exc).__name__}: {exc}")
+
+    async def _stream(self, endpoint: Endpoint) -> AsyncGenerator[CheckResult, None]:
+        """``probe.watch(endpoint)``, with an exception from the probe turned into a last
+        (network) failure."""
+        try:
+            it = self.probe.watch(endpoint)
+        except Exception as exc:
+            yield self._probe_error(endpoint, exc)
+            return
+        try:
+            while True:
+                try:
+                    result = await anext(it)
+                except StopAsyncIteration:
+                    return
+                except Exception as exc:
+                    yield self._probe_error(endpoint, exc)
+                    return
+                yield result
+        finally:
+            aclose = getattr(it, "aclose", None)
+            if aclose is not None:
+                with contextlib.suppress(Exception):
+                    await aclose()
 
     async def _probe_loop(self, name: str) -> None:
         state = self._states[name]
         try:
             while self._states.get(name) is state:
-                if self.probe.streaming:
-                    async for result in self.probe.watch(state.endpoint):
+                try:
+                    if self.probe.streaming:
+                        # aclosing: a stream left early is cancelled now, not at GC
+                        async with contextlib.aclosing(self._stream(state.endpoint)) as stream:
+                            async for result in stream:
+                                if self._states.get(name) is not state:
+                                    break
+                                await self._apply(name, state, result, pushed=True)
+                    else:
+                        assert self._sem is not None
+                        async with self._sem:
+                            result = await self._check(state.endpoint)
                         if self._states.get(name) is not state:
                             break
-                        await self._apply(name, state, result, pushed=True)
-                else:
-                    assert self._sem is not None
-                    async with self._sem:
-                        result = await self._check(state.endpoint)
-                    if self._states.get(name) is not state:
-                        break
-                    await self._apply(name, state, result)
-                await asyncio.sleep(self._delay(state))
+                        await self._apply(name, state, result)
+                except Exception as exc:  # never reached by design; the loop must not die
+                    self._log_once(f"checking {name}", exc)
+                await self._sleep(self._delay(state))
         finally:
             if self._states.get(name) is not state:  # it left the set (not: we are closing)
                 with contextlib.suppress(Exception):
@@ -285,17 +353,14 @@ class HealthChecker(DiscoverySource):
                     state.healthy = False
                     state.failures = 0
         if result.healthy and state.healthy and self._outlier is not None:
-            self._outlier.active_check_passed(name)
+            self._guard("the outlier detector", self._outlier.active_check_passed, name)
         if state.healthy != was:
             verdict = "healthy" if state.healthy else "unhealthy"
             log.info("%s is now %s (%s)", name, verdict, result.reason)
             if self._binding is not None:
-                self._binding.set(name, "active", state.healthy)
+                self._guard("the balancer", self._binding.set, name, "active", state.healthy)
             if self._on_change is not None:
-                try:
-                    self._on_change(state.endpoint, state.healthy)
-                except Exception:
-                    log.exception("%r: on_change raised", self)
+                self._guard("on_change", self._on_change, state.endpoint, state.healthy)
         pending = name in self._pending
         self._pending.discard(name)
         if state.healthy != was or pending:
@@ -315,23 +380,49 @@ class HealthChecker(DiscoverySource):
 
     async def _fetch(self) -> tuple[EndpointSet, float | None]:
         """One fresh read: the source's set, each endpoint probed once now; the healthy ones."""
-        if self._source is not None:
-            endpoints = await self._source.resolve()
-        else:
-            endpoints = frozenset(s.endpoint for s in self._states.values())
-        sem = asyncio.Semaphore(self._max_concurrency)
+        self._use_probe()
+        try:
+            if self._source is not None:
+                endpoints = await self._source.resolve()
+            else:
+                endpoints = frozenset(s.endpoint for s in self._states.values())
+            sem = asyncio.Semaphore(self._max_concurrency)
 
-        async def one(ep: Endpoint) -> tuple[Endpoint, CheckResult]:
-            async with sem:
-                return ep, await self._check(ep)
+            async def one(ep: Endpoint) -> tuple[Endpoint, CheckResult]:
+                async with sem:
+                    return ep, await self._check(ep)
 
-        results = await asyncio.gather(*(one(ep) for ep in endpoints))
+            results = await asyncio.gather(*(one(ep) for ep in endpoints))
+        finally:
+            await self._release_probe()
         return frozenset(ep for ep, result in results if result), None
+
+    def _use_probe(self) -> None:
+        self.probe._users += 1
+
+    async def _release_probe(self) -> None:
+        """One user of the probe is done; the last one closes it (see the class docstring)."""
+        self.probe._users -= 1
+        if self.probe._users <= 0:
+            self.probe._users = 0
+            try:
+                await self.probe.aclose()
+            except Exception as exc:
+                self._log_once("probe.aclose()", exc)
+
+    async def aclose(self) -> None:
+        """Stop checking and release the probe (if no other user holds it); every ``watch()``
+        iterator then ends. A cancellation of the caller while it waits is not swallowed."""
+        await super().aclose()
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise asyncio.CancelledError  # the caller's own, which waiting for the task ate
 
     async def _run(self) -> None:
         self._sem = asyncio.Semaphore(self._max_concurrency)
         self._loop_running = True
         self._ready = False
+        self._use_probe()
         try:
             for name in self._states:
                 self._start(name)
@@ -339,8 +430,12 @@ class HealthChecker(DiscoverySource):
                 self._begin()
                 await self._maybe_publish()
                 await asyncio.Event().wait()
-            else:
-                await self._follow(self._source)
+            while True:
+                try:
+                    await self._follow(self._source)
+                except Exception as exc:  # the checker's task must never die
+                    self._log_once("following the source", exc)
+                    await self._sleep(self.unhealthy_interval)
         finally:
             self._loop_running = False
             tasks = [*self._tasks.values(), *self._aux]
@@ -348,15 +443,15 @@ class HealthChecker(DiscoverySource):
             for task in tasks:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
-            with contextlib.suppress(Exception):
-                await self.probe.aclose()
+            await self._release_probe()
 
     def _begin(self) -> None:
         """The first set is known: publish once each of its endpoints has a result."""
         self._pending = {n for n, s in self._states.items() if not s.checked}
         self._ready = True
 
-    async def _follow(self, source: DiscoverySource) -> None:
+    async def _follow(self, source: DiscoverySource | None) -> None:
+        assert source is not None
         if source.running:  # already running (shared with someone else): just watch
             await self._follow_running(source)
             return

@@ -20,17 +20,24 @@ split (Envoy's default, ``split_external_local_origin_errors: false``):
   random jitter in [0, ``max_ejection_time_jitter``]; it returns at the first tick after that, so
   at most one ``interval`` later. Each ejection raises the multiplier by one while
   ``multiplier * base < max + base``.
+
+The order inside a sweep is current Envoy's (``DetectorImpl::onIntervalTimer`` since Envoy 1.28,
+envoyproxy/envoy#29711, which fixed #21142 and #26758): returns first, then the detectors, and
+only then the multiplier decrement, for endpoints not ejected whose return is at least an
+``interval`` old. Before that change Envoy lowered the multiplier in ``checkHostForUneject``,
+ahead of the detectors, so a host ejected by success rate or failure percentage right after its
+return got the base time again and its ejection time never grew.
 """
 
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import enum
 import logging
 import math
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from types import TracebackType
@@ -39,6 +46,7 @@ from typing import Any, Self
 from meshcore._meshcore import Balancer
 from meshcore.endpoint import Endpoint
 from meshcore.errors import ConfigError
+from meshcore.health._aio import wait_cancelled
 from meshcore.health._binding import BalancerHealth, as_binding, endpoint_name
 
 __all__ = ["EjectionType", "OutlierDetector", "OutlierHost"]
@@ -88,6 +96,7 @@ class _Host:
         "cur_total",
         "ejected",
         "ejected_at",
+        "idle",
         "jitter",
         "last_success",
         "last_total",
@@ -110,6 +119,7 @@ class _Host:
         self.jitter = 0.0
         self.ejected_at: float | None = None
         self.unejected_at: float | None = None
+        self.idle = 0  # sweeps in a row whose interval had no record()
 
 
 def _uint(name: str, value: Any, upper: int | None = None) -> int:
@@ -148,6 +158,14 @@ class OutlierDetector:
     :meth:`set_endpoints`), results for other endpoints are ignored, like late results for a host
     that left an Envoy cluster; the set size is the base of ``max_ejection_percent``.
 
+    In the open mode nothing says when an endpoint left, so the detector forgets one by itself:
+    an endpoint that is not ejected, has a multiplier of 0 and had no ``record()`` during
+    ``idle_intervals`` sweeps in a row is dropped (its counts go with it; None: never). At most
+    ``max_hosts`` endpoints are tracked: a new name beyond that drops the endpoint whose last
+    ``record()`` is the oldest among those not ejected (a warning is logged the first time);
+    when every tracked endpoint is ejected the new name is ignored (a warning, once until a slot
+    frees). Both keep memory bounded and dead names out of the ``max_ejection_percent`` base.
+
     Time: every method takes ``now`` (seconds) or reads ``clock`` (default ``time.monotonic``).
     ``tick(now)`` runs one interval sweep; inside ``async with detector:`` a background task does
     so every ``interval`` seconds. ``seed`` makes the enforcement draws and jitter reproducible.
@@ -183,6 +201,8 @@ class OutlierDetector:
         failure_percentage_minimum_hosts: int = 5,
         failure_percentage_request_volume: int = 50,
         successful_active_health_check_uneject_host: bool = True,
+        idle_intervals: int | None = 6,
+        max_hosts: int = 10_000,
         on_change: Callable[[str, bool], None] | None = None,
         balancer: Balancer | BalancerHealth | None = None,
         seed: int | None = None,
@@ -237,11 +257,20 @@ class OutlierDetector:
         self.successful_active_health_check_uneject_host = bool(
             successful_active_health_check_uneject_host
         )
+        if idle_intervals is not None and _uint("idle_intervals", idle_intervals) < 1:
+            raise ConfigError("idle_intervals must be an int >= 1 or None")
+        self.idle_intervals = idle_intervals
+        if _uint("max_hosts", max_hosts) < 1:
+            raise ConfigError("max_hosts must be an int >= 1")
+        self.max_hosts = max_hosts
         self._on_change = on_change
         self._binding = as_binding(balancer)
         self._rng = random.Random(seed)
         self._clock = clock if clock is not None else time.monotonic
         self._hosts: dict[str, _Host] = {}
+        # Open mode only: names by their last record(), oldest first (the max_hosts victims).
+        self._lru: OrderedDict[str, None] = OrderedDict()
+        self._full_logged = self._refused_logged = False
         self._closed_set = endpoints is not None
         self._active = 0
         self._stats = dict.fromkeys(_STATS, 0)
@@ -273,14 +302,51 @@ class OutlierDetector:
             if name not in self._hosts:
                 self._hosts[name] = _Host()
         self._closed_set = True
+        self._lru.clear()
         self._stats["ejections_active"] = self._active
 
     def _host(self, endpoint: Endpoint | str) -> tuple[str, _Host | None]:
+        """The tracked endpoint for a result; in the open mode a new name joins (room made
+        under ``max_hosts``) and the name becomes the most recently used."""
         name = endpoint_name(endpoint)
         host = self._hosts.get(name)
-        if host is None and not self._closed_set:
+        if self._closed_set:
+            return name, host
+        if host is None:
+            if len(self._hosts) >= self.max_hosts and not self._make_room():
+                return name, None
             host = self._hosts[name] = _Host()
+            self._lru[name] = None
+        else:
+            self._lru.move_to_end(name)
         return name, host
+
+    def _make_room(self) -> bool:
+        for victim in self._lru:  # oldest record() first
+            if not self._hosts[victim].ejected:
+                if not self._full_logged:
+                    self._full_logged = True
+                    log.warning(
+                        "%r: max_hosts=%d reached; forgetting the least recently used endpoints",
+                        self,
+                        self.max_hosts,
+                    )
+                self._forget(victim)
+                self._refused_logged = False
+                return True
+        if not self._refused_logged:
+            self._refused_logged = True
+            log.warning(
+                "%r: max_hosts=%d endpoints, all ejected; results for new endpoints are ignored",
+                self,
+                self.max_hosts,
+            )
+        return False
+
+    def _forget(self, name: str) -> None:
+        """Drop a tracked endpoint that is not ejected (open mode)."""
+        del self._hosts[name]
+        self._lru.pop(name, None)
 
     # -- passive results ------------------------------------------------------------------------
 
@@ -298,7 +364,7 @@ class OutlierDetector:
             raise ConfigError(f"result must be a bool or an HTTP status 100..599, got {result!r}")
         name, host = self._host(endpoint)
         if host is None:
-            return  # not in the set (it left): ignored
+            return  # not in the set (it left), or no room in the open mode: ignored
         host.cur_total += 1
         if status < 500:
             host.cur_success += 1
@@ -381,6 +447,7 @@ class OutlierDetector:
         host.cons_5xx = 0
         host.cons_gw = 0
         host.unejected_at = now
+        host.idle = 0  # it can take traffic again: idleness counts from here
         log.info("%s returns after ejection %d", name, host.num_ejections)
         self._changed(name, False)
 
@@ -395,7 +462,8 @@ class OutlierDetector:
 
     def uneject(self, endpoint: Endpoint | str, now: float | None = None) -> bool:
         """End ``endpoint``'s ejection now (its multiplier stays); False if it was not ejected."""
-        name, host = self._host(endpoint)
+        name = endpoint_name(endpoint)
+        host = self._hosts.get(name)  # never joins: a passing active check is no traffic
         if host is None or not host.ejected:
             return False
         self._uneject(name, host, self._now(now))
@@ -413,6 +481,7 @@ class OutlierDetector:
         """Run one interval sweep at ``now`` and return when the next one is due (seconds)."""
         when = self._now(now)
         for name, host in list(self._hosts.items()):
+            host.idle = 0 if host.cur_total else host.idle + 1  # a return below resets it
             if (
                 host.ejected
                 and host.ejected_at is not None
@@ -422,6 +491,7 @@ class OutlierDetector:
             host.last_total, host.last_success = host.cur_total, host.cur_success
             host.cur_total = host.cur_success = 0
         self._success_rate_sweep(when)
+        # After the detectors, as Envoy >= 1.28 does (see the module docstring).
         for host in self._hosts.values():
             if (
                 not host.ejected
@@ -430,6 +500,14 @@ class OutlierDetector:
                 and host.backoff > 0
             ):
                 host.backoff -= 1
+        if not self._closed_set and self.idle_intervals is not None:
+            limit = self.idle_intervals
+            for name in [
+                n
+                for n, h in self._hosts.items()
+                if h.idle >= limit and not h.ejected and h.backoff == 0
+            ]:
+                self._forget(name)
         return when + self.interval
 
     def _success_rate_sweep(self, now: float) -> None:
@@ -542,12 +620,12 @@ class OutlierDetector:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the background sweep."""
+        """Stop the background sweep. A cancellation of the caller while it waits is not
+        swallowed: it propagates as ``CancelledError``."""
         task, self._task = self._task, None
         if task is not None:
             task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+            await wait_cancelled(task)
 
     async def _run(self) -> None:
         while True:

@@ -20,7 +20,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Mapping
 from dataclasses import dataclass
 
 import grpc
@@ -32,7 +32,7 @@ from meshcore._http import ssl_verify
 from meshcore.endpoint import Endpoint
 from meshcore.errors import ConfigError
 
-__all__ = ["CheckResult", "GrpcProbe", "HttpProbe", "Probe", "TcpProbe"]
+__all__ = ["GRPC_KEEPALIVE_OPTIONS", "CheckResult", "GrpcProbe", "HttpProbe", "Probe", "TcpProbe"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,6 +64,11 @@ class Probe:
 
     #: True when :meth:`watch` pushes results (the checker then keeps one stream per endpoint).
     streaming: bool = False
+
+    #: How many running checkers and one-shot ``resolve()`` calls use this probe now. The
+    #: connections a probe holds belong to all of them together: the last one to finish calls
+    #: :meth:`aclose` (a probe shared by two checkers is not closed under the other's feet).
+    _users: int = 0
 
     async def check(self, endpoint: Endpoint) -> CheckResult:
         """Check ``endpoint`` once. Never raises for a failing endpoint: the failure is the
@@ -213,6 +218,25 @@ def _status_name(status: int) -> str:
     return health_pb2.HealthCheckResponse.ServingStatus.Name(status)
 
 
+#: The channel options every :class:`GrpcProbe` channel gets unless ``channel_options`` overrides
+#: them: HTTP/2 keepalive pings, so that a ``Watch`` stream whose server vanished without a reset
+#: (a host gone, a silent partition) fails as ``UNAVAILABLE`` instead of waiting forever.
+#: Five minutes is the shortest ping interval stock gRPC servers (C-core, Go, Java) accept on a
+#: stream that carries no data: a shorter one gets the connection closed with GOAWAY
+#: ``too_many_pings`` after two pings, which would break every idle ``Watch``.
+#: No pings without a call (``permit_without_calls`` 0: an idle channel needs no liveness), and no
+#: cap on pings without data (``max_pings_without_data`` 0: an idle ``Watch`` sends none). A ping
+#: unanswered for 20 s fails the connection: grpcio (1.85) enforces ``grpc.http2.ping_timeout_ms``
+#: (default 60 s) on keepalive pings too, so it is set along with ``keepalive_timeout_ms``.
+GRPC_KEEPALIVE_OPTIONS: Mapping[str, int] = {
+    "grpc.keepalive_time_ms": 300_000,
+    "grpc.keepalive_timeout_ms": 20_000,
+    "grpc.http2.ping_timeout_ms": 20_000,
+    "grpc.keepalive_permit_without_calls": 0,
+    "grpc.http2.max_pings_without_data": 0,
+}
+
+
 class GrpcProbe(Probe):
     """The gRPC Health Checking Protocol (``grpc.health.v1.Health``) for ``service`` (``""``: the
     whole server), on grpc.aio with one channel per endpoint.
@@ -226,7 +250,15 @@ class GrpcProbe(Probe):
     With ``use_watch=True`` the probe streams: a :class:`~meshcore.health.HealthChecker` keeps one
     ``Watch`` call open per endpoint and reacts to every status the server pushes at once; a broken
     stream is a network failure and is reopened after the checker's interval. ``timeout`` then
-    bounds the wait for the first status of each stream.
+    bounds the wait for the first status of each stream. After the first status a stream can
+    stay silent for as long as the health does not change, so its liveness rests on HTTP/2
+    keepalive: see :data:`GRPC_KEEPALIVE_OPTIONS` (a vanished server is noticed within
+    ``keepalive_time + keepalive_timeout``, about 5 min 20 s by default). Against servers that
+    allow it (grpc-core ``grpc.http2.min_recv_ping_interval_without_data_ms``, grpc-go
+    ``keepalive.EnforcementPolicy.MinTime``) pass a shorter ``grpc.keepalive_time_ms``.
+
+    ``channel_options``: gRPC channel arguments (a mapping or ``(name, value)`` pairs) laid over
+    :data:`GRPC_KEEPALIVE_OPTIONS` for every channel; the result is ``probe.channel_options``.
     """
 
     def __init__(
@@ -237,6 +269,7 @@ class GrpcProbe(Probe):
         use_watch: bool = False,
         secure: bool = False,
         credentials: grpc.ChannelCredentials | None = None,
+        channel_options: Mapping[str, str | int] | Iterable[tuple[str, str | int]] = (),
     ) -> None:
         self.service = service
         self.timeout = _require_timeout(timeout)
@@ -244,6 +277,22 @@ class GrpcProbe(Probe):
         if credentials is None and secure:
             credentials = grpc.ssl_channel_credentials()
         self._credentials = credentials
+        extra = dict(
+            channel_options.items() if isinstance(channel_options, Mapping) else channel_options
+        )
+        for key, value in extra.items():
+            if (
+                not isinstance(key, str)
+                or isinstance(value, bool)
+                or not isinstance(value, str | int)
+            ):
+                raise ConfigError(
+                    f"channel_options: expected str -> int | str, got {key!r}: {value!r}"
+                )
+        #: The options each channel is created with (name, value), defaults first.
+        self.channel_options: tuple[tuple[str, str | int], ...] = tuple(
+            {**GRPC_KEEPALIVE_OPTIONS, **extra}.items()
+        )
         self._channels: dict[str, grpc.aio.Channel] = {}
 
     def __repr__(self) -> str:
@@ -253,10 +302,11 @@ class GrpcProbe(Probe):
     def _channel(self, endpoint: Endpoint) -> grpc.aio.Channel:
         channel = self._channels.get(endpoint.address)
         if channel is None:
+            options = self.channel_options
             if self._credentials is not None:
-                channel = grpc.aio.secure_channel(endpoint.address, self._credentials)
+                channel = grpc.aio.secure_channel(endpoint.address, self._credentials, options)
             else:
-                channel = grpc.aio.insecure_channel(endpoint.address)
+                channel = grpc.aio.insecure_channel(endpoint.address, options)
             self._channels[endpoint.address] = channel
         return channel
 
