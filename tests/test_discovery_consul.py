@@ -274,6 +274,20 @@ def test_registration_refused_is_a_config_error(agent: ConsulAgent) -> None:
         run(main())
 
 
+def test_close_does_not_swallow_a_cancellation_of_the_caller(agent: ConsulAgent) -> None:
+    async def main() -> None:
+        reg = ConsulRegistration(agent.url, "cancel", "127.0.0.75:9505")
+        await reg.__aenter__()
+        # The timeout expires while aclose() waits for the heartbeat task to end.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0):
+                await reg.aclose()
+        assert reg._agent.client is None  # the client is closed all the same
+        await reg.deregister()
+
+    run(main())
+
+
 def test_crashed_registrant_goes_critical(agent: ConsulAgent) -> None:
     async def main() -> None:
         async with source(agent, "crash") as d:

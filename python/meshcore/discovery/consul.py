@@ -22,6 +22,7 @@ from meshcore.discovery._base import (
     DiscoverySource,
     EndpointSet,
     _require_positive,
+    _stop_task,
     log,
 )
 from meshcore.discovery.static import parse_endpoint
@@ -32,8 +33,6 @@ __all__ = ["ConsulDiscovery", "ConsulRegistration"]
 
 # Consul caps a blocking query's wait at 10 minutes.
 _MAX_WAIT = 600.0
-# Distinct warnings remembered (so each is logged once); the memory stays bounded.
-_MAX_WARNED = 1024
 # Worst first: an instance's health is the worst status among its checks.
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 
@@ -207,7 +206,6 @@ class ConsulDiscovery(DiscoverySource):
             raise ConfigError(f"max_rate must be a positive number of queries/s, got {max_rate!r}")
         self._bucket = TokenBucket(max_rate, 2)
         self._index = 0
-        self._warned: set[str] = set()
         self.queries = 0
         """How many health queries were sent (for tests and metrics)."""
 
@@ -283,24 +281,16 @@ class ConsulDiscovery(DiscoverySource):
 
     # -- mapping --------------------------------------------------------------------------------
 
-    def _warn(self, message: str) -> None:
-        if message in self._warned:
-            log.debug("%r: %s", self, message)
-            return
-        if len(self._warned) >= _MAX_WARNED:
-            self._warned.clear()
-        self._warned.add(message)
-        log.warning("%r: %s", self, message)
-
     def _endpoints(self, entries: Iterable[Any]) -> EndpointSet:
         endpoints = set()
         for i, entry in enumerate(entries):
             try:
                 endpoints.add(_entry_endpoint(entry))
             except _BadEntryError as exc:
-                self._warn(f"entry {exc.who or f'#{i}'} skipped: {exc}")
-            except ConfigError as exc:  # a value Endpoint refuses (a guard: checked above)
-                self._warn(f"entry #{i} skipped: {exc}")
+                self._warn_once(f"entry {exc.who or f'#{i}'} skipped: {exc}")
+            except Exception as exc:  # a guard (the checks above mean to catch everything):
+                # one entry the mapping did not foresee must never fail the whole read
+                self._warn_once(f"entry #{i} skipped: {type(exc).__name__}: {exc}")
         return frozenset(endpoints)
 
 
@@ -522,18 +512,19 @@ class ConsulRegistration:
 
     async def aclose(self, *, deregister: bool = True) -> None:
         """Stop the heartbeats and (unless ``deregister=False``) deregister; a failed
-        deregistration is logged, not raised."""
+        deregistration is logged, not raised. When the caller is cancelled meanwhile, the
+        cancellation is raised (the instance may stay registered: its check then goes critical
+        after ``ttl``)."""
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         try:
+            await _stop_task(task, self)
             if deregister:
-                await self.deregister()
-        except DiscoveryError as exc:
-            log.warning("%r: deregistration failed: %s", self, exc)
+                try:
+                    await self.deregister()
+                except DiscoveryError as exc:
+                    log.warning("%r: deregistration failed: %s", self, exc)
         finally:
             await self._agent.close()
 

@@ -17,7 +17,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import message
 
 from meshcore import __version__
-from meshcore.discovery._base import DiscoverySource, EndpointSet, _require_positive, log
+from meshcore.discovery._base import DiscoverySource, EndpointSet, _require_positive
 from meshcore.endpoint import Endpoint, Metadata
 from meshcore.errors import ConfigError, DiscoveryError
 
@@ -128,7 +128,6 @@ class XdsDiscovery(DiscoverySource):
         )
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall[Any, Any] | None = None
-        self._warned: set[str] = set()
         # The last good response's endpoints by (locality, the LbEndpoint's bytes): state of the
         # world resends every endpoint on every change, and most are the same as before.
         self._known: dict[tuple[tuple[tuple[str, str], ...], bytes], tuple[Endpoint, int]] = {}
@@ -139,16 +138,6 @@ class XdsDiscovery(DiscoverySource):
 
     def _describe(self) -> str:
         return f"{self.server} {self.cluster}"
-
-    def _warn(self, problem: str, text: str) -> None:
-        """Log ``text`` as a warning the first time ``problem`` is seen, then at debug level."""
-        if problem not in self._warned:
-            if len(self._warned) >= 1000:  # a server inventing new problems: stay bounded
-                self._warned.clear()
-            self._warned.add(problem)
-            log.warning("%r: %s", self, text)
-        else:
-            log.debug("%r: %s", self, text)
 
     # -- the stream -----------------------------------------------------------------------------
 
@@ -195,7 +184,7 @@ class XdsDiscovery(DiscoverySource):
         try:
             endpoints = self._decode(response)
         except _RejectError as exc:
-            self._warn(str(exc), f"NACK of version {response.version_info!r}: {exc}")
+            self._warn_once(f"NACK of version {response.version_info!r}: {exc}", problem=str(exc))
             request.version_info = version
             request.error_detail.code = _INVALID_ARGUMENT
             request.error_detail.message = str(exc)
@@ -265,8 +254,10 @@ class XdsDiscovery(DiscoverySource):
             await channel.close()
 
     async def aclose(self) -> None:
-        await super().aclose()
-        await self._close_stream()
+        try:
+            await super().aclose()
+        finally:  # also when the caller is cancelled: no stream or channel is left behind
+            await self._close_stream()
 
     # -- decoding -------------------------------------------------------------------------------
 
