@@ -57,8 +57,15 @@ def free_ports(count: int) -> list[int]:
 
 class ConsulAgent:
     def __init__(
-        self, directory: Path, node: str = "meshcore-test", hcl: Sequence[str] = ()
+        self,
+        directory: Path,
+        node: str = "meshcore-test",
+        hcl: Sequence[str] = (),
+        *,
+        tls: tuple[Path, Path] | None = None,
     ) -> None:
+        """``tls`` (a certificate and its key, PEM files) also opens an HTTPS port:
+        ``https_url``."""
         binary = find_consul()
         if binary is None:
             raise FileNotFoundError("consul not found (set MESHCORE_CONSUL_BIN)")
@@ -67,10 +74,18 @@ class ConsulAgent:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.node = node
         self.hcl = list(hcl)
-        self.http_port, self.dns_port, self.server_port, self.serf_lan, self.serf_wan = free_ports(
-            5
-        )
+        ports = free_ports(6 if tls else 5)
+        self.http_port, self.dns_port, self.server_port, self.serf_lan, self.serf_wan = ports[:5]
         self.url = f"http://127.0.0.1:{self.http_port}"
+        self.https_url: str | None = None
+        if tls is not None:
+            self.https_url = f"https://127.0.0.1:{ports[5]}"
+            cert, key = tls
+            self.hcl += [
+                f"ports {{ https = {ports[5]} }}",
+                f'cert_file = "{cert}"',
+                f'key_file = "{key}"',
+            ]
         self.proc: subprocess.Popen[bytes] | None = None
         self.starts = 0
 

@@ -19,13 +19,22 @@ import signal
 import socket
 import subprocess
 import time
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
+from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-__all__ = ["EtcdCluster", "EtcdMember", "Gateway", "b64", "find_etcd", "free_tcp_port"]
+__all__ = [
+    "EtcdCluster",
+    "EtcdMember",
+    "Gateway",
+    "b64",
+    "find_etcd",
+    "free_tcp_port",
+    "free_tcp_ports",
+]
 
 
 def find_etcd() -> str | None:
@@ -35,10 +44,19 @@ def find_etcd() -> str | None:
 
 def free_tcp_port() -> int:
     """A TCP port free on 127.0.0.1 right now."""
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
-        s.bind(("127.0.0.1", 0))
-        port: int = s.getsockname()[1]
-        return port
+    return free_tcp_ports(1)[0]
+
+
+def free_tcp_ports(count: int) -> list[int]:
+    """``count`` distinct TCP ports free on 127.0.0.1 right now: every socket is held until all
+    are picked, so the kernel cannot hand out one port twice."""
+    with ExitStack() as stack:
+        ports: list[int] = []
+        for _ in range(count):
+            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
+            s.bind(("127.0.0.1", 0))
+            ports.append(s.getsockname()[1])
+        return ports
 
 
 def b64(data: str | bytes) -> str:
@@ -80,6 +98,12 @@ class Gateway:
         if lease is not None:
             body["lease"] = lease
         return int(self.call("kv/put", body)["header"]["revision"])
+
+    def put_all(self, items: Mapping[str, str | bytes]) -> int:
+        """Write every key in one transaction (one revision, so one watch response, its events
+        in this order); returns the new revision."""
+        ops = [{"request_put": {"key": b64(k), "value": b64(v)}} for k, v in items.items()]
+        return int(self.call("kv/txn", {"success": ops})["header"]["revision"])
 
     def delete(self, key: str) -> int:
         return int(self.call("kv/deleterange", {"key": b64(key)})["header"]["revision"])
@@ -137,12 +161,14 @@ class Gateway:
 
 
 class EtcdMember:
-    def __init__(self, etcd: str, name: str, directory: Path) -> None:
+    def __init__(
+        self, etcd: str, name: str, directory: Path, client_port: int, peer_port: int
+    ) -> None:
         self.etcd = etcd
         self.name = name
         self.dir = directory
-        self.client_port = free_tcp_port()
-        self.peer_port = free_tcp_port()
+        self.client_port = client_port
+        self.peer_port = peer_port
         self.url = f"http://127.0.0.1:{self.client_port}"
         self.peer_url = f"http://127.0.0.1:{self.peer_port}"
         self.proc: subprocess.Popen[bytes] | None = None
@@ -224,7 +250,11 @@ class EtcdCluster:
             raise FileNotFoundError("etcd not found (Debian package etcd-server)")
         self.etcd = etcd
         self.etcdctl_path = shutil.which("etcdctl")
-        self.members = [EtcdMember(self.etcd, f"m{i}", directory / f"m{i}") for i in range(size)]
+        ports = free_tcp_ports(2 * size)  # picked together: every member's two ports differ
+        self.members = [
+            EtcdMember(self.etcd, f"m{i}", directory / f"m{i}", ports[2 * i], ports[2 * i + 1])
+            for i in range(size)
+        ]
         initial = ",".join(f"{m.name}={m.peer_url}" for m in self.members)
         token = f"meshcore-test-{os.getpid()}-{id(self)}"
         for m in self.members:

@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import os
+import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -199,10 +200,14 @@ def test_watch_follows_changes_with_blocking_queries(agent: ConsulAgent) -> None
             )
             with pytest.raises(asyncio.TimeoutError):
                 await it.next(0.5)
-            # A handful of queries, not a poll loop: each change wakes one blocking query (an
-            # agent's catalog sync may add a few wake-ups of its own).
-            assert d.queries - queries < 20
-            assert not d.stale
+            assert d.queries > queries and not d.stale
+            # Blocking queries, not a poll loop: over a quiet 2 s (no change, wait=60) the loop
+            # sends at most the query it blocks in and one more (an agent's anti-entropy sync
+            # may wake it once). Polling at the rate limit would send about 20.
+            await eventually(lambda: d.index > 1)
+            queries = d.queries
+            await asyncio.sleep(2.0)
+            assert d.queries - queries <= 2
 
     run(main())
 
@@ -214,7 +219,9 @@ def test_registration_registers_and_keeps_passing(agent: ConsulAgent) -> None:
         async with source(agent, "reg") as d:
             it = Watcher(d.watch())
             assert await it.next() == frozenset()
-            async with ConsulRegistration(agent.url, "reg", endpoint, ttl=1, tags=["a"]) as reg:
+            # ttl=3: a heartbeat every second, so one delayed by up to 2 s (a loaded machine)
+            # still keeps the check passing.
+            async with ConsulRegistration(agent.url, "reg", endpoint, ttl=3, tags=["a"]) as reg:
                 assert reg.service_id == "reg-127.0.0.71-9501"
                 assert reg.registered
                 expected = ep("127.0.0.71", 9501, 4, reg.service_id, version="1.2")
@@ -230,11 +237,14 @@ def test_registration_registers_and_keeps_passing(agent: ConsulAgent) -> None:
                 assert services[reg.service_id]["Weights"] == {"Passing": 4, "Warning": 1}
                 check = agent.api("GET", "/v1/agent/checks")[f"service:{reg.service_id}"]
                 assert check["Status"] == "passing" and check["Type"] == "ttl"
-                # Several TTLs pass and it never leaves the passing set (the watch would yield
-                # the change): the heartbeats keep the check passing.
+                # More than a TTL passes and it never leaves the passing set (the watch would
+                # yield the change; without heartbeats the check would expire after 3 s): the
+                # heartbeats keep the check passing.
                 with pytest.raises(asyncio.TimeoutError):
-                    await it.next(3.5)
+                    await it.next(4.0)
                 assert d.current == frozenset({expected})
+                check = agent.api("GET", "/v1/agent/checks")[f"service:{reg.service_id}"]
+                assert check["Status"] == "passing"
                 assert await d.resolve() == {expected}
                 assert reg.registrations == 1
             # Deregistered on exit: gone from the agent, not merely critical.
@@ -274,6 +284,54 @@ def test_registration_refused_is_a_config_error(agent: ConsulAgent) -> None:
         run(main())
 
 
+def test_close_does_not_swallow_a_cancellation_of_the_caller(agent: ConsulAgent) -> None:
+    async def main() -> None:
+        reg = ConsulRegistration(agent.url, "cancel", "127.0.0.75:9505")
+        await reg.__aenter__()
+        # The timeout expires while aclose() waits for the heartbeat task to end.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0):
+                await reg.aclose()
+        assert reg._agent.client is None  # the client is closed all the same
+        await reg.deregister()
+
+    run(main())
+
+
+def test_https_agent_with_verify(tmp_path: Path) -> None:
+    # A CA and a server certificate for 127.0.0.1, made by Consul's own `consul tls` commands.
+    binary = find_consul()
+    assert binary is not None
+    for args in (["ca", "create"], ["cert", "create", "-server"]):
+        subprocess.run(
+            [binary, "tls", *args], cwd=tmp_path, check=True, capture_output=True, timeout=30
+        )
+    ca = tmp_path / "consul-agent-ca.pem"
+    tls = (tmp_path / "dc1-server-consul-0.pem", tmp_path / "dc1-server-consul-0-key.pem")
+    agent = ConsulAgent(tmp_path / "consul", NODE, tls=tls)
+    agent.start()
+    url = agent.https_url
+    assert url is not None
+
+    async def main() -> None:
+        async with ConsulRegistration(url, "tls", "127.0.0.76:9506", verify=str(ca)) as reg:
+            assert reg.registered
+            got = await ConsulDiscovery(url, "tls", verify=str(ca)).resolve()
+            assert got == {ep("127.0.0.76", 9506, 1, reg.service_id)}
+            # The system's CAs do not know this one: the read fails.
+            with pytest.raises(DiscoveryError, match="CERTIFICATE_VERIFY_FAILED"):
+                await ConsulDiscovery(url, "tls").resolve()
+        with pytest.raises(ConfigError, match="verify"):
+            ConsulDiscovery(url, "tls", verify=1)  # type: ignore[arg-type]
+        with pytest.raises(ConfigError, match="CA certificates"):
+            ConsulRegistration(url, "tls", "127.0.0.76:9506", verify=str(tmp_path / "nope.pem"))
+
+    try:
+        run(main())
+    finally:
+        agent.stop()
+
+
 def test_crashed_registrant_goes_critical(agent: ConsulAgent) -> None:
     async def main() -> None:
         async with source(agent, "crash") as d:
@@ -305,7 +363,7 @@ def test_agent_restart_mid_watch(own_agent: ConsulAgent, caplog: pytest.LogCaptu
         agent.register("fault-raw", "fault", 9601, Address="127.0.0.81")
         raw = ep("127.0.0.81", 9601, 1, "fault-raw")
         src = source(agent, "fault", backoff_initial=0.1, backoff_max=0.5)
-        reg = ConsulRegistration(agent.url, "fault", "127.0.0.82:9602", ttl=1.5)
+        reg = ConsulRegistration(agent.url, "fault", "127.0.0.82:9602", ttl=3)
         mine = ep("127.0.0.82", 9602, 1, reg.service_id)
         async with src as d, reg:
             it = Watcher(d.watch())
@@ -420,7 +478,7 @@ def test_agent_restart_keeping_state(own_agent: ConsulAgent) -> None:
         agent.register("kept-raw", "kept", 9801, Address="127.0.0.84")
         raw = ep("127.0.0.84", 9801, 1, "kept-raw")
         src = source(agent, "kept", backoff_initial=0.1, backoff_max=0.5)
-        reg = ConsulRegistration(agent.url, "kept", "127.0.0.85:9802", ttl=1.5)
+        reg = ConsulRegistration(agent.url, "kept", "127.0.0.85:9802", ttl=3)
         mine = ep("127.0.0.85", 9802, 1, reg.service_id)
         async with src as d, reg:
             await eventually(lambda: d.current == frozenset({raw, mine}))

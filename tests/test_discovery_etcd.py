@@ -204,6 +204,75 @@ def test_malformed_values_are_skipped_once(
     assert len(warnings) == len(bad) + 1
 
 
+def test_one_malformed_value_never_stops_discovery(
+    node: EtcdCluster, gw: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    # "²" passes str.isdigit() but not int(); a deeply nested value makes json.loads recurse too
+    # deep. Both once made the whole read fail (and the watcher re-read forever, with no set).
+    a, b, c = (Endpoint(f"10.0.6.{i}", 80) for i in (1, 2, 3))
+    gw.put("uni/a", value("10.0.6.1:80"))
+    gw.put("uni/sup", '{"Addr":"10.0.6.9:\u00b2"}')
+    gw.put("uni/deep", "[" * 100_000 + "]" * 100_000)
+
+    async def main() -> None:
+        assert await EtcdDiscovery(node.urls, "uni").resolve() == {a}
+        async with EtcdDiscovery(node.urls, "uni") as d:
+            it = Watcher(d.watch())
+            assert await it.next() == {a}
+            # One watch response: a good event, a bad one, a good one.
+            revision = gw.put_all(
+                {
+                    "uni/b": value("10.0.6.2:80"),
+                    "uni/sup2": value("10.0.6.8:²"),
+                    "uni/c": value("10.0.6.3:80"),
+                }
+            )
+            assert await it.next() == {a, b, c}
+            assert d.revision == revision and not d.stale and d.reads == 1
+
+    with caplog.at_level(logging.WARNING, "meshcore.discovery"):
+        run(main())
+    for key in ("uni/sup", "uni/deep", "uni/sup2"):
+        assert f"'{key}' skipped" in caplog.text
+
+
+class _Fragile(EtcdDiscovery):
+    """A source whose value parsing fails unexpectedly on values holding "boom"."""
+
+    def _parse(self, key: bytes, value: bytes) -> Endpoint | None:
+        if b"boom" in value:
+            raise RuntimeError(f"boom at {key!r}")
+        return super()._parse(key, value)
+
+
+def test_an_event_that_cannot_be_applied_is_skipped(
+    node: EtcdCluster, gw: Gateway, caplog: pytest.LogCaptureFixture
+) -> None:
+    a, b, c = (Endpoint(f"10.0.7.{i}", 80) for i in (1, 2, 3))
+    gw.put("frag/a", value("10.0.7.1:80"))
+
+    async def main() -> None:
+        async with _Fragile(node.urls, "frag") as d:
+            it = Watcher(d.watch())
+            assert await it.next() == {a}
+            revision = gw.put_all(
+                {"frag/b": value("10.0.7.2:80"), "frag/x": "boom", "frag/c": value("10.0.7.3:80")}
+            )
+            assert await it.next() == {a, b, c}
+            assert d.revision == revision
+            # A response holding only a bad event still moves the revision on.
+            revision = gw.put("frag/y", "boom")
+            await eventually(lambda: d.revision == revision)
+            gw.put("frag/a", "boom")  # the key's old endpoint stays: the event was not applied
+            gw.delete("frag/b")
+            assert await it.next() == {a, c}
+            assert not d.stale and d.reads == 1 and d.watches == 1
+
+    with caplog.at_level(logging.WARNING, "meshcore.discovery"):
+        run(main())
+    assert caplog.text.count("watch event skipped: RuntimeError: boom at") == 3
+
+
 def test_watch_sees_put_update_delete(node: EtcdCluster, gw: Gateway) -> None:
     async def main() -> None:
         async with EtcdDiscovery(node.urls, "w") as d:
@@ -347,6 +416,24 @@ async def main() -> None:
 
 asyncio.run(main())
 """
+
+
+def test_deregister_does_not_swallow_a_cancellation_of_the_caller(
+    node: EtcdCluster, gw: Gateway
+) -> None:
+    async def main() -> None:
+        reg = EtcdRegistration(node.urls, "cancel", "10.0.8.1:80", ttl=5)
+        await reg.register()
+        lease = reg.lease
+        assert lease is not None
+        # The timeout expires while deregister() waits for the keepalive task to end.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0):
+                await reg.deregister()
+        assert reg._http is None  # the client is closed all the same
+        gw.revoke(lease)
+
+    run(main())
 
 
 def test_dead_registrant_expires(node: EtcdCluster, gw: Gateway) -> None:

@@ -92,6 +92,40 @@ def test_parse_endpoint_forms() -> None:
             parse_endpoint(bad)
 
 
+@pytest.mark.parametrize(
+    "bad",
+    [
+        "10.0.0.2:²",  # str.isdigit() is True, int() refuses it
+        "10.0.0.2:٣٣",  # Arabic-Indic digits: int() accepts them, an address must not
+        "h:" + "9" * 5000,  # beyond int()'s limit on digits
+        "h:99999999999",
+        ":80",
+        "[]:80",
+        "[::1:80",
+        "::1]:80",
+        "a]:80",
+        "[a]b]:80",
+        {"host": "h", "port": 1, 2: "mixed key types", "x": 1},
+        {"host": "h", "port": "80"},
+        {"host": "h", "port": 80, "metadata": [1]},
+        {"host": "h", "port": 80, "metadata": {"k": {"nested": 1}}},
+        {"host": ["h"], "port": 80},
+    ],
+)
+def test_parse_endpoint_raises_only_config_error(bad: object) -> None:
+    with pytest.raises(ConfigError):
+        parse_endpoint(bad)
+
+
+@given(st.text(max_size=30) | st.builds(lambda h, p: f"{h}:{p}", st.text(max_size=10), st.text()))
+def test_parse_endpoint_never_raises_anything_else(text: str) -> None:
+    try:
+        ep = parse_endpoint(text)
+    except ConfigError:
+        return
+    assert 1 <= ep.port <= 65535 and ep.host
+
+
 # -- StaticDiscovery -------------------------------------------------------------------------
 
 
@@ -168,6 +202,19 @@ def test_file_bad_entries_are_skipped(tmp_path: Path, caplog: pytest.LogCaptureF
     assert got == {Endpoint("10.0.0.1", 80)}
     assert sum("skipped" in r.getMessage() for r in caplog.records) == 3
     assert "#1" in caplog.text and "#2" in caplog.text and "#3" in caplog.text
+
+
+def test_file_one_malformed_entry_costs_only_itself(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    path = tmp_path / "eps.yaml"
+    path.write_text(
+        '- "10.0.0.1:80"\n- "10.0.0.2:\u00b2"\n- {host: h, port: 1, 2: x}\n- "[::1]:81"\n'
+    )
+    with caplog.at_level(logging.WARNING, "meshcore.discovery"):
+        got = run(FileDiscovery(path).resolve())
+    assert got == {Endpoint("10.0.0.1", 80), Endpoint("::1", 81)}
+    assert "#1" in caplog.text and "#2" in caplog.text
 
 
 @pytest.mark.parametrize(
@@ -287,7 +334,72 @@ def test_a_slow_consumer_gets_the_newest_set() -> None:
         async with Flaky(list(sets)) as d:
             it = d.watch()
             assert await anext(it) == sets[0]
-            await asyncio.sleep(0.3)  # the source moves through every set meanwhile
+            await eventually(lambda: d.current == sets[-1])  # every set went by meanwhile
             assert await anext(it) == sets[-1]
+
+    run(main())
+
+
+class Dying(DiscoverySource):
+    """A source whose background task dies (a bug) after publishing its first set."""
+
+    async def _fetch(self) -> tuple[EndpointSet, float | None]:
+        return frozenset({Endpoint("10.0.0.1", 80)}), None
+
+    async def _run(self) -> None:
+        await self._publish((await self._fetch())[0])
+        raise RuntimeError("the background task died")
+
+
+def test_close_wakes_watchers_when_the_task_died(caplog: pytest.LogCaptureFixture) -> None:
+    async def main() -> None:
+        d = await Dying().__aenter__()
+        it = Watcher(d.watch())
+        assert await it.next() == {Endpoint("10.0.0.1", 80)}
+        task = d._task
+        assert task is not None
+        await asyncio.wait({task})
+        await d.aclose()  # logs the task's exception instead of raising it
+        assert await it.ended()
+
+    with caplog.at_level(logging.ERROR, "meshcore.discovery"):
+        run(main())
+    assert "the background task had died" in caplog.text
+    assert "RuntimeError: the background task died" in caplog.text
+
+
+class SlowToStop(DiscoverySource):
+    """A source whose background task, once cancelled, waits for ``release`` before it ends."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.release = asyncio.Event()
+
+    async def _fetch(self) -> tuple[EndpointSet, float | None]:
+        return frozenset({Endpoint("10.0.0.1", 80)}), 0.0
+
+    async def _poll(self) -> tuple[EndpointSet | None, float | None]:
+        if self.current is None:
+            return await self._fetch()
+        try:
+            await asyncio.Event().wait()
+        finally:
+            await asyncio.shield(self.release.wait())
+        raise AssertionError("not reached")
+
+
+def test_close_does_not_swallow_a_cancellation_of_the_caller() -> None:
+    async def main() -> None:
+        d = await SlowToStop().__aenter__()
+        it = Watcher(d.watch())
+        assert await it.next() == {Endpoint("10.0.0.1", 80)}
+        # aclose() waits for the task, which waits for `release`: the caller's timeout expires
+        # meanwhile, and must be seen by the caller as a timeout.
+        with pytest.raises(TimeoutError):
+            async with asyncio.timeout(0.05):
+                await d.aclose()
+        assert await it.ended()  # the watchers were woken all the same
+        assert not d.running
+        d.release.set()
 
     run(main())

@@ -9,7 +9,6 @@ fault rule (a failed read keeps the last good set, logs once, retries with backo
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import functools
 import logging
 import random
@@ -23,6 +22,10 @@ from meshcore.errors import ConfigError, DiscoveryError
 __all__ = ["DiscoverySource", "EndpointSet"]
 
 log = logging.getLogger("meshcore.discovery")
+
+# How many distinct warnings a source remembers (so each is logged once) before it forgets them
+# all: a server inventing new problems forever must not grow the memory.
+_MAX_WARNED = 1024
 
 
 EndpointSet = frozenset[Endpoint]
@@ -50,6 +53,7 @@ class DiscoverySource:
         self._task: asyncio.Task[None] | None = None
         self._cond: asyncio.Condition | None = None
         self._failures = 0
+        self._warned: set[str] = set()
 
     def __repr__(self) -> str:
         return f"<{type(self).__name__} {self._describe()}>"
@@ -109,14 +113,16 @@ class DiscoverySource:
         await self.aclose()
 
     async def aclose(self) -> None:
-        """Stop the background reads; every ``watch()`` iterator then ends."""
+        """Stop the background reads; every ``watch()`` iterator then ends. A cancellation of the
+        caller while it waits for the background task to end is raised (after the watchers are
+        woken)."""
         task, self._task = self._task, None
         self._closed = True
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        await self._notify()
+        try:
+            if task is not None:
+                await _stop_task(task, self)
+        finally:
+            await self._notify()
 
     async def watch(self) -> AsyncIterator[EndpointSet]:
         """Yield the full current set after the first successful read, then each time it changes
@@ -137,6 +143,20 @@ class DiscoverySource:
 
     def _changed_since(self, last: EndpointSet | None) -> bool:
         return self._closed or (self._current is not None and self._current != last)
+
+    def _warn_once(self, message: str, *, problem: str | None = None) -> None:
+        """Log ``message`` as a warning on the ``meshcore.discovery`` logger the first time
+        ``problem`` (default: the message itself) is seen, at debug level afterwards. At most
+        ``_MAX_WARNED`` problems are remembered; then the memory is reset (so a long-running
+        source may repeat a warning, but never grows without bound)."""
+        key = message if problem is None else problem
+        if key in self._warned:
+            log.debug("%r: %s", self, message)
+            return
+        if len(self._warned) >= _MAX_WARNED:
+            self._warned.clear()
+        self._warned.add(key)
+        log.warning("%r: %s", self, message)
 
     # -- the loop -------------------------------------------------------------------------------
 
@@ -185,6 +205,22 @@ class DiscoverySource:
             log.debug("%r: still unavailable (%s), failure %d", self, exc, self._failures)
         base = min(self._backoff_max, self._backoff_initial * 2.0 ** (self._failures - 1))
         return base * random.uniform(0.8, 1.2)
+
+
+async def _stop_task(task: asyncio.Task[Any], owner: object) -> None:
+    """Cancel ``task`` and wait until it has ended. An exception the task died with is logged (on
+    behalf of ``owner``), not raised. The task's own cancellation is absorbed, but when the
+    caller itself is being cancelled (``asyncio.timeout``, ``Task.cancel()``) while it waits, that
+    cancellation is raised: swallowing it would break the caller's timeout."""
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        current = asyncio.current_task()
+        if current is not None and current.cancelling():
+            raise
+    except Exception:
+        log.exception("%r: the background task had died", owner)
 
 
 def _require_positive(name: str, value: Any) -> float:

@@ -9,6 +9,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
+import ssl
 from collections.abc import AsyncIterator, Iterable, Mapping
 from types import TracebackType
 from typing import Any, Self
@@ -22,6 +23,7 @@ from meshcore.discovery._base import (
     DiscoverySource,
     EndpointSet,
     _require_positive,
+    _stop_task,
     log,
 )
 from meshcore.discovery.static import parse_endpoint
@@ -32,8 +34,6 @@ __all__ = ["ConsulDiscovery", "ConsulRegistration"]
 
 # Consul caps a blocking query's wait at 10 minutes.
 _MAX_WAIT = 600.0
-# Distinct warnings remembered (so each is logged once); the memory stays bounded.
-_MAX_WARNED = 1024
 # Worst first: an instance's health is the worst status among its checks.
 _SEVERITY = {"passing": 0, "warning": 1, "critical": 2}
 
@@ -42,7 +42,14 @@ class _Agent:
     """What both classes share: the agent's base URL, the token header and the timeouts, and an
     httpx client that lives while the owner runs (a short-lived one serves calls made outside)."""
 
-    def __init__(self, url: str, token: str | None, timeout: float, read_timeout: float) -> None:
+    def __init__(
+        self,
+        url: str,
+        token: str | None,
+        timeout: float,
+        read_timeout: float,
+        verify: ssl.SSLContext | str | bool,
+    ) -> None:
         if not isinstance(url, str):
             raise ConfigError(f"url must be a str such as 'http://127.0.0.1:8500', got {url!r}")
         try:
@@ -56,6 +63,11 @@ class _Agent:
             raise ConfigError("token must be a non-empty str or None")
         self.headers = {"X-Consul-Token": token} if token else {}
         self.timeout = httpx.Timeout(timeout, read=read_timeout)
+        if not isinstance(verify, ssl.SSLContext | str | bool):
+            raise ConfigError(
+                f"verify must be an ssl.SSLContext, a CA path or a bool, got {verify!r}"
+            )
+        self.verify = ssl_verify(verify)  # a CA path is loaded now: a bad one fails here
         self.client: httpx.AsyncClient | None = None
 
     def open(self) -> None:
@@ -69,7 +81,10 @@ class _Agent:
 
     def _new_client(self) -> httpx.AsyncClient:
         return httpx.AsyncClient(
-            base_url=self.url, headers=self.headers, timeout=self.timeout, verify=ssl_verify(True)
+            base_url=self.url,
+            headers=self.headers,
+            timeout=self.timeout,
+            verify=self.verify,
         )
 
     @contextlib.asynccontextmanager
@@ -152,9 +167,10 @@ class ConsulDiscovery(DiscoverySource):
     **Options.** ``filter`` is a Consul filter expression (``Service.Meta.zone == "a"``); ``tag``
     keeps the instances with that tag; ``datacenter`` asks another datacenter; ``token`` is sent as
     ``X-Consul-Token``; ``allow_stale`` lets any server answer (Consul's ``?stale``), trading
-    freshness for load. ``wait`` (seconds, at most 600) bounds each blocking query; Consul may add
-    up to ``wait/16``, so the HTTP read timeout is ``wait + wait/16 + timeout``. ``timeout``
-    (seconds) bounds connecting and plain reads.
+    freshness for load; ``verify`` is httpx's TLS setting for an ``https`` URL (a CA bundle
+    path, an :class:`ssl.SSLContext`, or False). ``wait`` (seconds, at most 600) bounds each
+    blocking query; Consul may add up to ``wait/16``, so the HTTP read timeout is
+    ``wait + wait/16 + timeout``. ``timeout`` (seconds) bounds connecting and plain reads.
 
     **Faults.** An unreachable agent, an HTTP error status or a body that is not a JSON list makes
     the read fail: ``resolve()`` raises :class:`DiscoveryError`; ``watch()`` keeps the last good
@@ -175,6 +191,7 @@ class ConsulDiscovery(DiscoverySource):
         wait: float = 30.0,
         timeout: float = 5.0,
         max_rate: float = 10.0,
+        verify: ssl.SSLContext | str | bool = True,
         backoff_initial: float = 0.5,
         backoff_max: float = 30.0,
     ) -> None:
@@ -186,7 +203,7 @@ class ConsulDiscovery(DiscoverySource):
         if self._wait > _MAX_WAIT:
             raise ConfigError(f"wait must be at most {_MAX_WAIT:g} s (Consul's limit), got {wait}")
         timeout = _seconds("timeout", timeout)
-        self._agent = _Agent(url, token, timeout, self._wait + self._wait / 16 + timeout)
+        self._agent = _Agent(url, token, timeout, self._wait + self._wait / 16 + timeout, verify)
         self._path = f"/v1/health/service/{quote(service, safe='')}"
         params: dict[str, str] = {}
         for name, value in (("tag", tag), ("filter", filter), ("dc", datacenter)):
@@ -207,7 +224,6 @@ class ConsulDiscovery(DiscoverySource):
             raise ConfigError(f"max_rate must be a positive number of queries/s, got {max_rate!r}")
         self._bucket = TokenBucket(max_rate, 2)
         self._index = 0
-        self._warned: set[str] = set()
         self.queries = 0
         """How many health queries were sent (for tests and metrics)."""
 
@@ -283,24 +299,16 @@ class ConsulDiscovery(DiscoverySource):
 
     # -- mapping --------------------------------------------------------------------------------
 
-    def _warn(self, message: str) -> None:
-        if message in self._warned:
-            log.debug("%r: %s", self, message)
-            return
-        if len(self._warned) >= _MAX_WARNED:
-            self._warned.clear()
-        self._warned.add(message)
-        log.warning("%r: %s", self, message)
-
     def _endpoints(self, entries: Iterable[Any]) -> EndpointSet:
         endpoints = set()
         for i, entry in enumerate(entries):
             try:
                 endpoints.add(_entry_endpoint(entry))
             except _BadEntryError as exc:
-                self._warn(f"entry {exc.who or f'#{i}'} skipped: {exc}")
-            except ConfigError as exc:  # a value Endpoint refuses (a guard: checked above)
-                self._warn(f"entry #{i} skipped: {exc}")
+                self._warn_once(f"entry {exc.who or f'#{i}'} skipped: {exc}")
+            except Exception as exc:  # a guard (the checks above mean to catch everything):
+                # one entry the mapping did not foresee must never fail the whole read
+                self._warn_once(f"entry #{i} skipped: {type(exc).__name__}: {exc}")
         return frozenset(endpoints)
 
 
@@ -374,7 +382,8 @@ class ConsulRegistration:
     Consul removes it ``deregister_after`` seconds later (Consul's minimum is one minute; None
     keeps it until deregistered).
 
-    The instance ID is ``service_id``, by default ``<service>-<host>-<port>``.
+    The instance ID is ``service_id``, by default ``<service>-<host>-<port>``. ``token`` is sent
+    as ``X-Consul-Token``; ``verify`` is httpx's TLS setting for an ``https`` URL.
 
     **Faults.** Entering fails with :class:`DiscoveryError` when the agent cannot be reached, and
     with :class:`ConfigError` when it refuses the registration (HTTP 400: bad meta keys, ...).
@@ -400,6 +409,7 @@ class ConsulRegistration:
         interval: float | None = None,
         token: str | None = None,
         timeout: float = 5.0,
+        verify: ssl.SSLContext | str | bool = True,
     ) -> None:
         if not isinstance(service, str) or not service:
             raise ConfigError(f"service must be a non-empty str, got {service!r}")
@@ -423,7 +433,7 @@ class ConsulRegistration:
         if not all(isinstance(t, str) and t for t in self.tags):
             raise ConfigError(f"tags must be non-empty strs, got {self.tags!r}")
         timeout = _seconds("timeout", timeout)
-        self._agent = _Agent(url, token, timeout, timeout)
+        self._agent = _Agent(url, token, timeout, timeout, verify)
         check: dict[str, Any] = {
             "CheckID": self.check_id,
             "Name": f"meshcore TTL {self.ttl:g}s",
@@ -522,18 +532,19 @@ class ConsulRegistration:
 
     async def aclose(self, *, deregister: bool = True) -> None:
         """Stop the heartbeats and (unless ``deregister=False``) deregister; a failed
-        deregistration is logged, not raised."""
+        deregistration is logged, not raised. When the caller is cancelled meanwhile, the
+        cancellation is raised (the instance may stay registered: its check then goes critical
+        after ``ttl``)."""
         task, self._task = self._task, None
         if task is None:
             return
-        task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
         try:
+            await _stop_task(task, self)
             if deregister:
-                await self.deregister()
-        except DiscoveryError as exc:
-            log.warning("%r: deregistration failed: %s", self, exc)
+                try:
+                    await self.deregister()
+                except DiscoveryError as exc:
+                    log.warning("%r: deregistration failed: %s", self, exc)
         finally:
             await self._agent.close()
 

@@ -22,7 +22,6 @@ from meshcore.discovery._base import (
     DiscoverySource,
     EndpointSet,
     _require_positive,
-    log,
 )
 from meshcore.endpoint import Endpoint
 from meshcore.errors import ConfigError, DiscoveryError
@@ -114,19 +113,11 @@ class DnsDiscovery(DiscoverySource):
         resolver.timeout = _require_positive("timeout", timeout)
         resolver.lifetime = _require_positive("lifetime", lifetime)
         self._resolver = resolver
-        self._warned: set[str] = set()
         self.lookups = 0
         """How many reads of the name were made (for tests and metrics)."""
 
     def _describe(self) -> str:
         return self.name.to_text()
-
-    def _warn(self, message: str) -> None:
-        if message not in self._warned:
-            self._warned.add(message)
-            log.warning("%r: %s", self, message)
-        else:
-            log.debug("%r: %s", self, message)
 
     def _clamp(self, ttl: float) -> float:
         return max(self._min_ttl, min(ttl, self._max_ttl))
@@ -156,9 +147,24 @@ class DnsDiscovery(DiscoverySource):
         answers = await asyncio.gather(*(self._query(self.name, t) for t in _ADDRESS_TYPES))
         addresses, ttl = _addresses(answers)
         if not addresses:
-            self._warn(f"{self.name} has no A or AAAA records: the set is empty")
+            self._warn_once(f"{self.name} has no A or AAAA records: the set is empty")
             return frozenset(), self._negative()
-        return frozenset(Endpoint(a, self.port) for a in addresses), self._clamp(ttl)
+        endpoints = set()
+        for address in addresses:
+            if (ep := self._endpoint(address, self.port, 1, None)) is not None:
+                endpoints.add(ep)
+        return frozenset(endpoints), self._clamp(ttl)
+
+    def _endpoint(
+        self, address: str, port: int, weight: int, meta: dict[str, str] | None
+    ) -> Endpoint | None:
+        """One endpoint; None (with a warning) when a record gives one Endpoint refuses: one
+        bad record must never fail the whole read."""
+        try:
+            return Endpoint(address, port, weight, meta or {})
+        except Exception as exc:
+            self._warn_once(f"address {address!r} port {port} skipped: {exc}")
+            return None
 
     def _negative(self) -> float:
         return self._clamp(self._negative_ttl)
@@ -166,7 +172,7 @@ class DnsDiscovery(DiscoverySource):
     async def _fetch_srv(self) -> tuple[EndpointSet, float | None]:
         answer = await self._query(self.name, dns.rdatatype.SRV)
         if answer is None or answer.rrset is None:
-            self._warn(f"{self.name} has no SRV records: the set is empty")
+            self._warn_once(f"{self.name} has no SRV records: the set is empty")
             return frozenset(), self._negative()
         ttl = float(answer.rrset.ttl)
         records = []
@@ -174,7 +180,7 @@ class DnsDiscovery(DiscoverySource):
             if rr.target == dns.name.root:
                 continue
             if rr.port == 0:
-                self._warn(f"SRV record {rr} skipped: port 0")
+                self._warn_once(f"SRV record {rr} skipped: port 0")
                 continue
             records.append(rr)
         targets = {rr.target for rr in records}
@@ -184,15 +190,16 @@ class DnsDiscovery(DiscoverySource):
         for target, (addresses, target_ttl) in zip(targets, found, strict=True):
             ttl = min(ttl, target_ttl)
             if not addresses:
-                self._warn(f"SRV target {target} skipped: it has no A or AAAA records")
+                self._warn_once(f"SRV target {target} skipped: it has no A or AAAA records")
             by_target[target] = addresses
 
         endpoints: dict[int, set[Endpoint]] = {}
         for rr in records:
             meta = {"target": rr.target.to_text(omit_final_dot=True), "priority": str(rr.priority)}
             for address in by_target[rr.target]:
-                ep = Endpoint(address, rr.port, max(rr.weight, 1), meta)
-                endpoints.setdefault(rr.priority, set()).add(ep)
+                ep = self._endpoint(address, rr.port, max(rr.weight, 1), meta)
+                if ep is not None:
+                    endpoints.setdefault(rr.priority, set()).add(ep)
         if self._srv_priority == "all":
             return frozenset().union(*endpoints.values()), self._clamp(ttl)
         for priority in sorted(endpoints):

@@ -31,6 +31,7 @@ from meshcore.discovery._base import (
     DiscoverySource,
     EndpointSet,
     _require_positive,
+    _stop_task,
     log,
 )
 from meshcore.discovery.static import parse_endpoint
@@ -44,8 +45,6 @@ __all__ = ["EtcdDiscovery", "EtcdRegistration"]
 _REQUIRE_LEADER = {"Grpc-Metadata-hasleader": "true"}
 # gRPC status code NOT_FOUND, as the gateway reports it in an error body (an unknown lease).
 _NOT_FOUND = 5
-# How many distinct warnings are remembered (so each is logged once) before the memory is reset.
-_MAX_WARNED = 1024
 
 
 class _EtcdError(DiscoveryError):
@@ -76,7 +75,7 @@ def _int(value: Any) -> int:
     """An int64 of the gateway (a JSON string, or absent for 0)."""
     try:
         return int(value) if value is not None else 0
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: int(float("inf"))
         return 0
 
 
@@ -269,7 +268,6 @@ class EtcdDiscovery(DiscoverySource):
         self._next_line: asyncio.Future[str] | None = None
         self._opened_at = 0.0  # loop time the watch stream was opened
         self._quick_breaks = 0  # streams in a row that broke within a second, giving nothing
-        self._warned: set[str] = set()
         self.serving: str | None = None
         """The URL of the member serving the watch (None while there is none)."""
         self.reads = 0
@@ -285,38 +283,36 @@ class EtcdDiscovery(DiscoverySource):
         """The etcd revision the current set reflects (every change up to it is applied)."""
         return self._revision
 
-    def _warn(self, message: str) -> None:
-        if message in self._warned:
-            log.debug("%r: %s", self, message)
-            return
-        if len(self._warned) >= _MAX_WARNED:
-            self._warned.clear()
-        self._warned.add(message)
-        log.warning("%r: %s", self, message)
-
     # -- values -----------------------------------------------------------------------------------
 
     def _parse(self, key: bytes, value: bytes) -> Endpoint | None:
         """The endpoint a key's value describes; None (with a warning if it is malformed) when
-        there is none."""
+        there is none. Never raises: one bad value must not stop the others being read."""
         name = key.decode("utf-8", "backslashreplace")
         try:
+            return self._parse_value(name, value)
+        except Exception as exc:  # a guard: _parse_value means to warn and return None itself
+            self._warn_once(f"key {name!r} skipped: {_describe_error(exc)}")
+            return None
+
+    def _parse_value(self, name: str, value: bytes) -> Endpoint | None:
+        try:
             doc = json.loads(value)
-        except ValueError:  # also bad UTF-8
-            self._warn(f"key {name!r} skipped: its value is not JSON: {value[:60]!r}")
+        except (ValueError, RecursionError):  # bad UTF-8 too; RecursionError: nested too deep
+            self._warn_once(f"key {name!r} skipped: its value is not JSON: {value[:60]!r}")
             return None
         if not isinstance(doc, dict):
-            self._warn(f"key {name!r} skipped: its value is not a JSON object: {value[:60]!r}")
+            self._warn_once(f"key {name!r} skipped: its value is not a JSON object: {value[:60]!r}")
             return None
         op = _field(doc, "Op", 0)
         if op == 1 and not isinstance(op, bool):
             return None  # Delete: the entry is gone
         if op != 0 or isinstance(op, bool):
-            self._warn(f"key {name!r} skipped: unknown Op {op!r}")
+            self._warn_once(f"key {name!r} skipped: unknown Op {op!r}")
             return None
         addr = _field(doc, "Addr", None)
         if not isinstance(addr, str) or not addr:
-            self._warn(f"key {name!r} skipped: no Addr")
+            self._warn_once(f"key {name!r} skipped: no Addr")
             return None
         if self._default_port is not None and _lacks_port(addr):
             addr = (
@@ -325,7 +321,7 @@ class EtcdDiscovery(DiscoverySource):
         try:
             ep = parse_endpoint(addr)
         except ConfigError as exc:
-            self._warn(f"key {name!r} skipped: bad Addr {addr!r}: {exc}")
+            self._warn_once(f"key {name!r} skipped: bad Addr {addr!r}: {exc}")
             return None
         weight, metadata = self._metadata(name, _field(doc, "Metadata", None))
         return Endpoint(ep.host, ep.port, weight, metadata)
@@ -340,7 +336,7 @@ class EtcdDiscovery(DiscoverySource):
                 if isinstance(v, int) and not isinstance(v, bool) and v >= 1:
                     weight = v
                 else:
-                    self._warn(f"key {name!r}: weight {v!r} is not an int >= 1, using 1")
+                    self._warn_once(f"key {name!r}: weight {v!r} is not an int >= 1, using 1")
             elif isinstance(v, str):
                 out[k] = v
             elif isinstance(v, int | float | bool):
@@ -394,6 +390,9 @@ class EtcdDiscovery(DiscoverySource):
         data = await self._members.call(http, "kv/range", body)
         entries: dict[bytes, Endpoint] = {}
         for kv in data.get("kvs", []):
+            if not isinstance(kv, dict):
+                self._warn_once(f"range entry skipped: not an object: {str(kv)[:60]!r}")
+                continue
             key = _unb64(kv.get("key"))
             ep = self._parse(key, _unb64(kv.get("value")))
             if ep is not None:
@@ -455,8 +454,14 @@ class EtcdDiscovery(DiscoverySource):
         if not events:
             return (self._snapshot() if self.stale else None), 0.0  # created or progress
         self._quick_breaks = 0
-        for event in events:
-            self._apply(event)
+        for event in events if isinstance(events, list) else ():
+            try:
+                self._apply(event)
+            except Exception as exc:
+                # One event that cannot be applied must not cost the others of the response, nor
+                # stop the revision (a watch resumed from an old one would replay it forever).
+                self._warn_once(f"watch event skipped: {_describe_error(exc)}")
+                self._advance(_event_revision(event))
         return self._snapshot(), 0.0
 
     def _apply(self, event: Mapping[str, Any]) -> None:
@@ -466,7 +471,9 @@ class EtcdDiscovery(DiscoverySource):
             self._replace(key, None)
         else:
             self._replace(key, self._parse(key, _unb64(kv.get("value"))))
-        revision = _int(kv.get("mod_revision"))
+        self._advance(_int(kv.get("mod_revision")))
+
+    def _advance(self, revision: int) -> None:
         if self._revision is None or revision > self._revision:
             self._revision = revision
 
@@ -576,13 +583,15 @@ class EtcdDiscovery(DiscoverySource):
                 await response.aclose()
 
     async def aclose(self) -> None:
-        await super().aclose()
-        await self._close_watch()
-        http, self._http = self._http, None
-        if http is not None:
-            await http.aclose()
-        self._revision = None
-        self._reset({})
+        try:
+            await super().aclose()
+        finally:  # also when the caller is cancelled: no stream or connection is left behind
+            await self._close_watch()
+            http, self._http = self._http, None
+            if http is not None:
+                await http.aclose()
+            self._revision = None
+            self._reset({})
 
 
 def _created(line: str) -> bool:
@@ -590,6 +599,12 @@ def _created(line: str) -> bool:
         return json.loads(line)["result"]["created"] is True
     except (ValueError, KeyError, TypeError):
         return False
+
+
+def _event_revision(event: Any) -> int:
+    """The ``mod_revision`` of a watch event, 0 when it has none."""
+    kv = event.get("kv") if isinstance(event, dict) else None
+    return _int(kv.get("mod_revision")) if isinstance(kv, dict) else 0
 
 
 def _lacks_port(addr: str) -> bool:
@@ -724,14 +739,14 @@ class EtcdRegistration:
 
     async def deregister(self) -> None:
         """Stop renewing and revoke the lease, which deletes the key at once. Raises
-        :class:`DiscoveryError` when no member answers (the key then expires after ``ttl``)."""
+        :class:`DiscoveryError` when no member answers (the key then expires after ``ttl``).
+        When the caller is cancelled meanwhile, the cancellation is raised (and the key expires
+        after ``ttl``)."""
         task, self._task = self._task, None
-        if task is not None:
-            task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
-        lease, self.lease = self.lease, None
         try:
+            if task is not None:
+                await _stop_task(task, self)
+            lease, self.lease = self.lease, None
             if lease is not None and self._http is not None:
                 with contextlib.suppress(_EtcdError):  # already gone
                     await self._call("lease/revoke", {"ID": lease})

@@ -26,22 +26,30 @@ __all__ = ["FileDiscovery", "StaticDiscovery", "parse_endpoint"]
 def parse_endpoint(value: Any) -> Endpoint:
     """One endpoint from its file form: an :class:`Endpoint`, a ``"host:port"`` string
     (``"[::1]:80"`` for IPv6), or a mapping with ``host``, ``port`` and optional ``weight`` and
-    ``metadata`` (a mapping of strings). Raises :class:`ConfigError` for anything else."""
+    ``metadata`` (a mapping of strings). The port of the string form is ASCII decimal digits. Raises
+    :class:`ConfigError` for anything else (and never another exception: callers reading
+    untrusted data rely on that to skip one bad entry)."""
     if isinstance(value, Endpoint):
         return value
     if isinstance(value, str):
         host, sep, port = value.rpartition(":")
-        if not sep or not port.isdigit():
-            raise ConfigError(f"expected 'host:port', got {value!r}")
+        # str.isdigit() is also True for "²" and other digits int() refuses: ASCII only.
+        if not sep or not (port.isascii() and port.isdecimal()):
+            raise ConfigError(f"expected 'host:port' with a decimal port, got {value!r}")
+        if len(port.lstrip("0")) > 5:  # also keeps int() clear of its limit on digits
+            raise ConfigError(f"endpoint port must be in 1..65535, got {port[:20]!r}")
         if host.startswith("[") and host.endswith("]"):
             host = host[1:-1]
         elif ":" in host:
-            raise ConfigError(f"IPv6 addresses need brackets: '[{host}]:{port}'")
+            raise ConfigError(f"IPv6 addresses need brackets: '[{host}]:{port}', got {value!r}")
+        if "[" in host or "]" in host:
+            raise ConfigError(f"misplaced brackets in {value!r}")
         return Endpoint(host, int(port))
     if isinstance(value, Mapping):
         unknown = set(value) - {"host", "port", "weight", "metadata"}
         if unknown:
-            raise ConfigError(f"unknown endpoint keys {sorted(unknown)}")
+            # repr: a YAML mapping may mix key types, which sorted() cannot compare
+            raise ConfigError(f"unknown endpoint keys {sorted(map(repr, unknown))}")
         if "host" not in value or "port" not in value:
             raise ConfigError("an endpoint needs 'host' and 'port'")
         return Endpoint(
@@ -131,6 +139,10 @@ class FileDiscovery(DiscoverySource):
                 endpoints.add(parse_endpoint(entry))
             except ConfigError as exc:
                 log.warning("%s: endpoint #%d skipped: %s", self.path, i, exc)
+            except Exception as exc:  # one entry must never cost the whole file
+                log.warning(
+                    "%s: endpoint #%d skipped: %s: %s", self.path, i, type(exc).__name__, exc
+                )
         return frozenset(endpoints), self._interval
 
     def _parse(self, text: str) -> Any:

@@ -17,7 +17,7 @@ from envoy.service.discovery.v3 import discovery_pb2
 from google.protobuf import message
 
 from meshcore import __version__
-from meshcore.discovery._base import DiscoverySource, EndpointSet, _require_positive, log
+from meshcore.discovery._base import DiscoverySource, EndpointSet, _require_positive
 from meshcore.endpoint import Endpoint, Metadata
 from meshcore.errors import ConfigError, DiscoveryError
 
@@ -32,6 +32,19 @@ _HealthStatus = health_check_pb2.HealthStatus
 # DRAINING and TIMEOUT hosts get no new requests.
 _USABLE = frozenset({_HealthStatus.UNKNOWN, _HealthStatus.HEALTHY, _HealthStatus.DEGRADED})
 _DEGRADED = _HealthStatus.DEGRADED
+# Keepalive pings on the channel, so that a server that vanished without resetting the connection
+# (a host gone, a partition) fails the stream instead of leaving ``call.read()`` waiting forever.
+# The time is above 5 minutes because that is the default minimum ping interval both gRPC
+# servers enforce on a connection that sends no data (grpc core's
+# grpc.http2.min_ping_interval_without_data_ms, grpc-go's EnforcementPolicy.MinTime): an idle
+# xDS stream pinged more often by default would be closed with GOAWAY "too_many_pings" about
+# every half minute. Lower it with ``channel_options`` when the server allows it.
+_KEEPALIVE_OPTIONS: tuple[tuple[str, Any], ...] = (
+    ("grpc.keepalive_time_ms", 330_000),
+    ("grpc.keepalive_timeout_ms", 20_000),
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.max_pings_without_data", 0),
+)
 
 
 class _RejectError(Exception):
@@ -49,9 +62,12 @@ class XdsDiscovery(DiscoverySource):
     skip resending what the client has. Each response is ACKed (its ``version_info`` and nonce) or,
     when anything in it is invalid, NACKed as a whole (the last good version, the nonce, and an
     ``error_detail`` saying why) while the last good set stays in use; a warning is logged once per
-    distinct problem. Invalid: a resource of another type or for another cluster name, two
+    distinct problem. Invalid: a resource packed with another type, an undecodable one, two
     resources for the name, an endpoint without a socket address or with a port outside 1..65535,
-    a weight of 0.
+    a weight of 0. Resources for other cluster names are not invalid: they are skipped (a warning
+    once per name) and the response is ACKed, as gRPC's xDS client does; a whole response of
+    another type (on an ADS stream shared with other subscriptions) is ignored: neither ACKed nor
+    NACKed on this subscription's behalf.
 
     **Mapping.** Each ``lb_endpoints`` entry is an :class:`Endpoint` with the socket address and
     ``port_value``, ``weight`` = its ``load_balancing_weight`` (1 when unset). Endpoints whose
@@ -79,8 +95,17 @@ class XdsDiscovery(DiscoverySource):
     valid response. ``resolve()`` opens its own stream, returns the first valid set and closes it;
     it raises :class:`DiscoveryError` when none comes within ``timeout`` seconds.
 
+    **Liveness.** The channel sends HTTP/2 keepalive pings (``grpc.keepalive_time_ms`` 330 000,
+    ``grpc.keepalive_timeout_ms`` 20 000, also while no call is open and without data): a server
+    that vanished without closing the connection makes the stream fail (so ``stale``, then a
+    reconnect) within about 6 minutes. The interval respects the 5-minute minimum that gRPC
+    servers enforce by default; against a server that permits more frequent pings
+    (``grpc.http2.min_ping_interval_without_data_ms`` in grpc core, ``EnforcementPolicy.MinTime``
+    in grpc-go), pass a shorter ``grpc.keepalive_time_ms`` in ``channel_options``.
+
     ``credentials`` (``grpc.ssl_channel_credentials(...)``, ...) secure the channel, which is
-    insecure by default; ``channel_options`` are passed to the gRPC channel (keepalive, ...).
+    insecure by default; ``channel_options`` are passed to the gRPC channel, merged over the
+    keepalive defaults above (an option given here wins).
     """
 
     def __init__(
@@ -118,7 +143,9 @@ class XdsDiscovery(DiscoverySource):
         self._priority = priority
         self._namespace = metadata_namespace
         self._credentials = credentials
-        self._channel_options = list(channel_options)
+        options = dict(_KEEPALIVE_OPTIONS)
+        options.update(channel_options)  # the caller's options win
+        self._channel_options = list(options.items())
         self._timeout = _require_positive("timeout", timeout)
         self._node = base_pb2.Node(
             id=node_id,
@@ -128,7 +155,6 @@ class XdsDiscovery(DiscoverySource):
         )
         self._channel: grpc.aio.Channel | None = None
         self._call: grpc.aio.StreamStreamCall[Any, Any] | None = None
-        self._warned: set[str] = set()
         # The last good response's endpoints by (locality, the LbEndpoint's bytes): state of the
         # world resends every endpoint on every change, and most are the same as before.
         self._known: dict[tuple[tuple[tuple[str, str], ...], bytes], tuple[Endpoint, int]] = {}
@@ -139,16 +165,6 @@ class XdsDiscovery(DiscoverySource):
 
     def _describe(self) -> str:
         return f"{self.server} {self.cluster}"
-
-    def _warn(self, problem: str, text: str) -> None:
-        """Log ``text`` as a warning the first time ``problem`` is seen, then at debug level."""
-        if problem not in self._warned:
-            if len(self._warned) >= 1000:  # a server inventing new problems: stay bounded
-                self._warned.clear()
-            self._warned.add(problem)
-            log.warning("%r: %s", self, text)
-        else:
-            log.debug("%r: %s", self, text)
 
     # -- the stream -----------------------------------------------------------------------------
 
@@ -186,8 +202,18 @@ class XdsDiscovery(DiscoverySource):
     async def _reply(
         self, call: grpc.aio.StreamStreamCall[Any, Any], response: Any, version: str
     ) -> tuple[bool, EndpointSet | None]:
-        """Validate ``response`` and ACK or NACK it on ``call``: whether it was valid, and the
-        new set (None when it does not hold the resource). ``version`` is the last good one."""
+        """Validate ``response`` and ACK or NACK it on ``call``: whether it was valid (False
+        too for a response of another type, which is ignored), and the new set (None when it
+        does not hold the resource). ``version`` is the last good one."""
+        if response.type_url != ENDPOINT_TYPE:
+            # Another subscription's response on a shared ADS stream (or a server's mistake): it
+            # is not ours to ACK or NACK, and its nonce is not ours (a NACK of it would carry
+            # our type with another type's nonce, which a server drops as stale).
+            self._warn_once(
+                f"response of type {response.type_url!r} ignored: only {ENDPOINT_TYPE!r} was "
+                "subscribed"
+            )
+            return False, None
         request = discovery_pb2.DiscoveryRequest(
             resource_names=[self.cluster], type_url=ENDPOINT_TYPE, response_nonce=response.nonce
         )
@@ -195,7 +221,7 @@ class XdsDiscovery(DiscoverySource):
         try:
             endpoints = self._decode(response)
         except _RejectError as exc:
-            self._warn(str(exc), f"NACK of version {response.version_info!r}: {exc}")
+            self._warn_once(f"NACK of version {response.version_info!r}: {exc}", problem=str(exc))
             request.version_info = version
             request.error_detail.code = _INVALID_ARGUMENT
             request.error_detail.message = str(exc)
@@ -265,18 +291,16 @@ class XdsDiscovery(DiscoverySource):
             await channel.close()
 
     async def aclose(self) -> None:
-        await super().aclose()
-        await self._close_stream()
+        try:
+            await super().aclose()
+        finally:  # also when the caller is cancelled: no stream or channel is left behind
+            await self._close_stream()
 
     # -- decoding -------------------------------------------------------------------------------
 
     def _decode(self, response: Any) -> EndpointSet | None:
         """The set a response gives, None when it does not hold the resource; raises
         :class:`_RejectError` when anything in it is invalid."""
-        if response.type_url != ENDPOINT_TYPE:
-            raise _RejectError(
-                f"response of type {response.type_url!r}, expected {ENDPOINT_TYPE!r}"
-            )
         found: Any = None
         for packed in response.resources:
             if packed.type_url != ENDPOINT_TYPE:
@@ -287,7 +311,14 @@ class XdsDiscovery(DiscoverySource):
             except message.DecodeError as exc:
                 raise _RejectError(f"undecodable ClusterLoadAssignment: {exc}") from None
             if cla.cluster_name != self.cluster:
-                raise _RejectError(f"resource {cla.cluster_name!r} was not requested")
+                # Not requested: skipped, and the response still ACKed. gRPC's xDS client drops
+                # a resource it holds no watch for in the same way, rather than rejecting the
+                # response (a server may group several clients' resources in one response).
+                self._warn_once(
+                    f"resource {cla.cluster_name!r} skipped: it was not requested",
+                    problem=f"unrequested {cla.cluster_name}",
+                )
+                continue
             if found is not None:
                 raise _RejectError(f"two resources named {self.cluster!r}")
             found = cla

@@ -33,7 +33,7 @@ import contextlib
 import itertools
 import logging
 from collections import deque
-from collections.abc import AsyncIterator, Iterable
+from collections.abc import AsyncIterator, Iterable, Sequence
 from dataclasses import dataclass, field
 from types import TracebackType
 from typing import Any, Literal, Self
@@ -163,6 +163,15 @@ class _Push:
         self.type_url = type_url
 
 
+# Accept keepalive pings as often as every half second on an idle stream (grpc's default is one
+# per 5 minutes, and a client pinging faster gets GOAWAY "too_many_pings"), so that clients with
+# short keepalive times (tests, XdsDiscovery's channel_options) keep their streams.
+_SERVER_OPTIONS = (
+    ("grpc.keepalive_permit_without_calls", 1),
+    ("grpc.http2.min_ping_interval_without_data_ms", 500),
+    ("grpc.http2.max_pings_without_data", 0),
+)
+
 _EOF = object()  # queue marker: the client closed its side
 _DROP = object()  # queue marker: abort the stream
 
@@ -205,7 +214,7 @@ class XdsServer:
         """Listen and serve; after :meth:`stop`, on the same port again."""
         if self._server is not None:
             raise RuntimeError("the xDS server is already running")
-        server = grpc.aio.server()
+        server = grpc.aio.server(options=_SERVER_OPTIONS)
         server.add_generic_rpc_handlers((self._handlers(),))
         port = server.add_insecure_port(f"{self.host}:{self._port}")
         if port == 0:
@@ -232,6 +241,20 @@ class XdsServer:
         tb: TracebackType | None,
     ) -> None:
         await self.stop()
+
+    def send_unrequested(self, type_url: str, resources: Sequence[message.Message]) -> None:
+        """Send every open stream a response of ``type_url`` holding ``resources``, whatever the
+        stream subscribed to (a misbehaving or a shared server)."""
+        packed = []
+        for resource in resources:
+            item = any_pb2.Any()
+            item.Pack(resource)
+            packed.append(item)
+        response = discovery_pb2.DiscoveryResponse(
+            version_info="unrequested", resources=packed, type_url=type_url, nonce="unrequested"
+        )
+        for stream in self._streams.values():
+            stream.queue.put_nowait(response)
 
     def drop_streams(self) -> None:
         """Abort every open stream with UNAVAILABLE; the server keeps serving new ones."""
@@ -403,6 +426,8 @@ class XdsServer:
                     return
                 if isinstance(item, _Push):
                     responses = [self._response(stream, item.type_url)]
+                elif isinstance(item, discovery_pb2.DiscoveryResponse):  # send_unrequested
+                    responses = [item]
                 else:
                     responses = self._on_request(stream, item)
                 for response in responses:
