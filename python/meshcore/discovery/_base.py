@@ -16,6 +16,7 @@ from collections.abc import AsyncIterator
 from types import TracebackType
 from typing import Any, Self
 
+from meshcore._aio import stop_task
 from meshcore.endpoint import Endpoint
 from meshcore.errors import ConfigError, DiscoveryError
 
@@ -120,7 +121,7 @@ class DiscoverySource:
         self._closed = True
         try:
             if task is not None:
-                await _stop_task(task, self)
+                await stop_task(task, self, log)
         finally:
             await self._notify()
 
@@ -205,22 +206,6 @@ class DiscoverySource:
             log.debug("%r: still unavailable (%s), failure %d", self, exc, self._failures)
         base = min(self._backoff_max, self._backoff_initial * 2.0 ** (self._failures - 1))
         return base * random.uniform(0.8, 1.2)
-
-
-async def _stop_task(task: asyncio.Task[Any], owner: object) -> None:
-    """Cancel ``task`` and wait until it has ended. An exception the task died with is logged (on
-    behalf of ``owner``), not raised. The task's own cancellation is absorbed, but when the
-    caller itself is being cancelled (``asyncio.timeout``, ``Task.cancel()``) while it waits, that
-    cancellation is raised: swallowing it would break the caller's timeout."""
-    task.cancel()
-    try:
-        await task
-    except asyncio.CancelledError:
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise
-    except Exception:
-        log.exception("%r: the background task had died", owner)
 
 
 def _require_positive(name: str, value: Any) -> float:

@@ -17,13 +17,13 @@ from urllib.parse import quote
 
 import httpx
 
+from meshcore._aio import stop_task
 from meshcore._http import ssl_verify
 from meshcore._meshcore import TokenBucket
 from meshcore.discovery._base import (
     DiscoverySource,
     EndpointSet,
     _require_positive,
-    _stop_task,
     log,
 )
 from meshcore.discovery.static import parse_endpoint
@@ -539,7 +539,7 @@ class ConsulRegistration:
         if task is None:
             return
         try:
-            await _stop_task(task, self)
+            await stop_task(task, self, log)
             if deregister:
                 try:
                     await self.deregister()

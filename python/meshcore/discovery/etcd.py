@@ -26,12 +26,12 @@ from typing import Any, Self
 
 import httpx
 
+from meshcore._aio import stop_task
 from meshcore._http import ssl_verify
 from meshcore.discovery._base import (
     DiscoverySource,
     EndpointSet,
     _require_positive,
-    _stop_task,
     log,
 )
 from meshcore.discovery.static import parse_endpoint
@@ -745,7 +745,7 @@ class EtcdRegistration:
         task, self._task = self._task, None
         try:
             if task is not None:
-                await _stop_task(task, self)
+                await stop_task(task, self, log)
             lease, self.lease = self.lease, None
             if lease is not None and self._http is not None:
                 with contextlib.suppress(_EtcdError):  # already gone

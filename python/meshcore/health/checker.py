@@ -410,14 +410,6 @@ class HealthChecker(DiscoverySource):
             except Exception as exc:
                 self._log_once("probe.aclose()", exc)
 
-    async def aclose(self) -> None:
-        """Stop checking and release the probe (if no other user holds it); every ``watch()``
-        iterator then ends. A cancellation of the caller while it waits is not swallowed."""
-        await super().aclose()
-        current = asyncio.current_task()
-        if current is not None and current.cancelling():
-            raise asyncio.CancelledError  # the caller's own, which waiting for the task ate
-
     async def _run(self) -> None:
         self._sem = asyncio.Semaphore(self._max_concurrency)
         self._loop_running = True

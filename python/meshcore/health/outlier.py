@@ -43,10 +43,10 @@ from dataclasses import dataclass
 from types import TracebackType
 from typing import Any, Self
 
+from meshcore._aio import stop_task
 from meshcore._meshcore import Balancer
 from meshcore.endpoint import Endpoint
 from meshcore.errors import ConfigError
-from meshcore.health._aio import wait_cancelled
 from meshcore.health._binding import BalancerHealth, as_binding, endpoint_name
 
 __all__ = ["EjectionType", "OutlierDetector", "OutlierHost"]
@@ -624,8 +624,7 @@ class OutlierDetector:
         swallowed: it propagates as ``CancelledError``."""
         task, self._task = self._task, None
         if task is not None:
-            task.cancel()
-            await wait_cancelled(task)
+            await stop_task(task, self, log)
 
     async def _run(self) -> None:
         while True:
