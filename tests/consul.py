@@ -15,16 +15,15 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import time
 from collections.abc import Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from servers import end_process, free_ports
 
 __all__ = ["ConsulAgent", "find_consul"]
 
@@ -35,24 +34,6 @@ def find_consul() -> str | None:
     if env:
         return env if os.access(env, os.X_OK) else None
     return shutil.which("consul")
-
-
-def free_ports(count: int) -> list[int]:
-    """``count`` distinct ports free on 127.0.0.1 for both TCP and UDP right now (held together
-    while they are picked, so they differ)."""
-    ports: list[int] = []
-    with ExitStack() as stack:
-        while len(ports) < count:
-            tcp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            tcp.bind(("127.0.0.1", 0))
-            port: int = tcp.getsockname()[1]
-            udp = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_DGRAM))
-            try:
-                udp.bind(("127.0.0.1", port))
-            except OSError:
-                continue
-            ports.append(port)
-    return ports
 
 
 class ConsulAgent:
@@ -74,7 +55,7 @@ class ConsulAgent:
         self.dir.mkdir(parents=True, exist_ok=True)
         self.node = node
         self.hcl = list(hcl)
-        ports = free_ports(6 if tls else 5)
+        ports = free_ports(6 if tls else 5, udp=True)
         self.http_port, self.dns_port, self.server_port, self.serf_lan, self.serf_wan = ports[:5]
         self.url = f"http://127.0.0.1:{self.http_port}"
         self.https_url: str | None = None
@@ -150,13 +131,7 @@ class ConsulAgent:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        end_process(proc)
         self.log.close()
 
     def api(

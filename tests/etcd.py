@@ -16,15 +16,15 @@ import base64
 import os
 import shutil
 import signal
-import socket
 import subprocess
 import time
 from collections.abc import Mapping, Sequence
-from contextlib import ExitStack
 from pathlib import Path
 from typing import Any
 
 import httpx
+
+from servers import end_process, free_ports
 
 __all__ = [
     "EtcdCluster",
@@ -32,31 +32,12 @@ __all__ = [
     "Gateway",
     "b64",
     "find_etcd",
-    "free_tcp_port",
-    "free_tcp_ports",
 ]
 
 
 def find_etcd() -> str | None:
     """The path of etcd (etcdctl is optional: see :meth:`EtcdCluster.etcdctl`)."""
     return shutil.which("etcd")
-
-
-def free_tcp_port() -> int:
-    """A TCP port free on 127.0.0.1 right now."""
-    return free_tcp_ports(1)[0]
-
-
-def free_tcp_ports(count: int) -> list[int]:
-    """``count`` distinct TCP ports free on 127.0.0.1 right now: every socket is held until all
-    are picked, so the kernel cannot hand out one port twice."""
-    with ExitStack() as stack:
-        ports: list[int] = []
-        for _ in range(count):
-            s = stack.enter_context(socket.socket(socket.AF_INET, socket.SOCK_STREAM))
-            s.bind(("127.0.0.1", 0))
-            ports.append(s.getsockname()[1])
-        return ports
 
 
 def b64(data: str | bytes) -> str:
@@ -224,13 +205,7 @@ class EtcdMember:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(sig)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        end_process(proc, sig)
 
     def kill(self) -> None:
         """A crash: SIGKILL, no clean shutdown."""
@@ -250,7 +225,7 @@ class EtcdCluster:
             raise FileNotFoundError("etcd not found (Debian package etcd-server)")
         self.etcd = etcd
         self.etcdctl_path = shutil.which("etcdctl")
-        ports = free_tcp_ports(2 * size)  # picked together: every member's two ports differ
+        ports = free_ports(2 * size)  # picked together: every member's two ports differ
         self.members = [
             EtcdMember(self.etcd, f"m{i}", directory / f"m{i}", ports[2 * i], ports[2 * i + 1])
             for i in range(size)

@@ -12,13 +12,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import signal
 import socket
 import subprocess
 import time
 from pathlib import Path
 
-__all__ = ["TSIG_NAME", "TSIG_SECRET", "KnotServer", "find_knot", "free_port"]
+from servers import end_process, free_ports
+
+__all__ = ["TSIG_NAME", "TSIG_SECRET", "KnotServer", "find_knot"]
 
 # RFC 2136 updates signed with this TSIG key (RFC 8945) are accepted from 127.0.0.0/8.
 TSIG_NAME = "meshcore-update"
@@ -30,21 +31,6 @@ def find_knot() -> tuple[str, str] | None:
     path = os.environ.get("PATH", "") + os.pathsep + "/usr/sbin:/sbin"
     knotd, knotc = shutil.which("knotd", path=path), shutil.which("knotc", path=path)
     return (knotd, knotc) if knotd and knotc else None
-
-
-def free_port() -> int:
-    """A port free on 127.0.0.1 for both UDP and TCP right now."""
-    for _ in range(50):
-        with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as udp:
-            udp.bind(("127.0.0.1", 0))
-            port: int = udp.getsockname()[1]
-            with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as tcp:
-                try:
-                    tcp.bind(("127.0.0.1", port))
-                except OSError:
-                    continue
-                return port
-    raise RuntimeError("no free port")
 
 
 def _free_on_v6(port: int) -> bool:
@@ -65,7 +51,8 @@ class KnotServer:
         self.knotd, self.knotc = found
         self.dir = directory
         self.zones = zones
-        self.port = port or int(os.environ.get("MESHCORE_DNS_PORT", "0")) or free_port()
+        port = port or int(os.environ.get("MESHCORE_DNS_PORT", "0"))
+        self.port = port or free_ports(1, udp=True)[0]
         self.proc: subprocess.Popen[bytes] | None = None
         # ::1 too when the machine has IPv6 loopback and the port is free there.
         self.addresses = ["127.0.0.1"] + (["::1"] if _free_on_v6(self.port) else [])
@@ -140,13 +127,7 @@ class KnotServer:
         proc, self.proc = self.proc, None
         if proc is None:
             return
-        if proc.poll() is None:
-            proc.send_signal(signal.SIGTERM)
-            try:
-                proc.wait(5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait(5)
+        end_process(proc)
         self.log.close()
 
     def change(self, zone: str, *ops: tuple[str, ...]) -> None:

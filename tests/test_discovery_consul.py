@@ -18,9 +18,10 @@ from typing import Any
 
 import pytest
 
-from consul import ConsulAgent, find_consul, free_ports
+from consul import ConsulAgent, find_consul
 from meshcore import ConfigError, DiscoveryError, Endpoint
 from meshcore.discovery import ConsulDiscovery, ConsulRegistration, DnsDiscovery
+from servers import free_ports
 from watching import Watcher, eventually, run
 
 if find_consul() is None:

@@ -26,9 +26,10 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from etcd import EtcdCluster, EtcdMember, Gateway, b64, find_etcd, free_tcp_port
+from etcd import EtcdCluster, EtcdMember, Gateway, b64, find_etcd
 from meshcore import ConfigError, DiscoveryError, Endpoint
 from meshcore.discovery import EtcdDiscovery, EtcdRegistration
+from servers import free_ports
 from watching import Watcher, eventually, run
 
 if find_etcd() is None:
@@ -577,7 +578,7 @@ def test_all_members_down_then_recover(tmp_path: Path, caplog: pytest.LogCapture
     cluster = EtcdCluster(tmp_path, 1)
     cluster.start()
     member = cluster.members[0]
-    nobody = f"http://127.0.0.1:{free_tcp_port()}"  # a second URL where no member listens
+    nobody = f"http://127.0.0.1:{free_ports(1)[0]}"  # a second URL where no member listens
     try:
         gw = Gateway(member.url)
         gw.put("down/a", value("10.2.0.1:80"))
@@ -674,7 +675,7 @@ def test_constructor_checks() -> None:
 
 
 def test_registration_needs_a_member(tmp_path: Path) -> None:
-    nobody = f"http://127.0.0.1:{free_tcp_port()}"
+    nobody = f"http://127.0.0.1:{free_ports(1)[0]}"
     reg = EtcdRegistration(nobody, "x", "10.0.0.1:80", connect_timeout=0.5)
     with pytest.raises(DiscoveryError, match="no etcd member answered"):
         run(reg.register())
