@@ -61,7 +61,11 @@ class _Agent:
         self.url = url.rstrip("/")
         if token is not None and (not isinstance(token, str) or not token):
             raise ConfigError("token must be a non-empty str or None")
-        self.headers = {"X-Consul-Token": token} if token else {}
+        # Uncompressed: the agent is local or near, and gzip costs both sides CPU on every
+        # blocking query (a health list of thousands of instances is megabytes of JSON).
+        self.headers = {"Accept-Encoding": "identity"}
+        if token:
+            self.headers["X-Consul-Token"] = token
         self.timeout = httpx.Timeout(timeout, read=read_timeout)
         if not isinstance(verify, ssl.SSLContext | str | bool):
             raise ConfigError(
