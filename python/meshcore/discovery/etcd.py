@@ -549,15 +549,22 @@ class EtcdDiscovery(DiscoverySource):
                 return None
 
     async def _check_member(self, http: httpx.AsyncClient) -> str | None:
-        """None when the member serving the watch answers its status with a leader, else why."""
-        try:
-            response = await http.post(f"{self.serving}/v3/maintenance/status", json={})
-            status = _json_body(response)
-        except (httpx.HTTPError, ValueError) as exc:
-            return _describe_error(exc)
-        if response.status_code != 200 or _int(status.get("leader")) == 0:
-            return f"HTTP {response.status_code}, no leader: {status.get('errors', '')}"
-        return None
+        """None when the member serving the watch answers its status with a leader, else why.
+        The sources of one process share the answer for a member for up to a second (or half of
+        ``check_interval``): a thousand quiet watches on one member would otherwise ask it a
+        hundred times a second."""
+        url, loop = self.serving, asyncio.get_running_loop()
+        if url is None:
+            return "no member is serving the watch"
+        key = (id(loop), url, id(http) if self._verify is not True else 0)
+        cached = _STATUS.get(key)
+        if cached is None or cached[1].get_loop() is not loop or loop.time() > cached[0]:
+            if len(_STATUS) >= _MAX_STATUS:
+                _STATUS.clear()
+            fresh = asyncio.ensure_future(_member_status(http, url))
+            cached = (loop.time() + min(1.0, self._check_interval / 2), fresh)
+            _STATUS[key] = cached
+        return await asyncio.shield(cached[1])
 
     async def _failover(self) -> None:
         """Close the watch and move to the next member. When every member in turn accepts a
@@ -592,6 +599,24 @@ class EtcdDiscovery(DiscoverySource):
                 await http.aclose()
             self._revision = None
             self._reset({})
+
+
+# Status answers shared by the sources of a process: (loop, member URL, client when its TLS
+# setting is its own) -> (loop time the answer expires, the answer).
+_STATUS: dict[tuple[int, str, int], tuple[float, asyncio.Future[str | None]]] = {}
+_MAX_STATUS = 1024
+
+
+async def _member_status(http: httpx.AsyncClient, url: str) -> str | None:
+    """None when the member at ``url`` answers its status with a leader, else why."""
+    try:
+        response = await http.post(f"{url}/v3/maintenance/status", json={})
+        status = _json_body(response)
+    except (httpx.HTTPError, ValueError, RuntimeError) as exc:  # RuntimeError: client closed
+        return _describe_error(exc)
+    if response.status_code != 200 or _int(status.get("leader")) == 0:
+        return f"HTTP {response.status_code}, no leader: {status.get('errors', '')}"
+    return None
 
 
 def _created(line: str) -> bool:
