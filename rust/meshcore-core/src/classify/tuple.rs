@@ -724,11 +724,13 @@ struct Prefilter {
     words: usize,
     /// Cut depths in bits, shallow to deep, for both addresses.
     cuts: [u8; DEPTHS],
-    maps: [CellMap; FIELDS],
+    /// One per field, and a spare so that a field number masked to three bits indexes the
+    /// maps without a bounds check.
+    maps: [CellMap; FIELDS + 1],
     /// Per field: tables not filtered on it.
     pass: [Vec<u64>; FIELDS],
     /// The first word of each `pass`, inline for the one-word lookup.
-    pass1: [u64; FIELDS],
+    pass1: [u64; FIELDS + 1],
     /// Per field: how many table indices were filtered on it since the last refill (a field
     /// that filters no table is not looked up).
     filtered: [usize; FIELDS],
@@ -755,10 +757,11 @@ impl Prefilter {
             cuts,
             maps: std::array::from_fn(|f| match f {
                 PROTO => CellMap::new(8, words),
+                FIELDS => CellMap::default(),
                 f => CellMap::new(cuts[f % DEPTHS], words),
             }),
             pass: std::array::from_fn(|_| vec![0; words]),
-            pass1: [0; FIELDS],
+            pass1: [0; FIELDS + 1],
             filtered: [0; FIELDS],
             enabled: (1 << FIELDS) - 1,
             steps: [(0, 0, 0); FIELDS],
@@ -901,7 +904,7 @@ impl Prefilter {
                 pass[w] |= bit;
             }
         }
-        self.pass1 = std::array::from_fn(|f| self.pass[f][0]);
+        self.pass1 = std::array::from_fn(|f| self.pass.get(f).map_or(0, |p| p[0]));
         if set & !self.planned() != 0 {
             self.replan();
         }
@@ -941,7 +944,7 @@ impl Prefilter {
         let mut out = u64::MAX;
         for &(f, part, shift) in &self.steps[..self.nsteps] {
             let cell = (parts[usize::from(part & 3)] >> shift) as u32;
-            let f = usize::from(f);
+            let f = usize::from(f & 7);
             out &= self.pass1[f] | self.maps[f].get1(cell);
             if out == 0 {
                 break;
@@ -1416,23 +1419,23 @@ impl<A: Word> TupleMerge<A> {
         let kl4 = l4(k.sport, k.dport, k.proto);
         let mut best = u64::MAX;
         let mut id = None;
+        let ordered = self.inversions == 0;
         'words: for (w, &word) in cand.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let t = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let b = self.bests.get(t).copied().unwrap_or(u64::MAX);
-                if b >= best {
-                    // Indices in best order: no later candidate can win either. An emptied
-                    // index (u64::MAX; no entry has that rank) is out of that order.
-                    if self.inversions == 0 && b != u64::MAX {
+                // An emptied index (out of the best order) is passed over.
+                let Some(Some(tab)) = self.tables.get(t) else {
+                    continue;
+                };
+                if tab.best >= best {
+                    // Indices in best order: no later candidate can win either.
+                    if ordered {
                         break 'words;
                     }
                     continue;
                 }
-                let Some(Some(tab)) = self.tables.get(t) else {
-                    continue;
-                };
                 if let Some((r, i)) = tab.probe(k, kl4, best, &self.entries) {
                     best = r;
                     id = Some(i);
