@@ -49,6 +49,12 @@ pub trait Word: Address {
     fn fold(self) -> u64;
     /// The top `bits` bits (1..=31).
     fn top(self, bits: u8) -> u32;
+    /// The top 64 bits (the address in the high half for IPv4), from which the prefilter cuts
+    /// its cells by one shift.
+    fn hi64(self) -> u64;
+    /// The mask of a prefix of `len` bits (`len` at most the width: stored prefixes), without
+    /// a branch where the width allows.
+    fn prefix_mask(len: u8) -> Self;
 }
 
 impl Word for u32 {
@@ -60,6 +66,15 @@ impl Word for u32 {
     fn top(self, bits: u8) -> u32 {
         self >> (32 - u32::from(bits))
     }
+    #[inline]
+    fn hi64(self) -> u64 {
+        u64::from(self) << 32
+    }
+    #[inline]
+    fn prefix_mask(len: u8) -> u32 {
+        // The low 32 - len bits, shifted in 64 bits so that length 0 needs no branch.
+        !((u64::from(u32::MAX) >> u32::from(len)) as u32)
+    }
 }
 
 impl Word for u128 {
@@ -70,6 +85,14 @@ impl Word for u128 {
     #[inline]
     fn top(self, bits: u8) -> u32 {
         ((self >> 64) as u64 >> (64 - u32::from(bits))) as u32
+    }
+    #[inline]
+    fn hi64(self) -> u64 {
+        (self >> 64) as u64
+    }
+    #[inline]
+    fn prefix_mask(len: u8) -> u128 {
+        u128::mask(len)
     }
 }
 
@@ -159,13 +182,16 @@ impl Tuple {
 }
 
 /// A rule as the lookup reads it (the hot part of an entry).
+///
+/// Packed to 4-byte alignment so that the rank is one 64-bit load and an IPv4 entry still
+/// takes 36 bytes (fields are only ever copied out, never borrowed).
 #[derive(Debug, Clone, Copy)]
+#[repr(C, packed(4))]
 struct Entry<A: Address> {
     src: A,
     dst: A,
-    /// The rank, split so that an IPv4 entry packs into 36 bytes.
-    priority: u32,
-    seq: u32,
+    /// `priority << 32 | seq` (see [`rank`]).
+    rank: u64,
     sport: (u16, u16),
     dport: (u16, u16),
     slen: u8,
@@ -178,16 +204,16 @@ struct Entry<A: Address> {
     next: u32,
 }
 
-impl<A: Address> Entry<A> {
+impl<A: Word> Entry<A> {
     #[inline]
     fn rank(&self) -> u64 {
-        u64::from(self.priority) << 32 | u64::from(self.seq)
+        self.rank
     }
 
     #[inline]
     fn matches(&self, k: &Key<A>) -> bool {
-        k.src.and(A::mask(self.slen)) == self.src
-            && k.dst.and(A::mask(self.dlen)) == self.dst
+        k.src.and(A::prefix_mask(self.slen)) == { self.src }
+            && k.dst.and(A::prefix_mask(self.dlen)) == { self.dst }
             && k.sport.wrapping_sub(self.sport.0) <= self.sport.1 - self.sport.0
             && k.dport.wrapping_sub(self.dport.0) <= self.dport.1 - self.dport.0
             && k.proto & self.proto_mask == self.proto_value
@@ -202,17 +228,44 @@ struct Home {
     sibling: u32,
 }
 
-/// One bucket slot: the chain's last entry (whose `next` is the first), and 32 bits of the
-/// key's hash to skip most mismatches without reading the entry. Naming the last entry makes
-/// the usual insert (a rule ranked below those already there) and the removal of the best
-/// entry O(1) however long the chain; most chains hold one entry, which is both ends.
+/// One bucket slot: the chain's last entry (whose `next` is the first), and `meta`: 24 bits of
+/// the key's hash (the tag, which also picks the home slot) over 8 bits holding the slot's
+/// distance from that home plus one, saturated at 255 (0: an empty slot). A lookup at
+/// distance `d` compares both in one go (a bucket of its key sits exactly `d` past the home
+/// they share) and stops at an occupant with a smaller distance (Robin Hood order), without
+/// reading entries for most mismatches. Naming the last entry makes the usual insert (a rule
+/// ranked below those already there) and the removal of the best entry O(1) however long the
+/// chain; most chains hold one entry, which is both ends.
 #[derive(Debug, Clone, Copy)]
 struct Slot {
-    tag: u32,
+    meta: u32,
     tail: u32,
 }
 
-const EMPTY: Slot = Slot { tag: 0, tail: NIL };
+const EMPTY: Slot = Slot { meta: 0, tail: NIL };
+
+/// The tag bits kept: all 24, except under test, where three are kept so that tags collide,
+/// runs grow long and distances saturate.
+#[cfg(not(test))]
+const TAG_MASK: u32 = 0xff_ffff;
+#[cfg(test)]
+const TAG_MASK: u32 = 0xe0_0000;
+
+impl Slot {
+    #[inline]
+    fn tag(self) -> u32 {
+        self.meta >> 8
+    }
+
+    /// A slot of `tag` at distance `d` from its home.
+    #[inline]
+    fn new(tag: u32, d: usize, tail: u32) -> Slot {
+        Slot {
+            meta: tag << 8 | (d + 1).min(255) as u32,
+            tail,
+        }
+    }
+}
 
 /// The entries of the chain ending at `tail`, best first.
 fn chain<A: Address>(tail: u32, entries: &[Entry<A>]) -> impl Iterator<Item = u32> + '_ {
@@ -300,22 +353,22 @@ impl<A: Word> Table<A> {
         a.wrapping_mul(K2)
     }
 
-    /// A slot's tag: the hash's top 32 bits, which also pick its home slot.
+    /// A slot's tag: the hash's top 24 bits, which also pick its home slot.
     #[inline]
     fn tag(h: u64) -> u32 {
-        (h >> 32) as u32
+        (h >> 40) as u32 & TAG_MASK
     }
 
     /// The home slot of a tag.
     #[inline]
     fn start(&self, tag: u32) -> usize {
-        ((u64::from(tag) * self.slots.len() as u64) >> 32) as usize
+        ((u64::from(tag) * self.slots.len() as u64) >> 24) as usize
     }
 
     /// How far slot `i`'s occupant sits past its home.
     #[inline]
     fn displacement(&self, i: usize, s: Slot) -> usize {
-        let home = self.start(s.tag);
+        let home = self.start(s.tag());
         if i >= home {
             i - home
         } else {
@@ -326,19 +379,19 @@ impl<A: Word> Table<A> {
     /// Place a new bucket (Robin Hood: an occupant nearer its home than the newcomer gives
     /// up its slot), so that a lookup for an absent key stops at the first occupant nearer
     /// its home than the lookup has come.
-    fn place(&mut self, mut s: Slot) {
-        let mut i = self.start(s.tag);
+    fn place(&mut self, mut tag: u32, mut tail: u32) {
+        let mut i = self.start(tag);
         let mut d = 0;
         loop {
             let here = self.slots[i];
             if here.tail == NIL {
-                self.slots[i] = s;
+                self.slots[i] = Slot::new(tag, d, tail);
                 return;
             }
             let hd = self.displacement(i, here);
             if hd < d {
-                self.slots[i] = s;
-                s = here;
+                self.slots[i] = Slot::new(tag, d, tail);
+                (tag, tail) = (here.tag(), here.tail);
                 d = hd;
             }
             i = self.step(i);
@@ -365,7 +418,7 @@ impl<A: Word> Table<A> {
             if s.tail == NIL || self.displacement(i, s) < d {
                 return None;
             }
-            if s.tag == tag && self.cut_entry(&entries[s.tail as usize]) == *cut {
+            if s.tag() == tag && self.cut_entry(&entries[s.tail as usize]) == *cut {
                 return Some(i);
             }
             i = self.step(i);
@@ -383,7 +436,7 @@ impl<A: Word> Table<A> {
         let bigger = vec![EMPTY; self.slots.len() * 3 / 2 + 1];
         let old = std::mem::replace(&mut self.slots, bigger);
         for s in old.into_iter().filter(|s| s.tail != NIL) {
-            self.place(s);
+            self.place(s.tag(), s.tail);
         }
     }
 
@@ -392,10 +445,14 @@ impl<A: Word> Table<A> {
         let mut j = self.step(i);
         loop {
             let s = self.slots[j];
-            if s.tail == NIL || self.displacement(j, s) == 0 {
+            if s.tail == NIL {
                 break;
             }
-            self.slots[i] = s;
+            let d = self.displacement(j, s);
+            if d == 0 {
+                break;
+            }
+            self.slots[i] = Slot::new(s.tag(), d - 1, s.tail);
             i = j;
             j = self.step(j);
         }
@@ -415,42 +472,77 @@ impl<A: Word> Table<A> {
     }
 
     /// The best `(rank, id)` in this table matching `k` that beats `best`.
+    ///
+    /// A slot whose tag and distance match is walked without checking its key: an entry that
+    /// matches `k` has `k`'s cut, so it is in `k`'s bucket whatever slot led to it, and a walk
+    /// that finds nothing (in `k`'s bucket or in another of the same tag) goes on to the next
+    /// slot.
     #[inline(always)]
     fn probe(&self, k: &Key<A>, kl4: u64, best: u64, entries: &[Entry<A>]) -> Option<(u64, u32)> {
-        let cut = self.cut_key(k, kl4);
-        let tag = Self::tag(Self::hash(&cut));
+        let tag = Self::tag(Self::hash(&self.cut_key(k, kl4)));
         let mut i = self.start(tag);
-        let mut d = 0;
+        let mut want = tag << 8 | 1;
+        loop {
+            let s = self.slots[i];
+            if s.meta == want {
+                if let Some(found) = walk(s.tail, k, best, entries) {
+                    return Some(found);
+                }
+            } else if s.meta & 0xff < want & 0xff {
+                // Robin Hood order: past an occupant nearer its home, the key is absent.
+                return None;
+            }
+            i = self.step(i);
+            if want & 0xff == 0xff {
+                return self.probe_far(i, tag, k, best, entries);
+            }
+            want += 1;
+        }
+    }
+
+    /// The rest of [`probe`](Self::probe) past distance 254, where distances saturate: every
+    /// slot of the tag up to the end of the run.
+    #[cold]
+    fn probe_far(
+        &self,
+        mut i: usize,
+        tag: u32,
+        k: &Key<A>,
+        best: u64,
+        entries: &[Entry<A>],
+    ) -> Option<(u64, u32)> {
         loop {
             let s = self.slots[i];
             if s.tail == NIL {
                 return None;
             }
-            if s.tag == tag {
-                let last = &entries[s.tail as usize];
-                if self.cut_entry(last) == cut {
-                    let mut at = last.next;
-                    loop {
-                        let e = &entries[at as usize];
-                        if e.rank() >= best {
-                            return None;
-                        }
-                        if e.matches(k) {
-                            return Some((e.rank(), e.id));
-                        }
-                        if at == s.tail {
-                            return None;
-                        }
-                        at = e.next;
-                    }
+            if s.tag() == tag {
+                if let Some(found) = walk(s.tail, k, best, entries) {
+                    return Some(found);
                 }
-            } else if self.displacement(i, s) < d {
-                // Robin Hood order: past an occupant nearer its home, the key is absent.
-                return None;
             }
             i = self.step(i);
-            d += 1;
         }
+    }
+}
+
+/// The first entry of the chain ending at `tail` that matches `k`, as `(rank, id)`, if it
+/// ranks better than `best`.
+#[inline(always)]
+fn walk<A: Word>(tail: u32, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Option<(u64, u32)> {
+    let mut at = entries[tail as usize].next;
+    loop {
+        let e = &entries[at as usize];
+        if e.rank() >= best {
+            return None;
+        }
+        if e.matches(k) {
+            return Some((e.rank(), e.id));
+        }
+        if at == tail {
+            return None;
+        }
+        at = e.next;
     }
 }
 
@@ -587,6 +679,13 @@ impl CellMap {
     }
 }
 
+/// Estimated instructions of a prefilter lookup in a direct map, of one in a hashed map, and
+/// of a table probe with its share of the candidate walk, for [`Prefilter::prune`]; measured
+/// with cachegrind on the ClassBench sets.
+const COST_DIRECT: u64 = 12;
+const COST_HASHED: u64 = 40;
+const COST_PROBE: u64 = 80;
+
 /// Depths of the address cuts.
 const DEPTHS: usize = 3;
 /// Prefilter fields: source cuts (shallow to deep), destination cuts, the protocol.
@@ -603,15 +702,12 @@ const LOOKUP_ORDER: [usize; FIELDS] = [
     PROTO,
 ];
 
-/// A packet's cell for a prefilter step: the top `bits` of the source (`part` 0) or the
-/// destination (1), or the protocol (2).
+/// A packet's header parts as the prefilter steps cut them: each step's cell is the top bits
+/// of one part (source, destination, protocol) by a shift. Four, so that a part number
+/// masked to two bits needs no bounds check.
 #[inline(always)]
-fn step_cell<A: Word>(part: u8, bits: u8, k: &Key<A>) -> u32 {
-    match part {
-        0 => k.src.top(bits),
-        1 => k.dst.top(bits),
-        _ => u32::from(k.proto),
-    }
+fn step_parts<A: Word>(k: &Key<A>) -> [u64; 4] {
+    [k.src.hi64(), k.dst.hi64(), u64::from(k.proto) << 56, 0]
 }
 
 /// Which tables can hold an entry matching a packet, read from a few header bits before any
@@ -628,18 +724,21 @@ struct Prefilter {
     words: usize,
     /// Cut depths in bits, shallow to deep, for both addresses.
     cuts: [u8; DEPTHS],
-    maps: [CellMap; FIELDS],
+    /// One per field, and a spare so that a field number masked to three bits indexes the
+    /// maps without a bounds check.
+    maps: [CellMap; FIELDS + 1],
     /// Per field: tables not filtered on it.
     pass: [Vec<u64>; FIELDS],
     /// The first word of each `pass`, inline for the one-word lookup.
-    pass1: [u64; FIELDS],
+    pass1: [u64; FIELDS + 1],
     /// Per field: how many table indices were filtered on it since the last refill (a field
     /// that filters no table is not looked up).
     filtered: [usize; FIELDS],
     /// Fields in use, as a bit set (see [`Prefilter::prune`]).
     enabled: u32,
     /// The lookups a packet makes: fields that filter some table, in [`LOOKUP_ORDER`], as
-    /// (field, header part: 0 source / 1 destination / 2 protocol, cut bits).
+    /// (field, header part: 0 source / 1 destination / 2 protocol, the shift that cuts the
+    /// part's [`step_parts`] word to the field's cell).
     steps: [(u8, u8, u8); FIELDS],
     nsteps: usize,
     removed: usize,
@@ -658,10 +757,11 @@ impl Prefilter {
             cuts,
             maps: std::array::from_fn(|f| match f {
                 PROTO => CellMap::new(8, words),
+                FIELDS => CellMap::default(),
                 f => CellMap::new(cuts[f % DEPTHS], words),
             }),
             pass: std::array::from_fn(|_| vec![0; words]),
-            pass1: [0; FIELDS],
+            pass1: [0; FIELDS + 1],
             filtered: [0; FIELDS],
             enabled: (1 << FIELDS) - 1,
             steps: [(0, 0, 0); FIELDS],
@@ -682,51 +782,97 @@ impl Prefilter {
                 f if f < DEPTHS => (0, self.cuts[f]),
                 f => (1, self.cuts[f - DEPTHS]),
             };
-            self.steps[self.nsteps] = (f as u8, step.0, step.1);
+            self.steps[self.nsteps] = (f as u8, step.0, 64 - step.1);
             self.nsteps += 1;
         }
     }
 
-    /// Stop using fields that hardly narrow the candidates, judged on the entries' own header
-    /// values (the corner packets of the rules): a field whose lookup, in plan order, removes
-    /// fewer than 1 in 16 of the candidates still standing costs a lookup per packet and memory
-    /// per cell for almost no fewer probes. The least useful such field goes first and the rest
-    /// are judged again without it. Tables filtered on a dropped field pass it from now on.
-    fn prune<A: Word>(&mut self, samples: &[(A, A, u8)]) {
+    /// Stop using fields whose lookups cost more than the probes they save. Judged on the
+    /// entries' own header values (the corner packets of the rules), each with its rank: such a
+    /// packet costs a lookup per field plus a probe per candidate table whose best rank is no
+    /// worse than its own (tables are visited best first, and the walk stops once the packet's
+    /// own rule, or a better one, has matched). The field whose removal lowers the estimated
+    /// total most goes first, and the rest are judged again without it, until no removal
+    /// pays. `bests` is the tables' best ranks in index order (sorted: this runs after a
+    /// reindex). Tables filtered on a dropped field pass it from now on.
+    fn prune<A: Word>(&mut self, samples: &[(A, A, u8, u64)], bests: &[u64]) {
         let words = self.words;
-        let mut cand = vec![0u64; words];
-        loop {
-            let mut before = [0u64; FIELDS];
-            let mut removed = [0u64; FIELDS];
-            for &(src, dst, proto) in samples {
-                cand.fill(u64::MAX);
-                for &(f, _, _) in &self.steps[..self.nsteps] {
-                    let f = usize::from(f);
-                    let bits = self.maps[f].get(self.cell(f, src, dst, proto), words);
-                    let mut was = 0;
-                    let mut now = 0;
-                    for (i, c) in cand.iter_mut().enumerate() {
-                        was += c.count_ones();
-                        *c &= self.pass[f][i] | bits.map_or(0, |b| b[i]);
-                        now += c.count_ones();
-                    }
-                    before[f] += u64::from(was);
-                    removed[f] += u64::from(was - now);
+        let fields: Vec<usize> = self.steps[..self.nsteps]
+            .iter()
+            .map(|&(f, _, _)| usize::from(f))
+            .collect();
+        let nf = fields.len();
+        if nf == 0 || samples.is_empty() {
+            return;
+        }
+        let step_cost: Vec<u64> = fields
+            .iter()
+            .map(|&f| {
+                if self.maps[f].direct {
+                    COST_DIRECT
+                } else {
+                    COST_HASHED
+                }
+            })
+            .collect();
+        // Per sample: each field's candidate bitmap, then the tables ranked no worse.
+        let stride = (nf + 1) * words;
+        let mut cand = vec![0u64; samples.len() * stride];
+        for (&(src, dst, proto, rank), row) in samples.iter().zip(cand.chunks_exact_mut(stride)) {
+            for (j, &f) in fields.iter().enumerate() {
+                let bits = self.maps[f].get(self.cell(f, src, dst, proto), words);
+                for w in 0..words {
+                    row[j * words + w] = self.pass[f][w] | bits.map_or(0, |b| b[w]);
                 }
             }
-            let worst = self.steps[..self.nsteps]
-                .iter()
-                .map(|&(f, _, _)| usize::from(f))
-                .filter(|&f| removed[f] * 16 < before[f])
-                .min_by(|&x, &y| (removed[x] * before[y]).cmp(&(removed[y] * before[x])));
-            let Some(f) = worst else { break };
-            self.enabled &= !(1 << f);
-            self.maps[f] = CellMap::default();
-            self.pass[f].fill(u64::MAX);
-            self.pass1[f] = u64::MAX;
-            self.filtered[f] = 0;
-            self.replan();
+            let within = bests.partition_point(|&b| b <= rank);
+            for w in 0..words {
+                let lo = w * 64;
+                row[nf * words + w] = match within.saturating_sub(lo) {
+                    0 => 0,
+                    n if n >= 64 => u64::MAX,
+                    n => (1 << n) - 1,
+                };
+            }
         }
+        let cost = |on: u32| -> u64 {
+            let mut probes = 0u64;
+            for row in cand.chunks_exact(stride) {
+                for w in 0..words {
+                    let mut c = row[nf * words + w];
+                    for j in (0..nf).filter(|j| on & (1 << j) != 0) {
+                        c &= row[j * words + w];
+                    }
+                    probes += u64::from(c.count_ones());
+                }
+            }
+            let steps: u64 = (0..nf)
+                .filter(|j| on & (1 << j) != 0)
+                .map(|j| step_cost[j])
+                .sum();
+            probes * COST_PROBE + steps * samples.len() as u64
+        };
+        let mut on: u32 = (1 << nf) - 1;
+        let mut now = cost(on);
+        while let Some((c, j)) = (0..nf)
+            .filter(|j| on & (1 << j) != 0)
+            .map(|j| (cost(on & !(1 << j)), j))
+            .min()
+            .filter(|&(c, _)| c < now)
+        {
+            now = c;
+            on &= !(1 << j);
+        }
+        for (j, &f) in fields.iter().enumerate() {
+            if on & (1 << j) == 0 {
+                self.enabled &= !(1 << f);
+                self.maps[f] = CellMap::default();
+                self.pass[f].fill(u64::MAX);
+                self.pass1[f] = u64::MAX;
+                self.filtered[f] = 0;
+            }
+        }
+        self.replan();
     }
 
     /// The fields that filter a table of this tuple, as a bit set.
@@ -758,7 +904,7 @@ impl Prefilter {
                 pass[w] |= bit;
             }
         }
-        self.pass1 = std::array::from_fn(|f| self.pass[f][0]);
+        self.pass1 = std::array::from_fn(|f| self.pass.get(f).map_or(0, |p| p[0]));
         if set & !self.planned() != 0 {
             self.replan();
         }
@@ -794,10 +940,11 @@ impl Prefilter {
     /// Candidate tables for `k` when the bitmaps are one word wide (up to 63 tables).
     #[inline(always)]
     fn candidates1<A: Word>(&self, k: &Key<A>) -> u64 {
+        let parts = step_parts(k);
         let mut out = u64::MAX;
-        for &(f, part, bits) in &self.steps[..self.nsteps] {
-            let cell = step_cell(part, bits, k);
-            let f = usize::from(f);
+        for &(f, part, shift) in &self.steps[..self.nsteps] {
+            let cell = (parts[usize::from(part & 3)] >> shift) as u32;
+            let f = usize::from(f & 7);
             out &= self.pass1[f] | self.maps[f].get1(cell);
             if out == 0 {
                 break;
@@ -809,9 +956,10 @@ impl Prefilter {
     /// Candidate tables for `k` into `out` (`words` long).
     #[inline(always)]
     fn candidates<A: Word>(&self, k: &Key<A>, out: &mut [u64]) {
+        let parts = step_parts(k);
         out.fill(u64::MAX);
-        for &(f, part, bits) in &self.steps[..self.nsteps] {
-            let cell = step_cell(part, bits, k);
+        for &(f, part, shift) in &self.steps[..self.nsteps] {
+            let cell = (parts[usize::from(part & 3)] >> shift) as u32;
             let f = usize::from(f);
             let pass = &self.pass[f];
             let mut any = 0;
@@ -946,8 +1094,8 @@ impl<A: Word> TupleMerge<A> {
                 at = self.homes[at as usize].sibling;
                 Some(Rule {
                     id: e.id,
-                    priority: e.priority,
-                    seq: u64::from(e.seq),
+                    priority: (e.rank() >> 32) as u32,
+                    seq: e.rank() & 0xffff_ffff,
                     src: Prefix::new(e.src, e.slen, false).expect("stored prefixes are valid"),
                     dst: Prefix::new(e.dst, e.dlen, false).expect("stored prefixes are valid"),
                     sport: e.sport,
@@ -1070,7 +1218,7 @@ impl<A: Word> TupleMerge<A> {
         // Judge the fields on at most 4096 entries, spread over all of them.
         let entries = &self.entries;
         let step = self.live.div_ceil(4096).max(1);
-        let samples: Vec<(A, A, u8)> = self
+        let samples: Vec<(A, A, u8, u64)> = self
             .tables
             .iter()
             .flatten()
@@ -1078,11 +1226,11 @@ impl<A: Word> TupleMerge<A> {
             .flat_map(|s| chain(s.tail, entries))
             .map(|e| {
                 let e = &entries[e as usize];
-                (e.src, e.dst, e.proto_value)
+                (e.src, e.dst, e.proto_value, e.rank())
             })
             .step_by(step)
             .collect();
-        f.prune(&samples);
+        f.prune(&samples, &self.bests);
         self.filter = f;
         self.inversions = 0;
         self.unordered_updates = 0;
@@ -1113,8 +1261,7 @@ impl<A: Word> TupleMerge<A> {
         let e = Entry {
             src: rule.src.addr(),
             dst: rule.dst.addr(),
-            priority: rule.priority,
-            seq: (rule.seq & 0xffff_ffff) as u32,
+            rank: rank(&rule),
             sport: rule.sport,
             dport: rule.dport,
             slen: rule.src.len(),
@@ -1172,10 +1319,7 @@ impl<A: Word> TupleMerge<A> {
             }
         } else {
             entries[idx as usize].next = idx;
-            tab.place(Slot {
-                tag: Table::<A>::tag(h),
-                tail: idx,
-            });
+            tab.place(Table::<A>::tag(h), idx);
             tab.used += 1;
         }
         tab.entries += 1;
@@ -1275,23 +1419,23 @@ impl<A: Word> TupleMerge<A> {
         let kl4 = l4(k.sport, k.dport, k.proto);
         let mut best = u64::MAX;
         let mut id = None;
+        let ordered = self.inversions == 0;
         'words: for (w, &word) in cand.iter().enumerate() {
             let mut bits = word;
             while bits != 0 {
                 let t = w * 64 + bits.trailing_zeros() as usize;
                 bits &= bits - 1;
-                let b = self.bests.get(t).copied().unwrap_or(u64::MAX);
-                if b >= best {
-                    // Indices in best order: no later candidate can win either. An emptied
-                    // index (u64::MAX; no entry has that rank) is out of that order.
-                    if self.inversions == 0 && b != u64::MAX {
+                // An emptied index (out of the best order) is passed over.
+                let Some(Some(tab)) = self.tables.get(t) else {
+                    continue;
+                };
+                if tab.best >= best {
+                    // Indices in best order: no later candidate can win either.
+                    if ordered {
                         break 'words;
                     }
                     continue;
                 }
-                let Some(Some(tab)) = self.tables.get(t) else {
-                    continue;
-                };
                 if let Some((r, i)) = tab.probe(k, kl4, best, &self.entries) {
                     best = r;
                     id = Some(i);
@@ -1550,6 +1694,66 @@ mod tests {
         }
         assert_eq!(t.classify(&k), None);
         assert!(t.is_empty());
+    }
+
+    /// Under test only eight tags exist, so a table of thousands of buckets has runs far
+    /// longer than the 254 slots a distance counts: lookups past them, and removals that
+    /// shift runs back, still find every rule.
+    #[test]
+    fn long_runs_saturate_distances() {
+        let config = Config {
+            quantum: 1,
+            limit: 1,
+            cap: 32,
+        };
+        let mut rng = Rng::new(11);
+        let mut rules: Vec<Rule<u32>> = (0..3000u32)
+            .map(|id| Rule {
+                id,
+                priority: id,
+                seq: u64::from(id),
+                src: Prefix::new(0x0a00_0000 | id, 32, false).unwrap(),
+                dst: Prefix::new(0x0b00_0000 | (id % 7), 32, false).unwrap(),
+                sport: (0, 65535),
+                dport: (0, 65535),
+                proto_value: 6,
+                proto_mask: 0xff,
+            })
+            .collect();
+        let mut t = TupleMerge::build_with(rules.clone(), config);
+        assert_eq!(t.tables(), 1);
+        let key = |id: u32| Key {
+            src: 0x0a00_0000 | id,
+            dst: 0x0b00_0000 | (id % 7),
+            sport: 1,
+            dport: 2,
+            proto: 6,
+        };
+        let check = |t: &TupleMerge<u32>, rules: &[Rule<u32>]| {
+            for id in (0..3100u32).step_by(7) {
+                let k = key(id);
+                assert_eq!(t.classify(&k), linear_first_match(rules, &k), "{id}");
+            }
+        };
+        check(&t, &rules);
+        for _ in 0..1500 {
+            let r = rules.swap_remove(rng.below(rules.len() as u64) as usize);
+            assert_eq!(t.remove(r.id), 1);
+        }
+        check(&t, &rules);
+        for id in 3000..3100u32 {
+            let r = Rule {
+                id,
+                priority: id,
+                seq: u64::from(id),
+                src: Prefix::new(0x0a00_0000 | id, 32, false).unwrap(),
+                dst: Prefix::new(0x0b00_0000 | (id % 7), 32, false).unwrap(),
+                ..rules[0]
+            };
+            rules.push(r);
+            t.insert(r);
+        }
+        check(&t, &rules);
     }
 
     #[test]
