@@ -16,14 +16,13 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import httpx
 
-from servers import end_process, free_ports
+from servers import end_process, free_ports, wait_ready
 
 __all__ = ["ConsulAgent", "find_consul"]
 
@@ -107,12 +106,10 @@ class ConsulAgent:
             "warn",
         ]
         self.proc = subprocess.Popen(args, stdout=self.log, stderr=subprocess.STDOUT)
-        end = time.monotonic() + timeout
         try:
-            while not self._has_leader():
-                if self.proc.poll() is not None or time.monotonic() > end:
-                    raise RuntimeError(f"consul did not start: {self.read_log()[-2000:]}")
-                time.sleep(0.05)
+            wait_ready(
+                self.proc, self._has_leader, timeout, "consul", lambda: self.read_log()[-2000:]
+            )
         except BaseException:
             self.stop()  # never leave an agent behind
             raise

@@ -24,7 +24,7 @@ from typing import Any
 
 import httpx
 
-from servers import end_process, free_ports
+from servers import end_process, free_ports, wait_ready
 
 __all__ = [
     "EtcdCluster",
@@ -252,12 +252,9 @@ class EtcdCluster:
     def wait_healthy(self, members: Sequence[EtcdMember], timeout: float = 20.0) -> None:
         end = time.monotonic() + timeout
         for m in members:
-            while not m.healthy():
-                if not m.running():
-                    raise RuntimeError(f"etcd {m.name} exited: {m.read_log()}")
-                if time.monotonic() > end:
-                    raise RuntimeError(f"etcd {m.name} not healthy in time: {m.read_log()}")
-                time.sleep(0.03)
+            if m.proc is None:
+                raise RuntimeError(f"etcd {m.name} is not running: {m.read_log()}")
+            wait_ready(m.proc, m.healthy, end - time.monotonic(), f"etcd {m.name}", m.read_log)
 
     def restart(self, member: EtcdMember, timeout: float = 20.0) -> None:
         member.start()

@@ -14,10 +14,9 @@ import os
 import shutil
 import socket
 import subprocess
-import time
 from pathlib import Path
 
-from servers import end_process, free_ports
+from servers import end_process, free_ports, wait_ready
 
 __all__ = ["TSIG_NAME", "TSIG_SECRET", "KnotServer", "find_knot"]
 
@@ -109,13 +108,15 @@ class KnotServer:
         self.proc = subprocess.Popen(
             [self.knotd, "-c", str(self.conf)], stdout=self.log, stderr=subprocess.STDOUT
         )
-        end = time.monotonic() + timeout
+        proc = self.proc
+
+        def loaded() -> bool:
+            return all(
+                "serial" in self.ctl("zone-status", zone, check=False) for zone in self.zones
+            )
+
         try:
-            for zone in self.zones:
-                while "serial" not in self.ctl("zone-status", zone, check=False):
-                    if self.proc.poll() is not None or time.monotonic() > end:
-                        raise RuntimeError(f"knotd did not start: {self.read_log()}")
-                    time.sleep(0.02)
+            wait_ready(proc, loaded, timeout, "knotd", self.read_log)
         except BaseException:
             self.stop()  # never leave a server behind
             raise

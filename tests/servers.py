@@ -6,9 +6,11 @@ from __future__ import annotations
 import signal
 import socket
 import subprocess
+import time
+from collections.abc import Callable
 from contextlib import ExitStack
 
-__all__ = ["end_process", "free_ports"]
+__all__ = ["end_process", "free_ports", "wait_ready"]
 
 
 def free_ports(count: int, *, udp: bool = False) -> list[int]:
@@ -30,6 +32,24 @@ def free_ports(count: int, *, udp: bool = False) -> list[int]:
                     continue
             ports.append(port)
     raise RuntimeError(f"could not find {count} free ports")
+
+
+def wait_ready(
+    proc: subprocess.Popen[bytes],
+    ready: Callable[[], bool],
+    timeout: float,
+    what: str,
+    log: Callable[[], str],
+) -> None:
+    """Poll ``ready()`` until it is true; raise RuntimeError (with ``log()``, the server's log)
+    when ``proc`` exits first or ``timeout`` seconds pass."""
+    end = time.monotonic() + timeout
+    while not ready():
+        if proc.poll() is not None:
+            raise RuntimeError(f"{what} exited: {log()}")
+        if time.monotonic() > end:
+            raise RuntimeError(f"{what} not ready in {timeout} s: {log()}")
+        time.sleep(0.02)
 
 
 def end_process(proc: subprocess.Popen[bytes], sig: signal.Signals = signal.SIGTERM) -> None:
