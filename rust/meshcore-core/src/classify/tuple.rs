@@ -237,12 +237,15 @@ struct Home {
 /// ranked below those already there) and the removal of the best entry O(1) however long the
 /// chain; most chains hold one entry, which is both ends.
 #[derive(Debug, Clone, Copy)]
+#[repr(C)]
 struct Slot {
     meta: u32,
     tail: u32,
 }
 
 const EMPTY: Slot = Slot { meta: 0, tail: NIL };
+/// Slots a probe judges at once.
+const GROUP_SLOTS: usize = 4;
 
 /// The tag bits kept: all 24, except under test, where three are kept so that tags collide,
 /// runs grow long and distances saturate.
@@ -265,6 +268,98 @@ impl Slot {
             tail,
         }
     }
+}
+
+/// For [`GROUP_SLOTS`] slots from distance `want & 0xff` on: bit `j` of the first word is set
+/// when slot `j` is a bucket of `want`'s tag at its distance (`meta == want + j`), of the second
+/// when it ends a search (its distance is below `want`'s + j: empty, or nearer its home).
+#[inline(always)]
+fn scan(g: &[Slot], want: u32) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: `g` holds four 8-byte slots (the caller sliced exactly GROUP_SLOTS), read as two
+    // unaligned 16-byte loads; SSE2 is part of x86-64.
+    unsafe {
+        use core::arch::x86_64::{
+            _mm_add_epi32, _mm_and_si128, _mm_castps_si128, _mm_castsi128_ps, _mm_cmpeq_epi32,
+            _mm_cmplt_epi32, _mm_loadu_si128, _mm_movemask_ps, _mm_set1_epi32, _mm_set_epi32,
+            _mm_shuffle_ps,
+        };
+        debug_assert_eq!(g.len(), 4);
+        #[allow(clippy::cast_ptr_alignment)] // read with unaligned loads
+        let p = g.as_ptr().cast::<core::arch::x86_64::__m128i>();
+        let (a, b) = (_mm_loadu_si128(p), _mm_loadu_si128(p.add(1)));
+        // The four metas, from (meta, tail) pairs.
+        let m = _mm_castps_si128(_mm_shuffle_ps::<0b10_00_10_00>(
+            _mm_castsi128_ps(a),
+            _mm_castsi128_ps(b),
+        ));
+        #[allow(clippy::cast_possible_wrap)] // bit patterns, compared for equality
+        let w = _mm_add_epi32(_mm_set1_epi32(want as i32), _mm_set_epi32(3, 2, 1, 0));
+        let hit = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(m, w)));
+        let ff = _mm_set1_epi32(0xff);
+        let stop = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmplt_epi32(
+            _mm_and_si128(m, ff),
+            _mm_and_si128(w, ff),
+        )));
+        #[allow(clippy::cast_sign_loss)] // four mask bits
+        (hit as u32, stop as u32)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    scan_scalar(g, want)
+}
+
+/// [`scan`] one slot at a time (the portable form, and the tests' reference).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn scan_scalar(g: &[Slot], want: u32) -> (u32, u32) {
+    let mut hit = 0u32;
+    let mut stop = 0u32;
+    for (j, s) in g.iter().enumerate() {
+        let w = want + j as u32;
+        hit |= u32::from(s.meta == w) << j;
+        stop |= u32::from(s.meta & 0xff < w & 0xff) << j;
+    }
+    (hit, stop)
+}
+
+/// For four keys of a cell map: bit `j` of the first word is set when key `j` is `want`, of the
+/// second when it is empty (0).
+#[inline(always)]
+fn scan_keys(g: &[u32], want: u32) -> (u32, u32) {
+    #[cfg(target_arch = "x86_64")]
+    #[allow(unsafe_code)]
+    // SAFETY: `g` holds four u32 keys (the caller sliced exactly GROUP_SLOTS), read as one
+    // unaligned 16-byte load; SSE2 is part of x86-64.
+    unsafe {
+        use core::arch::x86_64::{
+            _mm_castsi128_ps, _mm_cmpeq_epi32, _mm_loadu_si128, _mm_movemask_ps, _mm_set1_epi32,
+            _mm_setzero_si128,
+        };
+        debug_assert_eq!(g.len(), 4);
+        let k = _mm_loadu_si128(g.as_ptr().cast());
+        #[allow(clippy::cast_possible_wrap)] // bit patterns, compared for equality
+        let hit = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(
+            k,
+            _mm_set1_epi32(want as i32),
+        )));
+        let empty = _mm_movemask_ps(_mm_castsi128_ps(_mm_cmpeq_epi32(k, _mm_setzero_si128())));
+        #[allow(clippy::cast_sign_loss)] // four mask bits
+        (hit as u32, empty as u32)
+    }
+    #[cfg(not(target_arch = "x86_64"))]
+    scan_keys_scalar(g, want)
+}
+
+/// [`scan_keys`] one key at a time (the portable form, and the tests' reference).
+#[cfg_attr(target_arch = "x86_64", allow(dead_code))]
+fn scan_keys_scalar(g: &[u32], want: u32) -> (u32, u32) {
+    let mut hit = 0u32;
+    let mut empty = 0u32;
+    for (j, &k) in g.iter().enumerate() {
+        hit |= u32::from(k == want) << j;
+        empty |= u32::from(k == 0) << j;
+    }
+    (hit, empty)
 }
 
 /// The entries of the chain ending at `tail`, best first.
@@ -482,7 +577,39 @@ impl<A: Word> Table<A> {
         let tag = Self::tag(Self::hash(&self.cut_key(k, kl4)));
         let mut i = self.start(tag);
         let mut want = tag << 8 | 1;
+        let n = self.slots.len();
         loop {
+            // Four slots at a time without a branch per slot: which of them is a bucket of the
+            // tag at its distance, and which ends the search (an occupant nearer its home, or
+            // an empty slot). Only the first such event counts. Near the end of the array, and
+            // near saturated distances, one slot at a time below.
+            if let Some(g) = self
+                .slots
+                .get(i..i + GROUP_SLOTS)
+                .filter(|_| want & 0xff < 0xff - GROUP_SLOTS as u32)
+            {
+                let (hit, stop) = scan(g, want);
+                let any = hit | stop;
+                // Past slot `j` of the group (the whole group when nothing happened in it).
+                let j = if any == 0 {
+                    GROUP_SLOTS - 1
+                } else {
+                    let j = any.trailing_zeros() as usize;
+                    if hit & (1 << j) == 0 {
+                        return None;
+                    }
+                    if let Some(found) = walk(g[j].tail, k, best, entries) {
+                        return Some(found);
+                    }
+                    j
+                };
+                i += j + 1;
+                want += j as u32 + 1;
+                if i == n {
+                    i = 0;
+                }
+                continue;
+            }
             let s = self.slots[i];
             if s.meta == want {
                 if let Some(found) = walk(s.tail, k, best, entries) {
@@ -623,6 +750,24 @@ impl CellMap {
         let want = cell + 1;
         let mut i = self.slot(cell);
         loop {
+            // Four keys at a time, as in `Table::probe`; one at a time near the end.
+            if let Some(g) = self.keys.get(i..i + GROUP_SLOTS) {
+                let (hit, empty) = scan_keys(g, want);
+                let any = hit | empty;
+                if any != 0 {
+                    let j = any.trailing_zeros() as usize;
+                    return if hit & (1 << j) != 0 {
+                        self.bits[i + j]
+                    } else {
+                        0
+                    };
+                }
+                i += GROUP_SLOTS;
+                if i == self.keys.len() {
+                    i = 0;
+                }
+                continue;
+            }
             let k = self.keys[i];
             if k == want {
                 return self.bits[i];
@@ -1663,6 +1808,35 @@ mod tests {
 
     /// Rules no tuple can tell apart share one long chain: inserted in any rank order and
     /// removed from its head, middle and tail, it keeps the best match first.
+    #[test]
+    fn group_scans_agree_with_one_at_a_time() {
+        let mut rng = Rng::new(11);
+        for _ in 0..20_000 {
+            // Metas and keys drawn from a few values, so that equal and near values are common.
+            let tag = rng.below(4) as u32;
+            let d = 1 + rng.below(250) as u32;
+            let slots: Vec<Slot> = (0..GROUP_SLOTS)
+                .map(|_| Slot {
+                    meta: if rng.below(5) == 0 {
+                        0
+                    } else {
+                        (rng.below(4) as u32) << 8 | (d + rng.below(5) as u32).saturating_sub(2)
+                    },
+                    tail: rng.below(1 << 32) as u32,
+                })
+                .collect();
+            let want = tag << 8 | d;
+            assert_eq!(
+                scan(&slots, want),
+                scan_scalar(&slots, want),
+                "{slots:?} {want}"
+            );
+            let keys: Vec<u32> = (0..GROUP_SLOTS).map(|_| rng.below(4) as u32).collect();
+            let want = rng.below(4) as u32;
+            assert_eq!(scan_keys(&keys, want), scan_keys_scalar(&keys, want));
+        }
+    }
+
     #[test]
     fn identical_rules_chain() {
         let mut rng = Rng::new(9);
