@@ -362,6 +362,17 @@ fn scan_keys_scalar(g: &[u32], want: u32) -> (u32, u32) {
     (hit, empty)
 }
 
+/// Whether two keys are equal, with one branch for the caller (a flow's packets arrive in
+/// runs of irregular length, so each field's own branch would be mispredicted).
+#[inline(always)]
+fn same<A: Word>(a: &Key<A>, b: &Key<A>) -> bool {
+    (a.src == b.src)
+        & (a.dst == b.dst)
+        & (a.sport == b.sport)
+        & (a.dport == b.dport)
+        & (a.proto == b.proto)
+}
+
 /// The entries of the chain ending at `tail`, best first.
 fn chain<A: Address>(tail: u32, entries: &[Entry<A>]) -> impl Iterator<Item = u32> + '_ {
     let mut at = Some(entries[tail as usize].next);
@@ -1597,7 +1608,7 @@ impl<A: Word> TupleMerge<A> {
         let mut last: Option<(&Key<A>, i64)> = None;
         for (k, o) in keys.iter().zip(out.iter_mut()) {
             let r = match last {
-                Some((prev, r)) if prev == k => r,
+                Some((prev, r)) if same(prev, k) => r,
                 _ => self.classify(k).map_or(-1, i64::from),
             };
             last = Some((k, r));
