@@ -108,6 +108,16 @@ fn prefetch<T>(p: *const T) {
     let _ = p;
 }
 
+/// Ask for both cache lines a node may straddle (24-byte nodes: a quarter of them do).
+#[inline(always)]
+fn prefetch_node(p: *const Node) {
+    prefetch(p);
+    prefetch(
+        p.cast::<u8>()
+            .wrapping_add(core::mem::size_of::<Node>() - 1),
+    );
+}
+
 /// A leaf as stored: a next-hop index (16-bit) or the value itself (32-bit).
 trait Leaf: Copy + core::fmt::Debug {
     fn value(self, hops: &[u32]) -> u32;
@@ -774,6 +784,9 @@ impl<A: Address> Poptrie<A> {
         let mut lane = [0u8; LANES];
         let mut addr = [A::ZERO; LANES];
         let mut node = [0u32; LANES];
+        // Lanes that reached a leaf in this pass, and the leaf (fetched before it is read).
+        let mut ended = [0u8; LANES];
+        let mut leaf = [0u32; LANES];
         for (group, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
             // Every address's direct slot, with no data-dependent branch: the answer when the
             // slot holds a value, and one bit per address when it is a subtree.
@@ -815,7 +828,7 @@ impl<A: Address> Poptrie<A> {
                     bits &= bits - 1;
                     let a = group[i];
                     let root = direct[a.chunk(0, s) as usize];
-                    prefetch(nodes.wrapping_add(root as usize));
+                    prefetch_node(nodes.wrapping_add(root as usize));
                     lane[n % LANES] = i as u8;
                     addr[n % LANES] = a;
                     node[n % LANES] = root;
@@ -825,22 +838,27 @@ impl<A: Address> Poptrie<A> {
             let mut depth = s;
             while n > 0 {
                 let width = STRIDE.min(A::BITS - depth);
-                let mut m = 0;
+                let (mut m, mut d) = (0, 0);
                 for j in 0..n.min(LANES) {
                     let nd = &self.nodes[node[j] as usize];
                     let c = addr[j].chunk(depth, width);
                     if nd.vector >> c & 1 == 1 {
                         let next = nd.child_base + rank(nd.vector, c) - 1;
-                        prefetch(nodes.wrapping_add(next as usize));
+                        prefetch_node(nodes.wrapping_add(next as usize));
                         lane[m % LANES] = lane[j];
                         addr[m % LANES] = addr[j];
                         node[m % LANES] = next;
                         m += 1;
                     } else {
                         let k = nd.leaf_base + rank(nd.leafvec, c) - 1;
-                        out[usize::from(lane[j])] =
-                            leaf_value(leaves[k as usize].value(&self.hops));
+                        prefetch(leaves.as_ptr().wrapping_add(k as usize));
+                        ended[d % LANES] = lane[j];
+                        leaf[d % LANES] = k;
+                        d += 1;
                     }
+                }
+                for (&i, &k) in ended.iter().zip(&leaf).take(d) {
+                    out[usize::from(i)] = leaf_value(leaves[k as usize].value(&self.hops));
                 }
                 n = m;
                 depth += width;
