@@ -37,8 +37,9 @@ use std::collections::HashMap;
 const NONE: u32 = u32::MAX;
 /// Stride of the nodes below the direct table, in bits.
 const STRIDE: u8 = 6;
-/// Lookups resolved together by [`Poptrie::lookup_many`].
-pub const LANES: usize = 128;
+/// Lookups resolved together by [`Poptrie::lookup_many`] (256 rather than 128: twice the
+/// subtree lanes per pass, so more node and leaf misses in flight).
+pub const LANES: usize = 256;
 // Lane numbers are kept as `u8`.
 const _: () = assert!(LANES <= 256);
 /// Distinct values up to which a build picks 16-bit leaves; the rest of the 65,536 indices
@@ -742,10 +743,11 @@ impl<A: Address> Poptrie<A> {
     /// Look up a batch; -1 where no route matches.
     ///
     /// Each group of [`LANES`] addresses is resolved one level at a time: first every
-    /// address's direct slot, keeping the few that lead into subtrees in a compact list, then
-    /// one node per listed address and level. The loads of one pass are independent of each
-    /// other, so their cache misses overlap, and the pass over direct slots has no
-    /// data-dependent branch.
+    /// address's direct slot (no data-dependent branch; subtree slots only set a bit), then
+    /// the subtree lanes are listed from those bits with their roots prefetched, then one
+    /// node per listed address and level. A lane that ends at a leaf prefetches it, and the
+    /// pass reads its leaves only after all its nodes. The loads of one pass are independent
+    /// of each other, so their cache misses overlap.
     pub fn lookup_many(&self, addrs: &[A], out: &mut [i64]) {
         match &self.leaves {
             Leaves::Narrow(l) => self.batch(l, addrs, out),
