@@ -66,10 +66,10 @@ impl Address for u32 {
     }
     #[inline]
     fn chunk(self, from: u8, width: u8) -> u32 {
-        if width == 0 {
-            return 0;
-        }
-        (self << from) >> (32 - u32::from(width))
+        // Shifted in 64 bits, where a shift by 32 (`from` at the end, or a zero `width`) is
+        // defined: two shifts and no branch in the lookup loops.
+        let top = u64::from((u64::from(self) << from) as u32);
+        (top >> (32 - u32::from(width))) as u32
     }
     #[inline]
     fn place(v: u32, shift: u8) -> u32 {
@@ -306,6 +306,23 @@ mod tests {
             "::/129",
         ] {
             assert!(parse_prefix(bad, true).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn chunks_at_every_position() {
+        // Against a bit-by-bit reading, including a zero width and `from` at the end.
+        for a in [0u32, u32::MAX, 0x8000_0001, 0xdead_beef, 0x0123_4567] {
+            for from in 0..=32u8 {
+                for width in 0..=32 - from {
+                    let want = (0..width).fold(0u32, |acc, k| {
+                        (acc << 1) | (a >> (31 - u32::from(from + k)) & 1)
+                    });
+                    assert_eq!(a.chunk(from, width), want, "{a:#x} {from} {width}");
+                    let wide = u128::from(a) << 96 | u128::from(a);
+                    assert_eq!(wide.chunk(from, width), want, "{a:#x} {from} {width}");
+                }
+            }
         }
     }
 

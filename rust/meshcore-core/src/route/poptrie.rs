@@ -37,8 +37,9 @@ use std::collections::HashMap;
 const NONE: u32 = u32::MAX;
 /// Stride of the nodes below the direct table, in bits.
 const STRIDE: u8 = 6;
-/// Lookups resolved together by [`Poptrie::lookup_many`].
-pub const LANES: usize = 128;
+/// Lookups resolved together by [`Poptrie::lookup_many`] (256 rather than 128: twice the
+/// subtree lanes per pass, so more node and leaf misses in flight).
+pub const LANES: usize = 256;
 // Lane numbers are kept as `u8`.
 const _: () = assert!(LANES <= 256);
 /// Distinct values up to which a build picks 16-bit leaves; the rest of the 65,536 indices
@@ -51,11 +52,8 @@ const NARROW_MAX: usize = 1 << 16;
 
 #[inline]
 fn leaf_value(v: u32) -> i64 {
-    if v == NONE {
-        -1
-    } else {
-        i64::from(v)
-    }
+    // NONE wraps to 0, then -1; no branch.
+    i64::from(v.wrapping_add(1)) - 1
 }
 
 /// A value as a direct slot holds it: plus one, so that "no route" is 0 and a table that
@@ -109,6 +107,16 @@ fn prefetch<T>(p: *const T) {
     }
     #[cfg(not(target_arch = "x86_64"))]
     let _ = p;
+}
+
+/// Ask for both cache lines a node may straddle (24-byte nodes: a quarter of them do).
+#[inline(always)]
+fn prefetch_node(p: *const Node) {
+    prefetch(p);
+    prefetch(
+        p.cast::<u8>()
+            .wrapping_add(core::mem::size_of::<Node>() - 1),
+    );
 }
 
 /// A leaf as stored: a next-hop index (16-bit) or the value itself (32-bit).
@@ -735,10 +743,11 @@ impl<A: Address> Poptrie<A> {
     /// Look up a batch; -1 where no route matches.
     ///
     /// Each group of [`LANES`] addresses is resolved one level at a time: first every
-    /// address's direct slot, keeping the few that lead into subtrees in a compact list, then
-    /// one node per listed address and level. The loads of one pass are independent of each
-    /// other, so their cache misses overlap, and the pass over direct slots has no
-    /// data-dependent branch.
+    /// address's direct slot (no data-dependent branch; subtree slots only set a bit), then
+    /// the subtree lanes are listed from those bits with their roots prefetched, then one
+    /// node per listed address and level. A lane that ends at a leaf prefetches it, and the
+    /// pass reads its leaves only after all its nodes. The loads of one pass are independent
+    /// of each other, so their cache misses overlap.
     pub fn lookup_many(&self, addrs: &[A], out: &mut [i64]) {
         match &self.leaves {
             Leaves::Narrow(l) => self.batch(l, addrs, out),
@@ -772,39 +781,86 @@ impl<A: Address> Poptrie<A> {
         let direct = &self.direct[..1 << s];
         let is_tree = &self.is_tree[..(1 << s) / 64];
         let nodes = self.nodes.as_ptr();
+        // `lane[..n]`: the addresses still walking, `addr[j]` the address of lane j and
+        // `node[j]` the node it is at.
+        let mut lane = [0u8; LANES];
+        let mut addr = [A::ZERO; LANES];
+        let mut node = [0u32; LANES];
+        // Lanes that reached a leaf in this pass, and the leaf (fetched before it is read).
+        let mut ended = [0u8; LANES];
+        let mut leaf = [0u32; LANES];
         for (group, out) in addrs.chunks(LANES).zip(out.chunks_mut(LANES)) {
-            // `lane[..n]`: the addresses still walking; `node[j]`: the node lane j is at.
-            let mut lane = [0u8; LANES];
-            let mut node = [0u32; LANES];
-            let mut n = 0;
-            for (i, (&a, o)) in group.iter().zip(out.iter_mut()).enumerate() {
+            // Every address's direct slot, with no data-dependent branch: the answer when the
+            // slot holds a value, and one bit per address when it is a subtree.
+            // The value (encoded plus one: -1 for none), and 1 for a subtree.
+            let probe = |a: A| {
                 let slot = a.chunk(0, s) as usize;
-                let entry = direct[slot];
-                let tree = (is_tree[slot / 64] >> (slot % 64) & 1) as usize;
-                *o = i64::from(entry) - 1; // the value (encoded plus one), -1 for none
-                lane[n % LANES] = i as u8;
-                node[n % LANES] = entry;
-                // Start fetching the subtree's root now (a harmless fetch of node 0 otherwise).
-                prefetch(nodes.wrapping_add(entry as usize * tree));
-                n += tree;
+                (
+                    i64::from(direct[slot]) - 1,
+                    is_tree[slot / 64] >> (slot % 64) & 1,
+                )
+            };
+            let mut trees = [0u64; LANES / 64];
+            for ((g, o), t) in group.chunks(64).zip(out.chunks_mut(64)).zip(&mut trees) {
+                // Four at a time (a loop the compiler does not unroll by itself).
+                let (g4, o4) = (g.chunks_exact(4), o.chunks_exact_mut(4));
+                let rest = g4.remainder().len();
+                for (q, (a, o)) in g4.zip(o4).enumerate() {
+                    let mut bits = 0;
+                    for k in 0..4 {
+                        let (v, tree) = probe(a[k]);
+                        o[k] = v;
+                        bits |= tree << k;
+                    }
+                    *t |= bits << (4 * q);
+                }
+                let done = g.len() - rest;
+                for (i, (&a, o)) in g[done..].iter().zip(&mut o[done..]).enumerate() {
+                    let (v, tree) = probe(a);
+                    *o = v;
+                    *t |= tree << (done + i);
+                }
+            }
+            // The few subtree lanes: list them and start fetching their roots.
+            let mut n = 0;
+            for (w, &t) in trees.iter().enumerate() {
+                let mut bits = t;
+                while bits != 0 {
+                    let i = w * 64 + bits.trailing_zeros() as usize;
+                    bits &= bits - 1;
+                    let a = group[i];
+                    let root = direct[a.chunk(0, s) as usize];
+                    prefetch_node(nodes.wrapping_add(root as usize));
+                    lane[n % LANES] = i as u8;
+                    addr[n % LANES] = a;
+                    node[n % LANES] = root;
+                    n += 1;
+                }
             }
             let mut depth = s;
             while n > 0 {
                 let width = STRIDE.min(A::BITS - depth);
-                let mut m = 0;
-                for j in 0..n {
-                    let i = usize::from(lane[j]);
+                let (mut m, mut d) = (0, 0);
+                for j in 0..n.min(LANES) {
                     let nd = &self.nodes[node[j] as usize];
-                    let c = group[i].chunk(depth, width);
+                    let c = addr[j].chunk(depth, width);
                     if nd.vector >> c & 1 == 1 {
-                        lane[m] = i as u8;
-                        node[m] = nd.child_base + rank(nd.vector, c) - 1;
-                        prefetch(nodes.wrapping_add(node[m] as usize));
+                        let next = nd.child_base + rank(nd.vector, c) - 1;
+                        prefetch_node(nodes.wrapping_add(next as usize));
+                        lane[m % LANES] = lane[j];
+                        addr[m % LANES] = addr[j];
+                        node[m % LANES] = next;
                         m += 1;
                     } else {
                         let k = nd.leaf_base + rank(nd.leafvec, c) - 1;
-                        out[i] = leaf_value(leaves[k as usize].value(&self.hops));
+                        prefetch(leaves.as_ptr().wrapping_add(k as usize));
+                        ended[d % LANES] = lane[j];
+                        leaf[d % LANES] = k;
+                        d += 1;
                     }
+                }
+                for (&i, &k) in ended.iter().zip(&leaf).take(d) {
+                    out[usize::from(i)] = leaf_value(leaves[k as usize].value(&self.hops));
                 }
                 n = m;
                 depth += width;
@@ -914,6 +970,7 @@ pub fn agrees_with<A: Address>(t: &Poptrie<A>, rib: &Rib<A>, addrs: &[A]) -> Opt
 mod tests {
     use super::*;
     use crate::rand::Rng;
+    use crate::route::table::MAX_VALUE;
 
     fn p4(s: &str) -> Prefix<u32> {
         match super::super::parse_prefix(s, true).unwrap() {
@@ -1152,6 +1209,81 @@ mod tests {
                 .collect();
             assert_eq!(out, want);
         }
+    }
+
+    /// `lookup_many` against `lookup` on `probes` and on every prefix of it whose length is
+    /// near a multiple of the batch's inner block sizes (4 and 64 addresses, 128-address groups).
+    fn batch_agrees<A: Address>(t: &Poptrie<A>, probes: &[A]) {
+        let mut sizes: Vec<usize> = (0..=9).collect();
+        for m in [4, 64, 128, 192, 256, 320] {
+            sizes.extend([m - 3, m - 1, m, m + 1, m + 3]);
+        }
+        sizes.push(probes.len());
+        for n in sizes.into_iter().filter(|&n| n <= probes.len()) {
+            let mut out = vec![7i64; n];
+            t.lookup_many(&probes[..n], &mut out);
+            for (k, (&a, &o)) in probes[..n].iter().zip(&out).enumerate() {
+                assert_eq!(o, t.lookup(a).map_or(-1, i64::from), "n {n}, row {k}");
+            }
+        }
+    }
+
+    #[test]
+    fn batch_lane_mixes() {
+        // Subtree lanes none, few, half and all of a group; values at the top of the range
+        // (encoded plus one in direct slots), "no route" inside subtrees, every depth.
+        let mut rng = Rng::new(23);
+        let addr = |r: &mut Rng| ((r.below(2) as u32) << 30) | (r.next_u64() as u32 >> 12);
+        let mut rib = Rib::new();
+        for i in 0..2000u32 {
+            let p = Prefix::new(addr(&mut rng), 12 + rng.below(21) as u8, false).unwrap();
+            let v = if i % 3 == 0 { MAX_VALUE - i } else { i % 40 };
+            rib.insert(p, v);
+        }
+        rib.insert(Prefix::new(0x8000_0000, 1, false).unwrap(), MAX_VALUE);
+        let t = Poptrie::build(&rib);
+        let deep: Vec<u32> = rib
+            .iter()
+            .filter(|(p, _)| p.len() > 18)
+            .map(|(p, _)| {
+                p.addr()
+                    | (rng.next_u64() as u32
+                        & !u32::MAX.checked_shl(32 - u32::from(p.len())).unwrap_or(0))
+            })
+            .collect();
+        let shallow: Vec<u32> = (0..600)
+            .map(|_| rng.next_u64() as u32 | 0x8000_0000)
+            .collect();
+        let mixed: Vec<u32> = (0..1500)
+            .map(|k| match k % 7 {
+                0..=2 => deep[rng.below(deep.len() as u64) as usize],
+                3 => shallow[k % shallow.len()],
+                _ => addr(&mut rng),
+            })
+            .collect();
+        let mut rare = shallow.clone();
+        for k in (0..rare.len()).step_by(61) {
+            rare[k] = deep[k % deep.len()];
+        }
+        for probes in [&deep, &shallow, &mixed, &rare] {
+            batch_agrees(&t, probes);
+        }
+    }
+
+    #[test]
+    fn batch_ipv6() {
+        let mut rng = Rng::new(24);
+        let addr = |r: &mut Rng| {
+            (0x2001u128 << 112) | (u128::from(r.below(4)) << 100) | (u128::from(r.next_u64()) << 36)
+        };
+        let rib = random_table(&mut rng, 1500, &addr, &|r: &mut Rng| {
+            16 + r.below(113) as u8
+        });
+        let t = Poptrie::build(&rib);
+        let mut probes: Vec<u128> = rib.iter().map(|(p, _)| p.last()).collect();
+        probes.extend((0..1000).map(|_| addr(&mut rng)));
+        probes.extend((0..300).map(|_| u128::from(rng.next_u64()) << 64));
+        batch_agrees(&t, &probes);
     }
 
     #[test]
