@@ -610,10 +610,11 @@ impl Gcra {
             let nt = if valid { n * interval } else { 0 };
             let fits = t + slack >= tat + nt;
             *o = valid & ((n == 0) | fits);
-            let take = valid & (n != 0) & fits;
-            // TAT <- max(TAT, t) + n T when taken, as masks.
-            let m = u64::from(take).wrapping_neg();
-            tat += (t.saturating_sub(tat) + nt) & m;
+            // TAT <- max(TAT, t) + n T when taken. A plain branch: with mostly-conforming
+            // rows it predicts well and beats a masked update (measured side by side).
+            if valid & (n != 0) & fits {
+                tat = tat.max(t) + nt;
+            }
         }
         self.tat = u128::from(tat);
         self.last = last;
