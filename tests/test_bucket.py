@@ -374,3 +374,97 @@ def test_shaper_long_run_has_no_drift() -> None:
 def test_exports() -> None:
     for name in ["TokenBucket", "Gcra", "LeakyBucket", "Verdict", "Color"]:
         assert name in meshcore.__all__
+
+
+# The batch forms run in chunks of 2048 rows: each chunk is checked, converted and then run.
+CHUNK = 2048
+
+
+def _rows(n: int, seed: int, dtype: type) -> tuple[np.ndarray, np.ndarray]:
+    """Costs around the burst (admits and denies interleave) and float-second times that mostly
+    rise, sometimes fall back, and sit past 2**32 ns and 2**52 ns (the conversion's splits)."""
+    rng = np.random.default_rng(seed)
+    costs: np.ndarray = rng.integers(0, 5, n).astype(dtype)
+    steps = rng.integers(0, 400_000_000, n)
+    steps[rng.random(n) < 0.1] *= -1
+    base = [0, 5 * 2**32, 2**52 + 12_345, 9 * 10**18][seed % 4]
+    ns = np.maximum(base + np.cumsum(steps), 0)
+    return costs, ns / NS
+
+
+def _single(obj: TokenBucket | Gcra, costs: np.ndarray, times: np.ndarray | None) -> list[bool]:
+    if times is None:
+        return [obj.try_consume(int(c)) for c in costs]
+    return [obj.try_consume(int(c), float(t)) for c, t in zip(costs, times, strict=True)]
+
+
+@pytest.mark.parametrize("n", [0, 1, 7, CHUNK - 1, CHUNK, CHUNK + 1, 2 * CHUNK + 3])
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+@pytest.mark.parametrize("kind", ["tb", "gcra"])
+def test_batch_equals_single_calls_across_chunks(n: int, dtype: type, kind: str) -> None:
+    for seed in range(4):
+        costs, times = _rows(n, seed, dtype)
+
+        def make() -> TokenBucket | Gcra:
+            clock = lambda: 7.5  # noqa: E731  (one clock reading for the batch)
+            return (
+                TokenBucket(3.5, 4, clock=clock) if kind == "tb" else Gcra(0.25, 0.75, clock=clock)
+            )
+
+        a, b = make(), make()
+        got = a.try_consume_many(costs, times)
+        assert got.tolist() == _single(b, costs, times), seed
+        # One clock reading for the whole batch, after the rows above.
+        got = a.try_consume_many(costs)
+        assert got.tolist() == _single(b, costs, None), seed
+        assert a.time_until(1, 1e9) == b.time_until(1, 1e9)
+
+
+@pytest.mark.parametrize("kind", ["tb", "gcra"])
+@pytest.mark.parametrize(
+    "bad",
+    [
+        # (row, what): a bad cost or time at the edges of chunks; the message names the row.
+        (0, "cost"),
+        (CHUNK - 1, "cost"),
+        (CHUNK, "time"),
+        (CHUNK + 1, "neg"),
+        (3 * CHUNK - 1, "time"),
+        (3 * CHUNK, "nan"),
+    ],
+)
+def test_bad_rows_raise_and_leave_the_object_unchanged(kind: str, bad: tuple[int, str]) -> None:
+    row, what = bad
+    n = 3 * CHUNK + 10
+    costs, times = _rows(n, 1, np.int64)
+    costs[costs > 3] = 3
+
+    def make() -> TokenBucket | Gcra:
+        return TokenBucket(3.5, 4) if kind == "tb" else Gcra(0.25, 0.75)
+
+    a, b = make(), make()
+    a.try_consume_many(costs[:100], times[:100])
+    b.try_consume_many(costs[:100], times[:100])
+    costs, times = costs.copy(), times + 100.0
+    if what == "cost":
+        costs[row] = 9
+        msg = rf"costs\[{row}\] = 9 exceeds the burst: it can never conform \(at most [34]\)"
+    elif what == "neg":
+        costs[row] = -2
+        msg = rf"costs\[{row}\] = -2 must be >= 0"
+    else:
+        times[row] = -1.0 if what == "time" else math.nan
+        shown = "-1.0" if what == "time" else "nan"
+        msg = rf"times\[{row}\] = {shown} is not a time in seconds"
+    # A bad time later in the same chunk as a bad cost: the cost is named.
+    if what in ("cost", "neg") and row + 5 < n:
+        times[row + 5] = math.inf
+    with pytest.raises(ConfigError, match=msg):
+        a.try_consume_many(costs, times)
+    # Unchanged: the same answers as the untouched twin from here on.
+    good_costs, good_times = _rows(3000, 2, np.int64)
+    good_costs[good_costs > 3] = 3
+    good_times = good_times + 200.0
+    assert a.try_consume_many(good_costs, good_times).tolist() == (
+        b.try_consume_many(good_costs, good_times).tolist()
+    )

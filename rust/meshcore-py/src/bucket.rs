@@ -11,10 +11,11 @@ use crate::convert::bytes_len;
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
 use crate::red::contiguous;
-use meshcore_core::queue::bucket::{Gcra, TokenBucket};
+use meshcore_core::queue::bucket::{CostRow, Gcra, TokenBucket};
 use meshcore_core::queue::shaper::LeakyBucket;
 use meshcore_core::queue::{
-    nanos_checked, nanos_of_seconds, nanos_to_seconds, Nanos, Ratio, Verdict, NANOS_PER_SEC,
+    nanos_checked, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, Nanos, Ratio, Verdict,
+    NANOS_PER_SEC,
 };
 use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
@@ -249,13 +250,7 @@ impl<'a> TimeSlice<'a> {
                 None
             }
             TimeSlice::Each(s) => {
-                let mut ok = true;
-                for (d, &t) in dst.iter_mut().zip(s) {
-                    let (ns, good) = nanos_checked(t);
-                    *d = ns;
-                    ok &= good;
-                }
-                if ok {
+                if nanos_checked_into(s, dst) {
                     None
                 } else {
                     self.first_bad()
@@ -338,20 +333,37 @@ fn seconds_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<N
 
 /// A limiter with a batch form: a token bucket or a GCRA.
 trait Consume: Send + Sync {
-    fn consume_each(&mut self, items: impl Iterator<Item = (u64, Nanos)>, out: &mut [bool]);
+    /// `costs[i]` at `times[i]`, answers in `out` (all as long).
+    fn consume_rows<C: CostRow>(&mut self, costs: &[C], times: &[Nanos], out: &mut [bool]);
+    /// Every row at `now`.
+    fn consume_at<C: CostRow>(&mut self, costs: &[C], now: Nanos, out: &mut [bool]);
 }
 
 impl Consume for TokenBucket {
     #[inline]
-    fn consume_each(&mut self, items: impl Iterator<Item = (u64, Nanos)>, out: &mut [bool]) {
-        self.try_consume_each(items, out);
+    fn consume_rows<C: CostRow>(&mut self, costs: &[C], times: &[Nanos], out: &mut [bool]) {
+        self.try_consume_rows(costs, times, out);
+    }
+
+    #[inline]
+    fn consume_at<C: CostRow>(&mut self, costs: &[C], now: Nanos, out: &mut [bool]) {
+        self.try_consume_all_at(costs, now, out);
     }
 }
 
 impl Consume for Gcra {
     #[inline]
-    fn consume_each(&mut self, items: impl Iterator<Item = (u64, Nanos)>, out: &mut [bool]) {
-        self.try_consume_each(items, out);
+    fn consume_rows<C: CostRow>(&mut self, costs: &[C], times: &[Nanos], out: &mut [bool]) {
+        self.try_consume_rows(costs, times, out);
+    }
+
+    #[inline]
+    fn consume_at<C: CostRow>(&mut self, costs: &[C], now: Nanos, out: &mut [bool]) {
+        // The GCRA has no cheaper form for one time; its row loop is already tight.
+        let times = [now; CHUNK];
+        for (c, o) in costs.chunks(CHUNK).zip(out.chunks_mut(CHUNK)) {
+            self.try_consume_rows(c, &times[..c.len()], o);
+        }
     }
 }
 
@@ -359,58 +371,14 @@ impl Consume for Gcra {
 /// buffers of this many rows (16 KiB each, so they stay in L1 for the run), then run.
 pub const CHUNK: usize = 2048;
 
-/// Feed `(cost, time)` rows to `b`, converting and checking each row inside the loop (one
-/// pass, no branch per row, one monomorphic loop per pair of column types); whether every row
-/// was good. Bad rows are fed too (with junk values), so the caller must restore the bucket when
-/// this returns false.
-#[allow(clippy::cast_sign_loss)] // a negative int64 row is flagged, its value never used
-fn feed<B: Consume>(
-    b: &mut B,
-    c: IntSlice<'_>,
-    t: TimeSlice<'_>,
-    max: u64,
-    o: &mut [bool],
-) -> bool {
-    let mut good = true;
-    let g = &mut good;
-    match (c, t) {
-        (IntSlice::U(c), TimeSlice::One(t)) => {
-            let rows = c.iter().map(|&n| {
-                *g &= n <= max;
-                (n, t)
-            });
-            b.consume_each(rows, o);
-        }
-        (IntSlice::I(c), TimeSlice::One(t)) => {
-            let rows = c.iter().map(|&n| {
-                *g &= (n >= 0) & (n as u64 <= max);
-                (n as u64, t)
-            });
-            b.consume_each(rows, o);
-        }
-        (IntSlice::U(c), TimeSlice::Each(ts)) => {
-            let rows = c.iter().zip(ts).map(|(&n, &x)| {
-                let (ns, ok) = nanos_checked(x);
-                *g &= ok & (n <= max);
-                (n, ns)
-            });
-            b.consume_each(rows, o);
-        }
-        (IntSlice::I(c), TimeSlice::Each(ts)) => {
-            let rows = c.iter().zip(ts).map(|(&n, &x)| {
-                let (ns, ok) = nanos_checked(x);
-                *g &= ok & (n >= 0) & (n as u64 <= max);
-                (n as u64, ns)
-            });
-            b.consume_each(rows, o);
-        }
-    }
-    good
-}
-
 /// Run a batch of costs through a bucket, checking every cost against `max_cost` and every
 /// time; a bad row raises and restores the bucket as it was before the batch. The answers land
 /// in `out`.
+///
+/// Each chunk is first checked (the costs in place, then the times converted into a stack
+/// buffer) in branch-free passes that do not touch the bucket, then run through the bucket's
+/// tight row loop. A chunk with a bad row is not run: the message names the first bad cost of the chunk,
+/// else its first bad time.
 fn consume_batch<B: Consume + Clone>(
     py: Python<'_>,
     inner: &Locked<B>,
@@ -419,14 +387,12 @@ fn consume_batch<B: Consume + Clone>(
 ) -> PyResult<()> {
     let r = inner.write_rows(py, out.len(), move |b| {
         let saved = b.clone();
+        let mut tbuf = [0u64; CHUNK];
         for (k, o) in out.chunks_mut(CHUNK).enumerate() {
             let rows = k * CHUNK..k * CHUNK + o.len();
             let (c, t) = (costs.sub(rows.clone()), times.sub(rows.clone()));
-            if feed(b, c, t, max_cost, o) {
-                continue;
-            }
-            // Some row of this chunk is bad: find it for the message, and undo the batch.
-            *b = saved;
+            let tb = &mut tbuf[..o.len()];
+            // The costs are checked in place (a counting pass) and read as they are.
             let msg = if let Some((i, v)) = c.first_outside(max_cost) {
                 let i = rows.start + i;
                 if v < 0 {
@@ -437,9 +403,27 @@ fn consume_batch<B: Consume + Clone>(
                     )
                 }
             } else {
-                let (i, x) = t.first_bad().unwrap_or((0, f64::NAN));
+                let bad = match t {
+                    TimeSlice::One(now) => {
+                        match c {
+                            IntSlice::U(c) => b.consume_at(c, now, o),
+                            IntSlice::I(c) => b.consume_at(c, now, o),
+                        }
+                        continue;
+                    }
+                    TimeSlice::Each(_) => t.convert(tb),
+                };
+                let Some((i, x)) = bad else {
+                    match c {
+                        IntSlice::U(c) => b.consume_rows(c, tb, o),
+                        IntSlice::I(c) => b.consume_rows(c, tb, o),
+                    }
+                    continue;
+                };
                 bad_time(rows.start + i, x)
             };
+            // Undo the chunks already run.
+            *b = saved;
             return Err(msg);
         }
         Ok(())

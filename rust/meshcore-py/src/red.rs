@@ -11,7 +11,9 @@ use crate::convert::{bytes_len, py_bool};
 use crate::error::{raise, Exc};
 use crate::lock::{Locked, SMALL_BATCH};
 use meshcore_core::queue::red::{CountRule, RedConfig, RedQueue};
-use meshcore_core::queue::{nanos_checked, seconds_to_nanos, Nanos, ParamError, Verdict};
+use meshcore_core::queue::{
+    nanos_checked, nanos_checked_into, seconds_to_nanos, Nanos, ParamError, Verdict,
+};
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
     PyUntypedArrayMethods,
@@ -200,7 +202,7 @@ impl<'py> Arrivals<'py> {
         let rejected = lock.write_rows(py, sizes.len(), move |q| {
             let mut rejected = Vec::new();
             let mut items = items.map(Vec::into_iter);
-            // Times are converted a chunk at a time into a buffer (a branch-free pass), so the
+            // Times are converted a chunk at a time into a buffer (a vectorized pass), so the
             // arrival loop reads integers.
             let mut tbuf = [0u64; CHUNK];
             for (k, o) in out.chunks_mut(CHUNK).enumerate() {
@@ -208,9 +210,7 @@ impl<'py> Arrivals<'py> {
                 let t = &mut tbuf[..o.len()];
                 match times {
                     Some(ts) => {
-                        for (d, &x) in t.iter_mut().zip(&ts[rows.clone()]) {
-                            *d = nanos_checked(x).0; // checked above
-                        }
+                        nanos_checked_into(&ts[rows.clone()], t); // checked above
                     }
                     None => t.fill(now),
                 }
