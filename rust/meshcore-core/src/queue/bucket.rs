@@ -769,24 +769,29 @@ mod tests {
         assert_eq!(out, [false, true, false]);
     }
 
+    /// A bucket of random rate and burst; `large`: a burst past 2**63 units (the u128 loop).
+    fn random_bucket(rng: &mut Rng, large: bool) -> TokenBucket {
+        let rate = r(
+            1 + u128::from(rng.next_u64() % 10_000),
+            1 + u128::from(rng.next_u64() % 7),
+        );
+        let burst = if large {
+            r(1 << 70, 3)
+        } else {
+            r(
+                1 + u128::from(rng.next_u64() % 50),
+                1 + u128::from(rng.next_u64() % 4),
+            )
+        };
+        TokenBucket::new(rate, burst).unwrap()
+    }
+
     /// The batch loop (u64 for small buckets, u128 for large ones) answers as single calls do.
     #[test]
     fn batch_equals_single_calls() {
         let mut rng = Rng::new(9);
         for case in 0..100 {
-            let rate = r(
-                1 + u128::from(rng.next_u64() % 10_000),
-                1 + u128::from(rng.next_u64() % 7),
-            );
-            let burst = if case % 3 == 0 {
-                r(1 << 70, 3) // past 2**63 units: the u128 loop
-            } else {
-                r(
-                    1 + u128::from(rng.next_u64() % 50),
-                    1 + u128::from(rng.next_u64() % 4),
-                )
-            };
-            let mut a = TokenBucket::new(rate, burst).unwrap();
+            let mut a = random_bucket(&mut rng, case % 3 == 0);
             let mut b = a.clone();
             let mut t = (case % 2) * (1 << 62);
             let rows: Vec<(u64, Nanos)> = (0..300)
@@ -827,19 +832,7 @@ mod tests {
     fn bucket_columns_equal_each() {
         let mut rng = Rng::new(11);
         for case in 0..300 {
-            let rate = r(
-                1 + u128::from(rng.next_u64() % 10_000),
-                1 + u128::from(rng.next_u64() % 7),
-            );
-            let burst = if case % 5 == 0 {
-                r(1 << 70, 3) // past 2**63 units: the u128 loop
-            } else {
-                r(
-                    1 + u128::from(rng.next_u64() % 50),
-                    1 + u128::from(rng.next_u64() % 4),
-                )
-            };
-            let mut a = TokenBucket::new(rate, burst).unwrap();
+            let mut a = random_bucket(&mut rng, case % 5 == 0);
             let base = [0, 1 << 62, u64::MAX - S][case % 3];
             // A first call so that the buckets do not start full.
             a.try_consume_each(
