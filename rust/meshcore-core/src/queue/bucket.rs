@@ -578,8 +578,8 @@ impl Gcra {
 
     /// [`try_consume_each`](Self::try_consume_each) over columns: `costs[i]` at `times[i]`
     /// (rows past the shortest slice are left alone). The same answers and the same final
-    /// state; in u64 arithmetic, with the TAT update as a mask, when the times, the TAT and `T + tau`
-    /// are small enough (always, for times below 2**63 ns and `T + tau` below 2**62 ns).
+    /// state; in u64 arithmetic when the times, the TAT and `T + tau` are small enough (always,
+    /// for times below 2**63 ns and `T + tau` below 2**62 ns).
     pub fn try_consume_rows<C: CostRow>(&mut self, costs: &[C], times: &[Nanos], out: &mut [bool]) {
         let n = out.len().min(costs.len()).min(times.len());
         let (costs, times, out) = (&costs[..n], &times[..n], &mut out[..n]);
