@@ -377,8 +377,8 @@ pub const CHUNK: usize = 2048;
 ///
 /// Each chunk is first checked (the costs in place, then the times converted into a stack
 /// buffer) in branch-free passes that do not touch the bucket, then run through the bucket's
-/// tight row loop. A chunk with a bad row is not run: the message names the first bad cost of the chunk,
-/// else its first bad time.
+/// tight row loop. A chunk with a bad row is not run: the message names the first bad cost of
+/// the chunk, else its first bad time.
 fn consume_batch<B: Consume + Clone>(
     py: Python<'_>,
     inner: &Locked<B>,
