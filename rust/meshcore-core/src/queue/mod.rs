@@ -299,6 +299,34 @@ mod tests {
         assert_eq!(r(0.7).mul_ceil(3), Some(3));
     }
 
+    /// Times in seconds at the edges of the conversion to nanoseconds: signs, half
+    /// nanoseconds, the range limit, 2**32 ns, 2**52 and non-finite values.
+    const EDGE_SECONDS: [f64; 23] = [
+        0.0,
+        -0.0,
+        1.5e-9,
+        2.5e-9,
+        -4e-10,
+        -5e-10,
+        -6e-10,
+        0.1,
+        9.2e9,
+        9.199_999_999e9,
+        9.1e9,
+        1e10,
+        -1.0,
+        f64::NAN,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::MIN_POSITIVE,
+        5e-324,
+        4.503_599_627_370_497e6,
+        4.294_967_296,
+        4.294_967_295_5,
+        4.294_967_296_5,
+        1.234_567_890_5,
+    ];
+
     #[test]
     fn batch_conversion_rounds_like_f64_round() {
         let mut rng = Rng::new(1);
@@ -314,24 +342,7 @@ mod tests {
                 assert_eq!(Some(ns), want, "{x:e}");
             }
         };
-        for x in [
-            0.0,
-            -0.0,
-            1.5e-9,
-            2.5e-9,
-            -4e-10,
-            -5e-10,
-            -6e-10,
-            0.1,
-            9.2e9,
-            9.1e9,
-            1e10,
-            -1.0,
-            f64::NAN,
-            f64::INFINITY,
-            4.503_599_627_370_497e6,
-            1.234_567_890_5,
-        ] {
+        for x in EDGE_SECONDS {
             check(x);
         }
         for _ in 0..100_000 {
@@ -351,31 +362,7 @@ mod tests {
     #[test]
     fn column_conversion_equals_nanos_checked() {
         let mut rng = Rng::new(2);
-        let mut xs = vec![
-            0.0,
-            -0.0,
-            1.5e-9,
-            2.5e-9,
-            -4e-10,
-            -5e-10,
-            -6e-10,
-            0.1,
-            9.2e9,
-            9.199_999_999e9,
-            9.1e9,
-            1e10,
-            -1.0,
-            f64::NAN,
-            f64::INFINITY,
-            f64::NEG_INFINITY,
-            f64::MIN_POSITIVE,
-            5e-324,
-            4.503_599_627_370_497e6,
-            4.294_967_296,
-            4.294_967_295_5,
-            4.294_967_296_5,
-            1.234_567_890_5,
-        ];
+        let mut xs = EDGE_SECONDS.to_vec();
         for _ in 0..200_000 {
             let bits = rng.next_u64();
             #[allow(clippy::cast_precision_loss)]
