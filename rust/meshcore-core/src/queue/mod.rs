@@ -188,13 +188,61 @@ pub fn nanos_checked_into(seconds: &[f64], out: &mut [Nanos]) -> bool {
         // SAFETY: the CPU has AVX2, the one feature `nanos_checked_avx2` is compiled for.
         return unsafe { nanos_checked_avx2(seconds, out) };
     }
-    nanos_checked_lanes(seconds, out)
+    nanos_near_lanes(seconds, out) || nanos_checked_lanes(seconds, out)
 }
 
 #[cfg(target_arch = "x86_64")]
 #[target_feature(enable = "avx2")]
 fn nanos_checked_avx2(seconds: &[f64], out: &mut [Nanos]) -> bool {
-    nanos_checked_lanes(seconds, out)
+    nanos_near_lanes(seconds, out) || nanos_checked_lanes(seconds, out)
+}
+
+/// The common case of [`nanos_checked_into`] in fewer operations: when every row lies in
+/// `[b, b + 2**51)` ns, where `b` is the first row's whole nanoseconds (then all are accepted),
+/// `out` gets them as [`nanos_checked`] rounds them and the answer is `true`; else `false`
+/// (and `out` means nothing). For a column of times from one clock, that is every column
+/// that starts at a good time and never goes back before it.
+#[inline(always)]
+#[allow(clippy::inline_always)]
+// the body of both copies above, vectorized in each
+// The casts are exact: y0 in [0, 9.2e18), and its floor b is a float again (below 2**53 any
+// whole number is; above it y0 is whole and b = y0).
+// `&` rather than `Range::contains` keeps the loop free of branches.
+#[allow(
+    clippy::cast_sign_loss,
+    clippy::cast_precision_loss,
+    clippy::float_cmp,
+    clippy::manual_range_contains
+)]
+fn nanos_near_lanes(seconds: &[f64], out: &mut [Nanos]) -> bool {
+    let Some(&first) = seconds.first() else {
+        return true;
+    };
+    let y0 = first * 1e9;
+    if !((0.0..9.2e18).contains(&y0)) {
+        return false;
+    }
+    let b = y0 as u64;
+    let bf = b as f64;
+    let mut near = true;
+    for (o, &s) in out.iter_mut().zip(seconds) {
+        let y = s * 1e9;
+        // y - b is exact when y >= b: below 2**53 both are multiples of y's spacing (b is
+        // whole, and that spacing is at most 1) and the difference is no wider than y; above
+        // it both are whole, and a difference below 2**51 is a float. A difference that is not
+        // (2**51 or more) rounds to 2**51 or more and fails the test, as y < b (d < 0) and NaN do.
+        let d = y - bf;
+        near &= (d >= 0.0) & (d < 2_251_799_813_685_248.0) & (y < 9.2e18);
+        // d + 2**52 rounds d to a whole k (halves to even); d - k is exact (|d - k| <= 1/2
+        // and k <= 2d), so the halves rounded down are found and rounded up.
+        let r = d + MAGIC;
+        let k = r - MAGIC;
+        let half_down = d - k == 0.5;
+        *o = b
+            .wrapping_add(r.to_bits().wrapping_sub(MAGIC.to_bits()))
+            .wrapping_add(u64::from(half_down));
+    }
+    near
 }
 
 /// 2**52: below it, adding this rounds a float to a whole number held in the low mantissa bits.
@@ -394,6 +442,9 @@ mod tests {
                 check(x, o, all);
                 let all = nanos_checked_lanes(x, o);
                 check(x, o, all);
+                if nanos_near_lanes(x, o) {
+                    check(x, o, true);
+                }
             }
         }
         let all = nanos_checked_into(&xs, &mut out);
@@ -405,6 +456,63 @@ mod tests {
         let mut out = vec![0; good.len()];
         assert!(nanos_checked_into(&good, &mut out));
         check(&good, &out, true);
+    }
+
+    /// Columns as clocks give them (a start anywhere up to past 2**53 ns, then small steps,
+    /// halves of a nanosecond included): the short path takes them, exactly as
+    /// `nanos_checked`; starts and steps that leave its range fall back and still convert.
+    #[test]
+    fn clock_columns_take_the_short_path() {
+        let mut rng = Rng::new(3);
+        let mut taken = 0;
+        for case in 0..4000 {
+            let bits = rng.next_u64();
+            #[allow(clippy::cast_precision_loss)]
+            let start = match case % 5 {
+                0 => (bits % 1_000_000) as f64 * 1e-9,
+                1 => (bits >> 11) as f64 / (1u64 << 53) as f64 * 1e7,
+                2 => ((bits % 1_000_000_000) as f64 + 0.5) * 1e-9 + 86_400.0,
+                // Around 2**53 ns and near the top of the accepted range.
+                3 => (9_007_199_254_740_992.0 + (bits % 4096) as f64 - 2048.0) * 1e-9,
+                _ => 9.2e9 - (bits % 1000) as f64 * 1e-3,
+            };
+            let len = 1 + (bits as usize >> 40) % 40;
+            let mut t = start;
+            let xs: Vec<f64> = (0..len)
+                .map(|i| {
+                    let step = rng.next_u64();
+                    #[allow(clippy::cast_precision_loss)]
+                    match (case / 5) % 4 {
+                        0 => t += (step % 1000) as f64 * 1e-9,
+                        1 => t += (step % 1000) as f64 * 0.5e-9,
+                        // One row before the first: the long path.
+                        2 if i == len / 2 => t = start - 1e-9,
+                        _ => t += (step >> 11) as f64 / (1u64 << 53) as f64 * 1e-3,
+                    }
+                    t
+                })
+                .collect();
+            let mut out = vec![0; len];
+            let near = nanos_near_lanes(&xs, &mut out);
+            taken += usize::from(near);
+            if near {
+                for (&x, &ns) in xs.iter().zip(&out) {
+                    assert_eq!(nanos_checked(x), (ns, true), "case {case} {x:e}");
+                }
+            }
+            let all = nanos_checked_into(&xs, &mut out);
+            let mut want_all = true;
+            for (&x, &ns) in xs.iter().zip(&out) {
+                let (want, ok) = nanos_checked(x);
+                want_all &= ok;
+                if ok {
+                    assert_eq!(ns, want, "case {case} {x:e}");
+                }
+            }
+            assert_eq!(all, want_all, "case {case}");
+        }
+        // Most clock columns take it.
+        assert!(taken > 2000, "{taken}");
     }
 
     #[test]
