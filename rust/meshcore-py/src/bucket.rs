@@ -11,7 +11,7 @@ use crate::convert::bytes_len;
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
 use crate::red::contiguous;
-use meshcore_core::queue::bucket::{CostRow, Gcra, TokenBucket};
+use meshcore_core::queue::bucket::{all_at_most, CostRow, Gcra, TokenBucket};
 use meshcore_core::queue::shaper::LeakyBucket;
 use meshcore_core::queue::{
     nanos_checked, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, Nanos, Ratio, Verdict,
@@ -142,15 +142,13 @@ impl<'a> IntSlice<'a> {
 
     /// The first row that is negative or above `max`, with its value.
     pub fn first_outside(self, max: u64) -> Option<(usize, i128)> {
-        // A branch-free pass first (it vectorizes); the search only on failure.
-        let bad = match self {
-            IntSlice::U(s) => s.iter().filter(|&&v| v > max).count(),
-            IntSlice::I(s) => s
-                .iter()
-                .filter(|&&v| u64::try_from(v).map_or(true, |v| v > max))
-                .count(),
+        // A branch-free pass first (in vector lanes); the search only on failure. Read as
+        // u64, a negative int64 row is above any bound below 2**63.
+        let fine = match self {
+            IntSlice::U(s) => all_at_most(s, max),
+            IntSlice::I(s) => all_at_most(s, max.min(i64::MAX as u64)),
         };
-        if bad == 0 {
+        if fine {
             return None;
         }
         match self {
