@@ -181,12 +181,22 @@ pub fn elapsed(last: &mut Nanos, now: Nanos) -> u64 {
 /// any `max_cost`, so it is refused like one).
 pub trait CostRow: Copy {
     fn cost(self) -> u64;
+
+    /// The column as the u64 words `cost` reads, when its rows are 8-byte integers (for loops
+    /// that load several rows at once).
+    fn words(_column: &[Self]) -> Option<&[u64]> {
+        None
+    }
 }
 
 impl CostRow for u64 {
     #[inline]
     fn cost(self) -> u64 {
         self
+    }
+
+    fn words(column: &[u64]) -> Option<&[u64]> {
+        Some(column)
     }
 }
 
@@ -195,6 +205,13 @@ impl CostRow for i64 {
     #[allow(clippy::cast_sign_loss)] // the point: negative costs become huge ones
     fn cost(self) -> u64 {
         self as u64
+    }
+
+    #[allow(unsafe_code)]
+    fn words(column: &[i64]) -> Option<&[u64]> {
+        // SAFETY: i64 and u64 have the same size and alignment and every bit pattern is a
+        // valid u64; the new slice borrows the same memory for the same lifetime.
+        Some(unsafe { std::slice::from_raw_parts(column.as_ptr().cast::<u64>(), column.len()) })
     }
 }
 
@@ -338,6 +355,34 @@ fn take_block<C: CostRow>(
         *o = ok;
     }
     cap - (f.max(t) - t) as u64
+}
+
+/// Rows at a time the column loops run one at a time when the lanes' answers change every
+/// few rows.
+#[cfg(target_arch = "x86_64")]
+const CHURN_ROWS: usize = 64;
+
+/// The column loop one row at a time, for buckets below 2**62 units that refill less than
+/// 2**62 units a nanosecond: any rows (times going back, costs above `max_cost`).
+#[inline]
+fn plain_rows<C: CostRow>(
+    (level, last): (&mut u64, &mut Nanos),
+    (costs, times, out): (&[C], &[Nanos], &mut [bool]),
+    (cap, unit, per_ns, fill_ns, max_cost): (u64, u64, u64, u64, u64),
+) {
+    for ((c, &now), o) in costs.iter().zip(times).zip(out.iter_mut()) {
+        let t = (*last).max(now);
+        // Time going backwards is no time; refill for at most fill_ns (which fills the
+        // bucket): fill < cap + per_ns < 2**63.
+        let fill = (t - *last).min(fill_ns) * per_ns;
+        *last = t;
+        // The compiler may branch on the min and the take.
+        let lvl = (*level + fill).min(cap);
+        let need = need(c.cost(), max_cost, unit);
+        let ok = lvl >= need;
+        *level = if ok { lvl - need } else { lvl };
+        *o = ok;
+    }
 }
 
 /// `n` tokens against a capacity of `burst` tokens: the error for a cost that can never conform.
@@ -508,6 +553,92 @@ impl TokenBucket {
             self.try_consume_each_u64(rows, out, cap, unit);
             return;
         }
+        #[cfg(target_arch = "x86_64")]
+        if let (Some(words), Some(run)) = (
+            C::words(costs),
+            super::lanes::Run::new(cap, per_ns, unit, self.max_cost),
+        ) {
+            if std::is_x86_feature_detected!("avx2") {
+                self.rows_in_lanes(words, times, out, &run);
+                return;
+            }
+        }
+        self.rows_in_blocks(costs, times, out, (cap, unit, per_ns));
+    }
+
+    /// [`try_consume_rows`](Self::try_consume_rows) four rows at a time where it can (see
+    /// [`super::lanes`]), one at a time where not. The CPU must have AVX2.
+    #[cfg(target_arch = "x86_64")]
+    #[allow(clippy::cast_possible_wrap, clippy::cast_sign_loss)] // below 2**62, see lanes
+    fn rows_in_lanes(
+        &mut self,
+        costs: &[u64],
+        times: &[Nanos],
+        out: &mut [bool],
+        run: &super::lanes::Run,
+    ) {
+        let n = out.len().min(costs.len()).min(times.len());
+        let (cap, per_ns, unit) = (run.cap, run.per_ns, run.unit);
+        let mut level = u64::try_from(self.bucket.level).unwrap_or(cap);
+        let mut last = self.last;
+        let mut i = 0;
+        while i < n {
+            if n - i >= 4 {
+                // The count at the origin `last`: cap - level.
+                #[allow(unsafe_code)]
+                // SAFETY: the caller checked that the CPU has AVX2.
+                let (k, f, churn) = unsafe {
+                    super::lanes::take_run(
+                        &costs[i..n],
+                        &times[i..n],
+                        &mut out[i..n],
+                        last,
+                        (cap - level) as i64,
+                        run,
+                    )
+                };
+                if k > 0 {
+                    // Rows i..i + k rose from `last` by less than 2**32 ns; f >= t, and
+                    // f - t <= cap.
+                    let now = times[i + k - 1];
+                    let t = ((now - last) * per_ns) as i64;
+                    level = cap - (f - t) as u64;
+                    last = now;
+                    i += k;
+                }
+                // Answers that change every few rows: a stretch one row at a time.
+                let alone = if churn { CHURN_ROWS } else { 1 };
+                let end = (i + alone).min(n);
+                plain_rows(
+                    (&mut level, &mut last),
+                    (&costs[i..end], &times[i..end], &mut out[i..end]),
+                    (cap, unit, per_ns, self.bucket.fill_ns, self.max_cost),
+                );
+                i = end;
+                continue;
+            }
+            // Fewer than four rows left.
+            plain_rows(
+                (&mut level, &mut last),
+                (&costs[i..n], &times[i..n], &mut out[i..n]),
+                (cap, unit, per_ns, self.bucket.fill_ns, self.max_cost),
+            );
+            break;
+        }
+        self.bucket.level = u128::from(level);
+        self.last = last;
+    }
+
+    /// [`try_consume_rows`](Self::try_consume_rows) in blocks of [`GAP_ROWS`] rows, each run by
+    /// [`take_block`] when its times rise, else one row at a time. For buckets below 2**62
+    /// units that refill less than 2**62 units a nanosecond.
+    fn rows_in_blocks<C: CostRow>(
+        &mut self,
+        costs: &[C],
+        times: &[Nanos],
+        out: &mut [bool],
+        (cap, unit, per_ns): (u64, u64, u64),
+    ) {
         let (fill_ns, max_cost) = (self.bucket.fill_ns, self.max_cost);
         let mut level = u64::try_from(self.bucket.level).unwrap_or(cap);
         let mut last = self.last;
@@ -525,21 +656,11 @@ impl TokenBucket {
                 last = t.last().copied().unwrap_or(last);
                 continue;
             }
-            for ((c, &now), o) in c.iter().zip(t).zip(o.iter_mut()) {
-                let t = last.max(now);
-                // Time going backwards is no time; refill for at most fill_ns (which fills
-                // the bucket): fill < cap + per_ns < 2**63.
-                let fill = (t - last).min(fill_ns) * per_ns;
-                last = t;
-                // The compiler may branch on the min and the take: with rows that mostly
-                // admit (or mostly deny) that beats a chain of selects, which measured 0.8x
-                // this loop as sign-mask arithmetic on the bench's rows.
-                let lvl = (level + fill).min(cap);
-                let need = need(c.cost(), max_cost, unit);
-                let ok = lvl >= need;
-                level = if ok { lvl - need } else { lvl };
-                *o = ok;
-            }
+            plain_rows(
+                (&mut level, &mut last),
+                (c, t, o),
+                (cap, unit, per_ns, fill_ns, max_cost),
+            );
         }
         self.bucket.level = u128::from(level);
         self.last = last;
@@ -982,47 +1103,123 @@ mod tests {
         }
     }
 
-    /// Long columns of rising times (the block loop): the same answers and state as
-    /// `try_consume_each`, with gaps past the time to fill, equal times, a row that goes back
-    /// or a cost above the burst in some blocks (those take the plain loop), and buckets with
-    /// and without a fractional unit.
+    /// Long columns of rising times (the four-lane and the block loops): the same answers and
+    /// state as `try_consume_each`, with gaps past the time to fill and past 2**32 ns, equal
+    /// times, rows that go back or costs above the burst (negative int64 ones too) here and
+    /// there, and buckets with and without a fractional unit.
     #[test]
     fn bucket_blocks_equal_each() {
         let mut rng = Rng::new(13);
-        for case in 0..200 {
+        for case in 0..400 {
             let mut a = random_bucket(&mut rng, case % 7 == 0);
             if case % 3 == 0 {
                 a = TokenBucket::new(r(1_000_000_000, 1), r(1_000_000, 1)).unwrap();
             }
-            let len = [0, 1, 255, 256, 257, 700, 1500][case % 7];
+            let len = [0, 1, 3, 4, 5, 9, 255, 256, 257, 700, 1500][case % 11];
             let fill = a.bucket.fill_ns.min(S);
             let mut t = [0, 1 << 40, 1 << 62][case % 3];
-            let mut rows: Vec<(u64, Nanos)> = (0..len)
+            let mut rows: Vec<(i64, Nanos)> = (0..len)
                 .map(|_| {
-                    t += match rng.next_u64() % 20 {
+                    t += match rng.next_u64() % 50 {
                         0 => 0,
                         1 => fill + rng.next_u64() % 1000,
+                        2 if case % 5 == 0 => (1 << 32) + rng.next_u64() % 3,
                         _ => rng.next_u64() % (fill / 4 + 2),
                     };
-                    (rng.next_u64() % (a.max_cost().min(60) + 1), t)
+                    #[allow(clippy::cast_possible_wrap)] // small
+                    let c = (rng.next_u64() % (a.max_cost().min(60) + 1)) as i64;
+                    (c, t)
                 })
                 .collect();
-            if len > 300 && case % 4 == 1 {
-                let i = 1 + (rng.next_u64() as usize) % (len - 1);
-                rows[i].1 = rows[i - 1].1.saturating_sub(5);
+            for _ in 0..[0, 1, 5][case % 3] {
+                if len > 1 {
+                    let i = 1 + (rng.next_u64() as usize) % (len - 1);
+                    let back = 1 + rng.next_u64() % (fill / 2 + 1);
+                    rows[i].1 = rows[i - 1].1.saturating_sub(back);
+                }
             }
-            if len > 300 && case % 4 == 2 {
-                let i = (rng.next_u64() as usize) % len;
-                rows[i].0 = a.max_cost() + 1;
+            for _ in 0..[0, 0, 1, 4][case % 4] {
+                if len > 0 {
+                    let i = (rng.next_u64() as usize) % len;
+                    let bad = i64::try_from(a.max_cost() + 1).unwrap_or(i64::MAX);
+                    rows[i].0 = if rng.next_u64() % 2 == 0 { bad } else { -7 };
+                }
             }
-            let (costs, times): (Vec<u64>, Vec<Nanos>) = rows.iter().copied().unzip();
+            let (costs, times): (Vec<i64>, Vec<Nanos>) = rows.iter().copied().unzip();
+            let ucosts: Vec<u64> = costs.iter().map(|&c| c.cost()).collect();
             let mut b = a.clone();
-            let (mut want, mut got) = (vec![false; len], vec![true; len]);
-            a.try_consume_each(rows.iter().copied(), &mut want);
+            let mut c = a.clone();
+            let mut d = a.clone();
+            let mut want = vec![false; len];
+            a.try_consume_each(ucosts.iter().copied().zip(times.iter().copied()), &mut want);
+            let mut got = vec![true; len];
             b.try_consume_rows(&costs, &times, &mut got);
             assert_eq!(want, got, "case {case}");
             assert_eq!(a, b, "case {case}");
+            let mut got = vec![true; len];
+            c.try_consume_rows(&ucosts, &times, &mut got);
+            assert_eq!(want, got, "case {case}");
+            assert_eq!(a, c, "case {case}");
+            if let Some((cap, unit)) = d.small().filter(|&(cap, _)| cap < 1 << 62) {
+                let per_ns = u64::try_from(d.bucket.per_ns).unwrap();
+                let mut got = vec![true; len];
+                d.rows_in_blocks(&costs, &times, &mut got, (cap, unit, per_ns));
+                assert_eq!(want, got, "case {case}");
+                assert_eq!(a, d, "case {case}");
+            }
         }
+    }
+
+    /// A cost far past the burst in a lane after conforming ones is refused: its units (near
+    /// 2**63 with a unit of 2**31) must not wrap the lanes' sums.
+    #[test]
+    fn lanes_refuse_costs_past_the_burst() {
+        // 1953125 tokens/s is 2**22 units a ns with 2**31 units a token.
+        let a = TokenBucket::new(r(1_953_125, 1), r((10 << 31) + 1, 1 << 31)).unwrap();
+        assert_eq!((a.unit(), a.max_cost()), (1 << 31, 10));
+        let costs: Vec<u64> = [1, 1, 1, (1 << 32) - 1].repeat(4);
+        let times: Vec<Nanos> = (0..16).map(|i| 1000 + i).collect();
+        let (mut b, mut c) = (a.clone(), a);
+        let (mut want, mut got) = ([false; 16], [true; 16]);
+        b.try_consume_each(costs.iter().copied().zip(times.iter().copied()), &mut want);
+        c.try_consume_rows(&costs, &times, &mut got);
+        assert_eq!(want, got);
+        assert_eq!(b, c);
+        assert!(!got[3] && got[4]);
+    }
+
+    /// Takes that empty the bucket exactly conform and one unit more does not, in the lanes
+    /// as one at a time (1e9 tokens/s: a unit of 1 token, 1 a ns).
+    #[test]
+    fn lanes_take_to_exactly_empty() {
+        let a = TokenBucket::new(r(1_000_000_000, 1), r(10, 1)).unwrap();
+        // At t = 5 (full): 6 then 5 of the 4 left (refused), 4 (exactly empty), then one a
+        // nanosecond as it refills, then 2 after 1 ns (refused).
+        let costs: Vec<u64> = vec![6, 5, 4, 1, 1, 2, 1, 10, 0];
+        let times: Vec<Nanos> = vec![5, 5, 5, 6, 7, 8, 8, 18, 18];
+        let (mut b, mut c) = (a.clone(), a.clone());
+        let (mut want, mut got) = (vec![false; 9], vec![true; 9]);
+        b.try_consume_each(costs.iter().copied().zip(times.iter().copied()), &mut want);
+        c.try_consume_rows(&costs, &times, &mut got);
+        assert_eq!(
+            want,
+            [true, false, true, true, true, false, true, true, true]
+        );
+        assert_eq!(want, got);
+        assert_eq!(b, c);
+        // Emptied at t = 5, then 5 tokens wanted each ns while refusing: refused with 4 left
+        // at t = 9, taken with exactly 5 at t = 10.
+        let costs: Vec<u64> = vec![10, 5, 5, 5, 5, 5, 5, 1, 1, 1];
+        let times: Vec<Nanos> = vec![5, 5, 6, 7, 8, 9, 10, 10, 11, 11];
+        let (mut b, mut c) = (a.clone(), a);
+        let (mut want, mut got) = (vec![false; 10], vec![true; 10]);
+        b.try_consume_each(costs.iter().copied().zip(times.iter().copied()), &mut want);
+        c.try_consume_rows(&costs, &times, &mut got);
+        let mut expect = [false; 10];
+        (expect[0], expect[6], expect[8]) = (true, true, true);
+        assert_eq!(want, expect);
+        assert_eq!(want, got);
+        assert_eq!(b, c);
     }
 
     /// The GCRA's column form answers as `try_consume_each` does and leaves the same state, in

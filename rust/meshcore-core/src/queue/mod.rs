@@ -19,6 +19,8 @@ pub mod codel;
 pub mod red;
 // Token buckets, GCRA, the pacing shaper and the colour meters.
 pub mod bucket;
+#[cfg(target_arch = "x86_64")]
+mod lanes;
 pub mod meter;
 pub mod shaper;
 
