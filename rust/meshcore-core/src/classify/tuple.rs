@@ -26,7 +26,8 @@
 //!   broke the order (lookups stay correct meanwhile, only slower).
 //! - Buckets are Robin Hood open-addressed slots (a hash tag and the last entry of a circular
 //!   chain, 8 bytes) in an array at most three quarters full; entries live in one array with a
-//!   free list, so no allocation per rule or per bucket.
+//!   free list, so no allocation per rule or per bucket. A reindex renumbers the entries so
+//!   that each chain is contiguous in the order a lookup walks it.
 //!
 //! Invariants: every table's `best` (and `bests[t]`) is the minimum rank of its entries, and no
 //! rank is `u64::MAX`; `inversions` counts the neighbouring live tables whose bests decrease
@@ -1388,8 +1389,50 @@ impl<A: Word> TupleMerge<A> {
             .collect();
         f.prune(&samples, &self.bests);
         self.filter = f;
+        self.pack();
         self.inversions = 0;
         self.unordered_updates = 0;
+    }
+
+    /// Renumber the entries so that each bucket's chain sits in consecutive places in the
+    /// order a lookup reads it (the tail its slot names, then the head and on), and drop the
+    /// free places. A walk then reads neighbouring entries, mostly on one or two cache lines,
+    /// instead of entries scattered in insertion order. The entry array keeps its capacity.
+    fn pack(&mut self) {
+        let mut order: Vec<u32> = Vec::with_capacity(self.live);
+        for tab in self.tables.iter().flatten() {
+            for s in tab.slots.iter().filter(|s| s.tail != NIL) {
+                order.push(s.tail);
+                order.extend(chain(s.tail, &self.entries).filter(|&e| e != s.tail));
+            }
+        }
+        debug_assert_eq!(order.len(), self.live);
+        let mut new_of = vec![NIL; self.entries.len()];
+        for (n, &o) in order.iter().enumerate() {
+            new_of[o as usize] = u32::try_from(n).expect("fewer than 2**32 entries");
+        }
+        let renumber = |i: u32| if i == NIL { NIL } else { new_of[i as usize] };
+        let mut entries = Vec::with_capacity(self.entries.capacity());
+        let mut homes = Vec::with_capacity(self.homes.capacity());
+        for &o in &order {
+            let mut e = self.entries[o as usize];
+            e.next = renumber(e.next);
+            entries.push(e);
+            let mut h = self.homes[o as usize];
+            h.sibling = renumber(h.sibling);
+            homes.push(h);
+        }
+        for tab in self.tables.iter_mut().flatten() {
+            for s in tab.slots.iter_mut().filter(|s| s.tail != NIL) {
+                s.tail = renumber(s.tail);
+            }
+        }
+        for first in self.ids.values_mut() {
+            *first = renumber(*first);
+        }
+        self.entries = entries;
+        self.homes = homes;
+        self.free.clear();
     }
 
     /// After an update: reindex when the table order has been broken for long enough, or
@@ -1962,5 +2005,70 @@ mod tests {
         assert_eq!(t.rules().count(), 2);
         assert_eq!(t.remove(7), 2);
         assert_eq!(t.classify(&k(80)), None);
+    }
+
+    /// A reindex packs each bucket's chain into consecutive entries (tail first, then head
+    /// onwards) and drops free places; rule ids with several alternatives, removals and later
+    /// inserts still see every entry.
+    #[test]
+    fn reindex_packs_chains() {
+        let mut rng = Rng::new(21);
+        for config in CONFIGS {
+            let mut t = TupleMerge::with_config(config);
+            let mut rules: Vec<Rule<u32>> = Vec::new();
+            let keys: Vec<Key<u32>> = (0..400).map(|_| random_key(&mut rng)).collect();
+            let check = |t: &TupleMerge<u32>, rules: &[Rule<u32>]| {
+                for k in &keys {
+                    assert_eq!(t.classify(k), linear_first_match(rules, k), "{k:?}");
+                }
+                assert_eq!(t.len(), rules.len());
+                assert_eq!(t.rules().count(), rules.len());
+            };
+            // Ids with one to three alternatives, inserted one at a time.
+            for id in 0..300u32 {
+                let p = rng.below(50) as u32;
+                let r = random_rule(&mut rng, id, p);
+                for _ in 0..=rng.below(3) {
+                    let alt = Rule {
+                        dport: random_rule(&mut rng, id, 0).dport,
+                        ..r
+                    };
+                    rules.push(alt);
+                    t.insert(alt);
+                }
+            }
+            // Removals leave free places behind.
+            for id in (0..300u32).step_by(3) {
+                let n = rules.iter().filter(|r| r.id == id).count();
+                rules.retain(|r| r.id != id);
+                assert_eq!(t.remove(id), n);
+            }
+            check(&t, &rules);
+            t.reindex();
+            assert!(t.free.is_empty());
+            assert_eq!(t.entries.len(), t.len());
+            for tab in t.tables.iter().flatten() {
+                for s in tab.slots.iter().filter(|s| s.tail != NIL) {
+                    let walk: Vec<u32> = chain(s.tail, &t.entries).collect();
+                    let mut want: Vec<u32> = (s.tail..s.tail + walk.len() as u32).collect();
+                    want.rotate_left(1);
+                    assert_eq!(walk, want);
+                }
+            }
+            check(&t, &rules);
+            // Removal by id and new inserts after the renumbering.
+            for id in (1..300u32).step_by(3) {
+                let n = rules.iter().filter(|r| r.id == id).count();
+                rules.retain(|r| r.id != id);
+                assert_eq!(t.remove(id), n);
+            }
+            for id in 300..400u32 {
+                let p = rng.below(50) as u32;
+                let r = random_rule(&mut rng, id, p);
+                rules.push(r);
+                t.insert(r);
+            }
+            check(&t, &rules);
+        }
     }
 }
