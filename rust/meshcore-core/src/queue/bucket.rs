@@ -1179,13 +1179,20 @@ mod tests {
         assert_eq!((a.unit(), a.max_cost()), (1 << 31, 10));
         let costs: Vec<u64> = [1, 1, 1, (1 << 32) - 1].repeat(4);
         let times: Vec<Nanos> = (0..16).map(|i| 1000 + i).collect();
-        let (mut b, mut c) = (a.clone(), a);
-        let (mut want, mut got) = ([false; 16], [true; 16]);
+        let got = columns_as_each(&a, &costs, &times);
+        assert!(!got[3] && got[4]);
+    }
+
+    /// `try_consume_rows` on a copy of `a` against `try_consume_each` on another: the same
+    /// answers (returned) and the same state after.
+    fn columns_as_each(a: &TokenBucket, costs: &[u64], times: &[Nanos]) -> Vec<bool> {
+        let (mut b, mut c) = (a.clone(), a.clone());
+        let (mut want, mut got) = (vec![false; costs.len()], vec![true; costs.len()]);
         b.try_consume_each(costs.iter().copied().zip(times.iter().copied()), &mut want);
-        c.try_consume_rows(&costs, &times, &mut got);
+        c.try_consume_rows(costs, times, &mut got);
         assert_eq!(want, got);
         assert_eq!(b, c);
-        assert!(!got[3] && got[4]);
+        got
     }
 
     /// Takes that empty the bucket exactly conform and one unit more does not, in the lanes
@@ -1195,31 +1202,25 @@ mod tests {
         let a = TokenBucket::new(r(1_000_000_000, 1), r(10, 1)).unwrap();
         // At t = 5 (full): 6 then 5 of the 4 left (refused), 4 (exactly empty), then one a
         // nanosecond as it refills, then 2 after 1 ns (refused).
-        let costs: Vec<u64> = vec![6, 5, 4, 1, 1, 2, 1, 10, 0];
-        let times: Vec<Nanos> = vec![5, 5, 5, 6, 7, 8, 8, 18, 18];
-        let (mut b, mut c) = (a.clone(), a.clone());
-        let (mut want, mut got) = (vec![false; 9], vec![true; 9]);
-        b.try_consume_each(costs.iter().copied().zip(times.iter().copied()), &mut want);
-        c.try_consume_rows(&costs, &times, &mut got);
+        let got = columns_as_each(
+            &a,
+            &[6, 5, 4, 1, 1, 2, 1, 10, 0],
+            &[5, 5, 5, 6, 7, 8, 8, 18, 18],
+        );
         assert_eq!(
-            want,
+            got,
             [true, false, true, true, true, false, true, true, true]
         );
-        assert_eq!(want, got);
-        assert_eq!(b, c);
         // Emptied at t = 5, then 5 tokens wanted each ns while refusing: refused with 4 left
         // at t = 9, taken with exactly 5 at t = 10.
-        let costs: Vec<u64> = vec![10, 5, 5, 5, 5, 5, 5, 1, 1, 1];
-        let times: Vec<Nanos> = vec![5, 5, 6, 7, 8, 9, 10, 10, 11, 11];
-        let (mut b, mut c) = (a.clone(), a);
-        let (mut want, mut got) = (vec![false; 10], vec![true; 10]);
-        b.try_consume_each(costs.iter().copied().zip(times.iter().copied()), &mut want);
-        c.try_consume_rows(&costs, &times, &mut got);
+        let got = columns_as_each(
+            &a,
+            &[10, 5, 5, 5, 5, 5, 5, 1, 1, 1],
+            &[5, 5, 6, 7, 8, 9, 10, 10, 11, 11],
+        );
         let mut expect = [false; 10];
         (expect[0], expect[6], expect[8]) = (true, true, true);
-        assert_eq!(want, expect);
-        assert_eq!(want, got);
-        assert_eq!(b, c);
+        assert_eq!(got, expect);
     }
 
     /// The GCRA's column form answers as `try_consume_each` does and leaves the same state, in
