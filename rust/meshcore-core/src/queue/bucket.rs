@@ -271,7 +271,7 @@ fn take(level: u64, need: u64) -> (u64, bool) {
     ((d + (need as i64 & short)) as u64, short == 0)
 }
 
-/// Rows per block of [`rising_gaps`] in the column loops: small enough to stay in L1 next to
+/// Rows per block of [`plan_block`] and [`take_block`] in the column loop without AVX2: small enough to stay in L1 next to
 /// the columns, large enough that a block that must take the general loop is rare.
 const GAP_ROWS: usize = 256;
 
@@ -327,9 +327,9 @@ fn plan_block_lanes<C: CostRow>(
 /// One block of rows whose refills are known (`gaps[i]` ns, at most the time to fill), in the
 /// virtual-scheduling form: the level is `cap - (f - t)` where `t` counts the units refilled
 /// since the block began and `f >= t` is the count at which the bucket would be full again.
-/// Refill is then `f = max(f, t)` (saturation at `cap` included) and a take adds to `f`, so the
-/// loop carries one value through a max, a compare and a select (no branch: with real
-/// arrivals the bucket is full, or short, at irregular rows). Returns the level after.
+/// Refill is then `f = max(f, t)` (saturation at `cap` included, without a branch: with real
+/// arrivals the bucket is full at irregular rows) and a take adds to `f`, so the loop carries
+/// one value through a max, a compare and a select. Returns the level after.
 /// Needs `GAP_ROWS * (cap + per_ns) < 2**62` (so `t`, `f` and the sums fit an i64). Not
 /// inlined: on its own the loop keeps every value in a register.
 #[inline(never)]
