@@ -105,6 +105,8 @@ pub unsafe fn take_run(
     let zero = _mm256_setzero_si256();
     let c = Consts {
         origin: _mm256_set1_epi64x(origin as i64),
+        // Both below 2**32, in every 32-bit half: `_mm256_mul_epu32` reads the low one (set
+        // this way, the compiler sees a 32-bit multiply and emits one instruction).
         per_ns: _mm256_set1_epi32(r.per_ns as i32),
         unit: _mm256_set1_epi32(r.unit as i32),
         max_cost: _mm256_set1_epi64x(r.max_cost as i64),
