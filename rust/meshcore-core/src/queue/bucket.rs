@@ -1141,7 +1141,7 @@ mod tests {
             for _ in 0..[0, 0, 1, 4][case % 4] {
                 if len > 0 {
                     let i = (rng.next_u64() as usize) % len;
-                    let bad = i64::try_from(a.max_cost() + 1).unwrap_or(i64::MAX);
+                    let bad = i64::try_from(a.max_cost().saturating_add(1)).unwrap_or(i64::MAX);
                     rows[i].0 = if rng.next_u64() % 2 == 0 { bad } else { -7 };
                 }
             }
