@@ -14,7 +14,7 @@ use crate::red::contiguous;
 use meshcore_core::queue::bucket::{all_at_most, CostRow, Gcra, TokenBucket};
 use meshcore_core::queue::shaper::LeakyBucket;
 use meshcore_core::queue::{
-    nanos_checked, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, Nanos, Ratio, Verdict,
+    all_seconds, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, Nanos, Ratio, Verdict,
     NANOS_PER_SEC,
 };
 use numpy::{
@@ -227,9 +227,8 @@ impl<'a> TimeSlice<'a> {
         match self {
             TimeSlice::One(_) => None,
             TimeSlice::Each(s) => {
-                // A branch-free pass over the rows (it vectorizes), then the search on failure.
-                let bad = s.iter().filter(|&&t| !nanos_checked(t).1).count();
-                if bad == 0 {
+                // A branch-free pass over the rows (in vector lanes), then the search on failure.
+                if all_seconds(s) {
                     return None;
                 }
                 s.iter()

@@ -10,9 +10,10 @@ use crate::clock::{self, config_error, Clock};
 use crate::convert::{bytes_len, py_bool};
 use crate::error::{raise, Exc};
 use crate::lock::{Locked, SMALL_BATCH};
+use meshcore_core::queue::bucket::all_at_most;
 use meshcore_core::queue::red::{CountRule, RedConfig, RedQueue};
 use meshcore_core::queue::{
-    nanos_checked, nanos_checked_into, seconds_to_nanos, Nanos, ParamError, Verdict,
+    all_seconds, nanos_checked, nanos_checked_into, seconds_to_nanos, Nanos, ParamError, Verdict,
 };
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
@@ -238,9 +239,9 @@ impl<'py> Arrivals<'py> {
 
 /// Sizes in 0..2**32 and valid times in seconds, or the first bad row.
 fn check(sizes: &[i64], times: Option<&[f64]>) -> Result<(), ParamError> {
-    // Branch-free counting passes; the position is searched only when there is a bad row.
+    // Branch-free passes; the position is searched only when there is a bad row.
     let bad_size = |s: i64| u32::try_from(s).is_err();
-    if sizes.iter().filter(|&&s| bad_size(s)).count() > 0 {
+    if !all_at_most(sizes, u32::MAX.into()) {
         let i = sizes.iter().position(|&s| bad_size(s)).unwrap_or(0);
         return Err(ParamError(format!(
             "sizes[{i}] = {} is outside 0..2**32",
@@ -248,7 +249,7 @@ fn check(sizes: &[i64], times: Option<&[f64]>) -> Result<(), ParamError> {
         )));
     }
     let times = times.unwrap_or(&[]);
-    if times.iter().filter(|&&t| !nanos_checked(t).1).count() > 0 {
+    if !all_seconds(times) {
         let i = times.iter().position(|&t| !nanos_checked(t).1).unwrap_or(0);
         return seconds_to_nanos(times[i], &format!("times[{i}]")).map(|_| ());
     }
