@@ -419,7 +419,8 @@ impl<A: Address> Poptrie<A> {
             let (s, e) = groups[c];
             vector |= u64::from(needs_node(&routes[s as usize..e as usize], value[c])) << c;
         }
-        let (leafvec, runs, nl) = leaf_runs(&value, 1 << width, vector);
+        let mut runs = [NONE; 64];
+        let (leafvec, nl) = leaf_runs(&value, 1 << width, vector, &mut runs);
         let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
         self.write_leaves(leaf_base as usize, &runs[..nl]);
         let ng = vector.count_ones() as usize;
@@ -531,7 +532,9 @@ impl<A: Address> Poptrie<A> {
     /// `changed` (longer than the direct width) changed inside the subtree of `slot`.
     fn update_subtree(&mut self, rib: &Rib<A>, slot: usize, changed: Prefix<A>, now: Option<u32>) {
         // Walk down to the deepest node whose range holds `changed` and that it could alter.
-        let mut path: Vec<(u32, u8)> = Vec::with_capacity(24);
+        // On the stack: at most (128 - 20) / 6 = 18 levels, and this runs on every update.
+        let mut path = [(0u32, 0u8); 24];
+        let mut up = 0;
         let (mut node, mut depth) = (self.direct[slot], Self::S);
         loop {
             let width = STRIDE.min(A::BITS - depth);
@@ -543,7 +546,8 @@ impl<A: Address> Poptrie<A> {
             if n.vector >> c & 1 == 0 {
                 break;
             }
-            path.push((node, depth));
+            path[up] = (node, depth);
+            up += 1;
             node = n.child_base + rank(n.vector, c) - 1;
             depth += width;
         }
@@ -553,7 +557,7 @@ impl<A: Address> Poptrie<A> {
             if self.rebuild_node(rib, node, depth, changed, now) {
                 return;
             }
-            let Some(up) = path.pop() else {
+            if up == 0 {
                 // The whole slot answers with its base value now.
                 self.free_below(node);
                 self.free_nodes[1].push(node);
@@ -561,8 +565,9 @@ impl<A: Address> Poptrie<A> {
                 self.is_tree[slot / 64] &= !(1 << (slot % 64));
                 self.direct[slot] = self.base[slot];
                 return;
-            };
-            (node, depth) = up;
+            }
+            up -= 1;
+            (node, depth) = path[up];
         }
     }
 
@@ -587,8 +592,11 @@ impl<A: Address> Poptrie<A> {
         // between are then overwritten.
         let mut value = [NONE; 64];
         let mut kept = [u32::MAX; 64];
+        // The old leaves' values, in order (to write only the leaves that change).
+        let mut old_runs = [NONE; 64];
         let mut starts = old.leafvec;
         let mut leaf = old.leaf_base as usize;
+        let mut old_nl = 0;
         while starts != 0 {
             let c = starts.trailing_zeros() as usize;
             starts &= starts - 1;
@@ -597,7 +605,10 @@ impl<A: Address> Poptrie<A> {
             } else {
                 starts.trailing_zeros() as usize
             };
-            value[c..end].fill(self.leaf_at(leaf));
+            let v = self.leaf_at(leaf);
+            value[c..end].fill(v);
+            old_runs[old_nl] = v;
+            old_nl += 1;
             leaf += 1;
         }
         let (mut kids, mut kid) = (old.vector, old.child_base);
@@ -633,52 +644,102 @@ impl<A: Address> Poptrie<A> {
         let span = (u64::MAX >> (63 - (c1 - c0))) << c0;
         let mut vector = old.vector & !span;
         for c in c0..=c1 {
-            if kept[c] != u32::MAX {
-                self.free_below(kept[c]);
-                kept[c] = u32::MAX;
-            }
             let (s, e) = groups[c];
             vector |= u64::from(needs_node(&routes[s as usize..e as usize], value[c])) << c;
+        }
+        if vector == old.vector {
+            // The same children are nodes: the child block stays where it is, and only the
+            // overlapped node children are rebuilt, each in its old place (the common case:
+            // no copy of the untouched children, no block allocated or freed).
+            let mut redo = vector & span;
+            while redo != 0 {
+                let c = redo.trailing_zeros() as usize;
+                redo &= redo - 1;
+                let to = kept[c];
+                self.free_below(to);
+                let (s, e) = groups[c];
+                self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
+            }
+        } else {
+            let child_base =
+                self.move_children(&routes, &groups, vector, span, &kept, &value, depth);
+            let old_kids = old.vector.count_ones() as usize;
+            if old_kids > 0 {
+                self.free_nodes[old_kids].push(old.child_base);
+                self.garbage += old_kids;
+            }
+            self.nodes[at as usize].child_base = child_base;
+        }
+        self.buf = routes;
+        let mut runs = [NONE; 64];
+        let (leafvec, nl) = leaf_runs(&value, n, vector, &mut runs);
+        let leaf_base = if nl == old_nl {
+            // As many leaves as before: rewrite in place the ones whose value changed.
+            let at = old.leaf_base as usize;
+            for k in 0..nl {
+                if runs[k] != old_runs[k] {
+                    self.write_leaves(at + k, &runs[k..=k]);
+                }
+            }
+            old.leaf_base
+        } else {
+            if old_nl > 0 {
+                self.free_leaves[old_nl].push(old.leaf_base);
+                self.garbage += old_nl;
+            }
+            let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
+            self.write_leaves(leaf_base as usize, &runs[..nl]);
+            leaf_base
+        };
+        let node = &mut self.nodes[at as usize];
+        node.vector = vector;
+        node.leafvec = leafvec;
+        node.leaf_base = leaf_base;
+        vector != 0 || runs[..nl] != [inherited]
+    }
+
+    /// A new child block for a node whose node children are now `vector`: the overlapped
+    /// children (`span`) that are nodes are built from their `routes` groups, the others are
+    /// moved from their old places `kept`; the overlapped old subtrees are released. Returns
+    /// the block's index; the old block is the caller's to free.
+    #[allow(clippy::too_many_arguments)]
+    fn move_children(
+        &mut self,
+        routes: &[Route<A>],
+        groups: &[(u32, u32); 64],
+        vector: u64,
+        span: u64,
+        kept: &[u32; 64],
+        value: &[u32; 64],
+        depth: u8,
+    ) -> u32 {
+        let width = STRIDE.min(A::BITS - depth);
+        let child_len = depth + width;
+        let mut gone = span;
+        while gone != 0 {
+            let c = gone.trailing_zeros() as usize;
+            gone &= gone - 1;
+            if kept[c] != u32::MAX {
+                self.free_below(kept[c]);
+            }
         }
         // New blocks first (the old ones are still read), then free the old ones.
         let kids = vector.count_ones() as usize;
         let child_base = if kids > 0 { self.alloc_nodes(kids) } else { 0 };
-        let mut k = 0;
-        for c in 0..n {
-            if vector >> c & 1 == 0 {
-                continue;
-            }
-            let to = child_base + k;
-            k += 1;
-            if kept[c] == u32::MAX {
+        let (mut bits, mut to) = (vector, child_base);
+        while bits != 0 {
+            let c = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if span >> c & 1 == 1 {
                 let (s, e) = groups[c];
                 self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
             } else {
                 self.nodes[to as usize] = self.nodes[kept[c] as usize];
                 self.inherit[to as usize] = self.inherit[kept[c] as usize];
             }
+            to += 1;
         }
-        self.buf = routes;
-        let old_kids = old.vector.count_ones() as usize;
-        if old_kids > 0 {
-            self.free_nodes[old_kids].push(old.child_base);
-            self.garbage += old_kids;
-        }
-        let old_leaves = old.leafvec.count_ones() as usize;
-        if old_leaves > 0 {
-            self.free_leaves[old_leaves].push(old.leaf_base);
-            self.garbage += old_leaves;
-        }
-        let (leafvec, runs, nl) = leaf_runs(&value, n, vector);
-        let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
-        self.write_leaves(leaf_base as usize, &runs[..nl]);
-        self.nodes[at as usize] = Node {
-            vector,
-            leafvec,
-            leaf_base,
-            child_base,
-        };
-        vector != 0 || runs[..nl] != [inherited]
+        child_base
     }
 
     /// The value of leaf `k`.
@@ -928,11 +989,12 @@ fn child_groups<A: Address>(routes: &[Route<A>], depth: u8, width: u8) -> [(u32,
 
 /// The leaves of a node whose `n` children have leaf-pushed values `value` and whose node
 /// children are the set bits of `vector`: the `leafvec` bitmap (a bit where a run of equal
-/// leaf values starts, skipping node children) and the runs' values.
-fn leaf_runs(value: &[u32; 64], n: usize, vector: u64) -> (u64, [u32; 64], usize) {
+/// leaf values starts, skipping node children) and the number of runs, whose values go to
+/// the front of `runs`.
+fn leaf_runs(value: &[u32; 64], n: usize, vector: u64, runs: &mut [u32; 64]) -> (u64, usize) {
     let leaf_children = !vector & (u64::MAX >> (64 - n));
     if leaf_children == 0 {
-        return (0, [NONE; 64], 0);
+        return (0, 0);
     }
     // Node children take the value of the leaf before them (or the first leaf), so that a
     // leaf after a node compares with the leaf before the node.
@@ -944,18 +1006,26 @@ fn leaf_runs(value: &[u32; 64], n: usize, vector: u64) -> (u64, [u32; 64], usize
         nodes &= nodes - 1;
         lv[c] = if c < first { value[first] } else { lv[c - 1] };
     }
+    // Where the value changes, as one byte per child (a loop the compiler vectorises), then
+    // packed eight bytes at a time into bits: `leaf_children` masks what is beyond `n`.
+    let mut change = [0u8; 64];
+    for c in 1..64 {
+        change[c] = u8::from(lv[c] != lv[c - 1]);
+    }
     let mut starts = 1u64 << first;
-    for c in 1..n {
-        starts |= u64::from(lv[c] != lv[c - 1]) << c;
+    for (k, b) in change.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes(b.try_into().unwrap_or_else(|_| unreachable!()));
+        // Byte j (0 or 1) lands on bit 56 + j without carries: the bytes gathered in one byte.
+        starts |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
     }
     let leafvec = starts & leaf_children;
-    let (mut runs, mut nl, mut bits) = ([NONE; 64], 0, leafvec);
+    let (mut nl, mut bits) = (0, leafvec);
     while bits != 0 {
         runs[nl] = lv[bits.trailing_zeros() as usize];
         bits &= bits - 1;
         nl += 1;
     }
-    (leafvec, runs, nl)
+    (leafvec, nl)
 }
 
 /// Check a table against the RIB's reference lookup at `addrs` (for tests and fuzzing).
