@@ -591,7 +591,6 @@ impl<A: Address> Poptrie<A> {
         // Each run of equal leaves fills from its start to the next one's; node children in
         // between are then overwritten.
         let mut value = [NONE; 64];
-        let mut kept = [u32::MAX; 64];
         // The old leaves' values, in order (to write only the leaves that change).
         let mut old_runs = [NONE; 64];
         let mut starts = old.leafvec;
@@ -611,14 +610,8 @@ impl<A: Address> Poptrie<A> {
             old_nl += 1;
             leaf += 1;
         }
-        let (mut kids, mut kid) = (old.vector, old.child_base);
-        while kids != 0 {
-            let c = kids.trailing_zeros() as usize;
-            kids &= kids - 1;
-            kept[c] = kid;
-            value[c] = self.inherit[kid as usize];
-            kid += 1;
-        }
+        // Node children need no value here (`leaf_runs` gives them their neighbour's) except
+        // the one a deeper `changed` lies in: it keeps what it inherits (set below).
         // The children `changed` overlaps, their new values and the routes below them.
         let c0 = changed.addr().chunk(depth, width) as usize;
         let c1;
@@ -636,6 +629,10 @@ impl<A: Address> Poptrie<A> {
             paint(&mut value, &self.buf, depth, width);
         } else {
             c1 = c0;
+            if old.vector >> c0 & 1 == 1 {
+                value[c0] =
+                    self.inherit[(old.child_base + rank(old.vector, c0 as u32) - 1) as usize];
+            }
             self.gather(rib, changed.addr().and(A::mask(child_len)), child_len);
         }
         let routes = std::mem::take(&mut self.buf);
@@ -655,14 +652,13 @@ impl<A: Address> Poptrie<A> {
             while redo != 0 {
                 let c = redo.trailing_zeros() as usize;
                 redo &= redo - 1;
-                let to = kept[c];
+                let to = old.child_base + rank(old.vector, c as u32) - 1;
                 self.free_below(to);
                 let (s, e) = groups[c];
                 self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
             }
         } else {
-            let child_base =
-                self.move_children(&routes, &groups, vector, span, &kept, &value, depth);
+            let child_base = self.move_children(&routes, &groups, old, vector, span, &value, depth);
             let old_kids = old.vector.count_ones() as usize;
             if old_kids > 0 {
                 self.free_nodes[old_kids].push(old.child_base);
@@ -676,9 +672,9 @@ impl<A: Address> Poptrie<A> {
         let leaf_base = if nl == old_nl {
             // As many leaves as before: rewrite in place the ones whose value changed.
             let at = old.leaf_base as usize;
-            for k in 0..nl {
-                if runs[k] != old_runs[k] {
-                    self.write_leaves(at + k, &runs[k..=k]);
+            for (k, (&r, &o)) in runs[..nl].iter().zip(&old_runs[..nl]).enumerate() {
+                if r != o {
+                    self.write_leaves(at + k, &[r]);
                 }
             }
             old.leaf_base
@@ -700,28 +696,27 @@ impl<A: Address> Poptrie<A> {
 
     /// A new child block for a node whose node children are now `vector`: the overlapped
     /// children (`span`) that are nodes are built from their `routes` groups, the others are
-    /// moved from their old places `kept`; the overlapped old subtrees are released. Returns
-    /// the block's index; the old block is the caller's to free.
+    /// moved from their places in the block of `old` (the node as it was); the overlapped old
+    /// subtrees are released. Returns the block's index; the old block is the caller's to free.
     #[allow(clippy::too_many_arguments)]
     fn move_children(
         &mut self,
         routes: &[Route<A>],
         groups: &[(u32, u32); 64],
+        old: Node,
         vector: u64,
         span: u64,
-        kept: &[u32; 64],
         value: &[u32; 64],
         depth: u8,
     ) -> u32 {
         let width = STRIDE.min(A::BITS - depth);
         let child_len = depth + width;
-        let mut gone = span;
+        let kept = |c: usize| old.child_base + rank(old.vector, c as u32) - 1;
+        let mut gone = old.vector & span;
         while gone != 0 {
             let c = gone.trailing_zeros() as usize;
             gone &= gone - 1;
-            if kept[c] != u32::MAX {
-                self.free_below(kept[c]);
-            }
+            self.free_below(kept(c));
         }
         // New blocks first (the old ones are still read), then free the old ones.
         let kids = vector.count_ones() as usize;
@@ -734,8 +729,9 @@ impl<A: Address> Poptrie<A> {
                 let (s, e) = groups[c];
                 self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
             } else {
-                self.nodes[to as usize] = self.nodes[kept[c] as usize];
-                self.inherit[to as usize] = self.inherit[kept[c] as usize];
+                let from = kept(c) as usize;
+                self.nodes[to as usize] = self.nodes[from];
+                self.inherit[to as usize] = self.inherit[from];
             }
             to += 1;
         }
