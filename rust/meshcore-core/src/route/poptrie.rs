@@ -1226,6 +1226,45 @@ mod tests {
     }
 
     #[test]
+    fn one_slot_updates_match_a_fresh_build_everywhere() {
+        // Churn inside one direct slot (10.0.0.0/18) and its cover, checked at every address of
+        // the slot against a table built from scratch: node rebuilds that keep the node/leaf
+        // split (children rebuilt in place, leaves rewritten in place), ones that change it
+        // (children moved to a new block), run counts that grow and shrink, values equal to the
+        // cover's (aggregated away) and withdrawals of shadowed routes.
+        let mut rng = Rng::new(41);
+        let slot = 10u32 << 24;
+        let mut rib = Rib::new();
+        rib.insert(Prefix::new(slot, 16, false).unwrap(), 0);
+        let mut t = Poptrie::build(&rib);
+        let mut known = Vec::new();
+        for step in 0..400u32 {
+            let p = if !known.is_empty() && rng.below(3) == 0 {
+                known[rng.below(known.len() as u64) as usize]
+            } else {
+                let len = match rng.below(6) {
+                    0 => 16,
+                    1 | 2 => 24,
+                    _ => 19 + rng.below(14) as u8,
+                };
+                let p = Prefix::new(slot | (rng.next_u64() as u32 & 0x3fff), len, false).unwrap();
+                known.push(p);
+                p
+            };
+            if rng.below(4) == 0 {
+                rib.remove(p);
+            } else {
+                rib.insert(p, rng.below(3) as u32);
+            }
+            t.update(&rib, p);
+            let fresh = Poptrie::build(&rib);
+            for a in slot..slot + (1 << 14) {
+                assert_eq!(t.lookup(a), fresh.lookup(a), "step {step}, address {a:#x}");
+            }
+        }
+    }
+
+    #[test]
     fn sixteen_bit_leaves_give_way_to_wide_ones() {
         // Built narrow with 3 values; then 70,000 new distinct values arrive one by one, more
         // than 16-bit indices can hold: the table must switch to 32-bit leaves and stay right.
