@@ -419,7 +419,8 @@ impl<A: Address> Poptrie<A> {
             let (s, e) = groups[c];
             vector |= u64::from(needs_node(&routes[s as usize..e as usize], value[c])) << c;
         }
-        let (leafvec, runs, nl) = leaf_runs(&value, 1 << width, vector);
+        let mut runs = [NONE; 64];
+        let (leafvec, nl) = leaf_runs(&value, 1 << width, vector, &mut runs);
         let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
         self.write_leaves(leaf_base as usize, &runs[..nl]);
         let ng = vector.count_ones() as usize;
@@ -531,7 +532,9 @@ impl<A: Address> Poptrie<A> {
     /// `changed` (longer than the direct width) changed inside the subtree of `slot`.
     fn update_subtree(&mut self, rib: &Rib<A>, slot: usize, changed: Prefix<A>, now: Option<u32>) {
         // Walk down to the deepest node whose range holds `changed` and that it could alter.
-        let mut path: Vec<(u32, u8)> = Vec::with_capacity(24);
+        // On the stack: at most (128 - 20) / 6 = 18 levels, and this runs on every update.
+        let mut path = [(0u32, 0u8); 24];
+        let mut up = 0;
         let (mut node, mut depth) = (self.direct[slot], Self::S);
         loop {
             let width = STRIDE.min(A::BITS - depth);
@@ -543,7 +546,8 @@ impl<A: Address> Poptrie<A> {
             if n.vector >> c & 1 == 0 {
                 break;
             }
-            path.push((node, depth));
+            path[up] = (node, depth);
+            up += 1;
             node = n.child_base + rank(n.vector, c) - 1;
             depth += width;
         }
@@ -553,7 +557,7 @@ impl<A: Address> Poptrie<A> {
             if self.rebuild_node(rib, node, depth, changed, now) {
                 return;
             }
-            let Some(up) = path.pop() else {
+            if up == 0 {
                 // The whole slot answers with its base value now.
                 self.free_below(node);
                 self.free_nodes[1].push(node);
@@ -561,8 +565,9 @@ impl<A: Address> Poptrie<A> {
                 self.is_tree[slot / 64] &= !(1 << (slot % 64));
                 self.direct[slot] = self.base[slot];
                 return;
-            };
-            (node, depth) = up;
+            }
+            up -= 1;
+            (node, depth) = path[up];
         }
     }
 
@@ -586,9 +591,11 @@ impl<A: Address> Poptrie<A> {
         // Each run of equal leaves fills from its start to the next one's; node children in
         // between are then overwritten.
         let mut value = [NONE; 64];
-        let mut kept = [u32::MAX; 64];
+        // The old leaves' values, in order (to write only the leaves that change).
+        let mut old_runs = [NONE; 64];
         let mut starts = old.leafvec;
         let mut leaf = old.leaf_base as usize;
+        let mut old_nl = 0;
         while starts != 0 {
             let c = starts.trailing_zeros() as usize;
             starts &= starts - 1;
@@ -597,17 +604,14 @@ impl<A: Address> Poptrie<A> {
             } else {
                 starts.trailing_zeros() as usize
             };
-            value[c..end].fill(self.leaf_at(leaf));
+            let v = self.leaf_at(leaf);
+            value[c..end].fill(v);
+            old_runs[old_nl] = v;
+            old_nl += 1;
             leaf += 1;
         }
-        let (mut kids, mut kid) = (old.vector, old.child_base);
-        while kids != 0 {
-            let c = kids.trailing_zeros() as usize;
-            kids &= kids - 1;
-            kept[c] = kid;
-            value[c] = self.inherit[kid as usize];
-            kid += 1;
-        }
+        // Node children need no value here (`leaf_runs` gives them their neighbour's) except
+        // the one a deeper `changed` lies in: it keeps what it inherits (set below).
         // The children `changed` overlaps, their new values and the routes below them.
         let c0 = changed.addr().chunk(depth, width) as usize;
         let c1;
@@ -625,6 +629,10 @@ impl<A: Address> Poptrie<A> {
             paint(&mut value, &self.buf, depth, width);
         } else {
             c1 = c0;
+            if old.vector >> c0 & 1 == 1 {
+                value[c0] =
+                    self.inherit[(old.child_base + rank(old.vector, c0 as u32) - 1) as usize];
+            }
             self.gather(rib, changed.addr().and(A::mask(child_len)), child_len);
         }
         let routes = std::mem::take(&mut self.buf);
@@ -633,52 +641,101 @@ impl<A: Address> Poptrie<A> {
         let span = (u64::MAX >> (63 - (c1 - c0))) << c0;
         let mut vector = old.vector & !span;
         for c in c0..=c1 {
-            if kept[c] != u32::MAX {
-                self.free_below(kept[c]);
-                kept[c] = u32::MAX;
-            }
             let (s, e) = groups[c];
             vector |= u64::from(needs_node(&routes[s as usize..e as usize], value[c])) << c;
+        }
+        if vector == old.vector {
+            // The same children are nodes: the child block stays where it is, and only the
+            // overlapped node children are rebuilt, each in its old place (the common case:
+            // no copy of the untouched children, no block allocated or freed).
+            let mut redo = vector & span;
+            while redo != 0 {
+                let c = redo.trailing_zeros() as usize;
+                redo &= redo - 1;
+                let to = old.child_base + rank(old.vector, c as u32) - 1;
+                self.free_below(to);
+                let (s, e) = groups[c];
+                self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
+            }
+        } else {
+            let child_base = self.move_children(&routes, &groups, old, vector, span, &value, depth);
+            let old_kids = old.vector.count_ones() as usize;
+            if old_kids > 0 {
+                self.free_nodes[old_kids].push(old.child_base);
+                self.garbage += old_kids;
+            }
+            self.nodes[at as usize].child_base = child_base;
+        }
+        self.buf = routes;
+        let mut runs = [NONE; 64];
+        let (leafvec, nl) = leaf_runs(&value, n, vector, &mut runs);
+        let leaf_base = if nl == old_nl {
+            // As many leaves as before: rewrite in place the ones whose value changed.
+            let at = old.leaf_base as usize;
+            for (k, (&r, &o)) in runs[..nl].iter().zip(&old_runs[..nl]).enumerate() {
+                if r != o {
+                    self.write_leaves(at + k, &[r]);
+                }
+            }
+            old.leaf_base
+        } else {
+            if old_nl > 0 {
+                self.free_leaves[old_nl].push(old.leaf_base);
+                self.garbage += old_nl;
+            }
+            let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
+            self.write_leaves(leaf_base as usize, &runs[..nl]);
+            leaf_base
+        };
+        let node = &mut self.nodes[at as usize];
+        node.vector = vector;
+        node.leafvec = leafvec;
+        node.leaf_base = leaf_base;
+        vector != 0 || runs[..nl] != [inherited]
+    }
+
+    /// A new child block for a node whose node children are now `vector`: the overlapped
+    /// children (`span`) that are nodes are built from their `routes` groups, the others are
+    /// moved from their places in the block of `old` (the node as it was); the overlapped old
+    /// subtrees are released. Returns the block's index; the old block is the caller's to free.
+    #[allow(clippy::too_many_arguments)]
+    fn move_children(
+        &mut self,
+        routes: &[Route<A>],
+        groups: &[(u32, u32); 64],
+        old: Node,
+        vector: u64,
+        span: u64,
+        value: &[u32; 64],
+        depth: u8,
+    ) -> u32 {
+        let width = STRIDE.min(A::BITS - depth);
+        let child_len = depth + width;
+        let kept = |c: usize| old.child_base + rank(old.vector, c as u32) - 1;
+        let mut gone = old.vector & span;
+        while gone != 0 {
+            let c = gone.trailing_zeros() as usize;
+            gone &= gone - 1;
+            self.free_below(kept(c));
         }
         // New blocks first (the old ones are still read), then free the old ones.
         let kids = vector.count_ones() as usize;
         let child_base = if kids > 0 { self.alloc_nodes(kids) } else { 0 };
-        let mut k = 0;
-        for c in 0..n {
-            if vector >> c & 1 == 0 {
-                continue;
-            }
-            let to = child_base + k;
-            k += 1;
-            if kept[c] == u32::MAX {
+        let (mut bits, mut to) = (vector, child_base);
+        while bits != 0 {
+            let c = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            if span >> c & 1 == 1 {
                 let (s, e) = groups[c];
                 self.build_node(to, &routes[s as usize..e as usize], child_len, value[c]);
             } else {
-                self.nodes[to as usize] = self.nodes[kept[c] as usize];
-                self.inherit[to as usize] = self.inherit[kept[c] as usize];
+                let from = kept(c) as usize;
+                self.nodes[to as usize] = self.nodes[from];
+                self.inherit[to as usize] = self.inherit[from];
             }
+            to += 1;
         }
-        self.buf = routes;
-        let old_kids = old.vector.count_ones() as usize;
-        if old_kids > 0 {
-            self.free_nodes[old_kids].push(old.child_base);
-            self.garbage += old_kids;
-        }
-        let old_leaves = old.leafvec.count_ones() as usize;
-        if old_leaves > 0 {
-            self.free_leaves[old_leaves].push(old.leaf_base);
-            self.garbage += old_leaves;
-        }
-        let (leafvec, runs, nl) = leaf_runs(&value, n, vector);
-        let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
-        self.write_leaves(leaf_base as usize, &runs[..nl]);
-        self.nodes[at as usize] = Node {
-            vector,
-            leafvec,
-            leaf_base,
-            child_base,
-        };
-        vector != 0 || runs[..nl] != [inherited]
+        child_base
     }
 
     /// The value of leaf `k`.
@@ -928,11 +985,12 @@ fn child_groups<A: Address>(routes: &[Route<A>], depth: u8, width: u8) -> [(u32,
 
 /// The leaves of a node whose `n` children have leaf-pushed values `value` and whose node
 /// children are the set bits of `vector`: the `leafvec` bitmap (a bit where a run of equal
-/// leaf values starts, skipping node children) and the runs' values.
-fn leaf_runs(value: &[u32; 64], n: usize, vector: u64) -> (u64, [u32; 64], usize) {
+/// leaf values starts, skipping node children) and the number of runs, whose values go to
+/// the front of `runs`.
+fn leaf_runs(value: &[u32; 64], n: usize, vector: u64, runs: &mut [u32; 64]) -> (u64, usize) {
     let leaf_children = !vector & (u64::MAX >> (64 - n));
     if leaf_children == 0 {
-        return (0, [NONE; 64], 0);
+        return (0, 0);
     }
     // Node children take the value of the leaf before them (or the first leaf), so that a
     // leaf after a node compares with the leaf before the node.
@@ -944,18 +1002,26 @@ fn leaf_runs(value: &[u32; 64], n: usize, vector: u64) -> (u64, [u32; 64], usize
         nodes &= nodes - 1;
         lv[c] = if c < first { value[first] } else { lv[c - 1] };
     }
+    // Where the value changes, as one byte per child (a loop the compiler vectorises), then
+    // packed eight bytes at a time into bits: `leaf_children` masks what is beyond `n`.
+    let mut change = [0u8; 64];
+    for c in 1..64 {
+        change[c] = u8::from(lv[c] != lv[c - 1]);
+    }
     let mut starts = 1u64 << first;
-    for c in 1..n {
-        starts |= u64::from(lv[c] != lv[c - 1]) << c;
+    for (k, b) in change.chunks_exact(8).enumerate() {
+        let x = u64::from_le_bytes(b.try_into().unwrap_or_else(|_| unreachable!()));
+        // Byte j (0 or 1) lands on bit 56 + j without carries: the bytes gathered in one byte.
+        starts |= (x.wrapping_mul(0x0102_0408_1020_4080) >> 56) << (8 * k);
     }
     let leafvec = starts & leaf_children;
-    let (mut runs, mut nl, mut bits) = ([NONE; 64], 0, leafvec);
+    let (mut nl, mut bits) = (0, leafvec);
     while bits != 0 {
         runs[nl] = lv[bits.trailing_zeros() as usize];
         bits &= bits - 1;
         nl += 1;
     }
-    (leafvec, runs, nl)
+    (leafvec, nl)
 }
 
 /// Check a table against the RIB's reference lookup at `addrs` (for tests and fuzzing).
@@ -1157,6 +1223,45 @@ mod tests {
             |r| (0x2001u128 << 112) | (u128::from(r.next_u64()) >> 40) | u128::from(r.below(4)),
             |r| r.below(129) as u8,
         );
+    }
+
+    #[test]
+    fn one_slot_updates_match_a_fresh_build_everywhere() {
+        // Churn inside one direct slot (10.0.0.0/18) and its cover, checked at every address of
+        // the slot against a table built from scratch: node rebuilds that keep the node/leaf
+        // split (children rebuilt in place, leaves rewritten in place), ones that change it
+        // (children moved to a new block), run counts that grow and shrink, values equal to the
+        // cover's (aggregated away) and withdrawals of shadowed routes.
+        let mut rng = Rng::new(41);
+        let slot = 10u32 << 24;
+        let mut rib = Rib::new();
+        rib.insert(Prefix::new(slot, 16, false).unwrap(), 0);
+        let mut t = Poptrie::build(&rib);
+        let mut known = Vec::new();
+        for step in 0..400u32 {
+            let p = if !known.is_empty() && rng.below(3) == 0 {
+                known[rng.below(known.len() as u64) as usize]
+            } else {
+                let len = match rng.below(6) {
+                    0 => 16,
+                    1 | 2 => 24,
+                    _ => 19 + rng.below(14) as u8,
+                };
+                let p = Prefix::new(slot | (rng.next_u64() as u32 & 0x3fff), len, false).unwrap();
+                known.push(p);
+                p
+            };
+            if rng.below(4) == 0 {
+                rib.remove(p);
+            } else {
+                rib.insert(p, rng.below(3) as u32);
+            }
+            t.update(&rib, p);
+            let fresh = Poptrie::build(&rib);
+            for a in slot..slot + (1 << 14) {
+                assert_eq!(t.lookup(a), fresh.lookup(a), "step {step}, address {a:#x}");
+            }
+        }
     }
 
     #[test]
