@@ -389,7 +389,7 @@ fn consume_batch<B: Consume + Clone>(
             let rows = k * CHUNK..k * CHUNK + o.len();
             let (c, t) = (costs.sub(rows.clone()), times.sub(rows.clone()));
             let tb = &mut tbuf[..o.len()];
-            // The costs are checked in place (a counting pass) and read as they are.
+            // The costs are checked in place (one pass in vector lanes) and read as they are.
             let msg = if let Some((i, v)) = c.first_outside(max_cost) {
                 let i = rows.start + i;
                 if v < 0 {
