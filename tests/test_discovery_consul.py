@@ -373,6 +373,15 @@ def test_agent_restart_mid_watch(own_agent: ConsulAgent, caplog: pytest.LogCaptu
                 got = await it.next()
             assert got == {raw, mine}
             await eventually(lambda: d.index > 1)
+            # Churn the restarted agent will not replay, so that the index before the restart
+            # is well above any the new agent reaches here (without it the two can be equal).
+            for k in range(5):
+                agent.register("fault-churn", "fault", 9700 + k, Address="127.0.0.84")
+                while len(await it.next()) != 3:
+                    pass
+                agent.deregister("fault-churn")
+                while await it.next() != {raw, mine}:
+                    pass
             index_before = d.index
 
             await asyncio.to_thread(agent.stop)
