@@ -582,18 +582,47 @@ impl TokenBucket {
         let mut level = u64::try_from(self.bucket.level).unwrap_or(cap);
         let mut last = self.last;
         let mut i = 0;
+        // The first row at which to try a whole block again.
+        let mut retry = 0;
         while i < n {
             if n - i >= 4 {
                 // The count at the origin `last`: cap - level.
+                let f = (cap - level) as i64;
+                let end = (i + super::lanes::ALL_ROWS).min(n);
+                if end - i == super::lanes::ALL_ROWS && i >= retry {
+                    #[allow(unsafe_code)]
+                    // SAFETY: the caller checked that the CPU has AVX2; both slices hold
+                    // ALL_ROWS rows from i.
+                    let all = unsafe {
+                        super::lanes::take_all(&costs[i..end], &times[i..end], last, f, run)
+                    };
+                    if let Some(f) = all {
+                        // As below: every time rose from `last` by less than 2**32 ns.
+                        let now = times[end - 1];
+                        let t = ((now - last) * per_ns) as i64;
+                        level = cap - (f - t) as u64;
+                        last = now;
+                        out[i..end].fill(true);
+                        i = end;
+                        continue;
+                    }
+                }
+                // Where the rows do not all fit, the bucket is short and likely to stay so
+                // for a while: runs in lanes to the end (or until they stop), and no whole
+                // block again for the next four.
+                if i >= retry {
+                    retry = i + 4 * super::lanes::ALL_ROWS;
+                }
+                let end = n;
                 #[allow(unsafe_code)]
                 // SAFETY: the caller checked that the CPU has AVX2.
                 let (k, f, churn) = unsafe {
                     super::lanes::take_run(
-                        &costs[i..n],
-                        &times[i..n],
-                        &mut out[i..n],
+                        &costs[i..end],
+                        &times[i..end],
+                        &mut out[i..end],
                         last,
-                        (cap - level) as i64,
+                        f,
                         run,
                     )
                 };
@@ -1221,6 +1250,83 @@ mod tests {
         let mut expect = [false; 10];
         (expect[0], expect[6], expect[8]) = (true, true, true);
         assert_eq!(got, expect);
+    }
+
+    /// Whole blocks whose costs add up to the level: the block is taken at once exactly when
+    /// the sum is at most the level and nothing in it is odd (a time going back or 2**32 ns on,
+    /// a cost past the burst or negative); either way the answers and the state are those of
+    /// one row at a time.
+    #[test]
+    fn whole_blocks_fit_the_level() {
+        use super::super::lanes::{take_all, Run, ALL_ROWS};
+        // 1e9 tokens/s, burst 1e6: a unit of 1 token, 1 a ns.
+        let a0 = TokenBucket::new(r(1_000_000_000, 1), r(1_000_000, 1)).unwrap();
+        let run = Run::new(1_000_000, 1, 1, 1_000_000).unwrap();
+        let avx2 = std::is_x86_feature_detected!("avx2");
+        let mut rng = Rng::new(21);
+        for case in 0..600usize {
+            // Drain the bucket to `level` at t = 1000.
+            let mut a = a0.clone();
+            let level = 1000 + rng.next_u64() % 999_000;
+            let mut ok = [false];
+            a.try_consume_each([(1_000_000 - level, 1000)], &mut ok);
+            assert!(ok[0]);
+            // A block whose costs add up to level - 2 ..= level + 2.
+            let sum = level + u64::try_from(case % 5).unwrap() - 2;
+            let mut costs: Vec<u64> = (0..ALL_ROWS).map(|_| rng.next_u64() % 1000).collect();
+            let rest = costs[..ALL_ROWS - 1].iter().sum::<u64>();
+            costs[ALL_ROWS - 1] = sum.saturating_sub(rest);
+            let fits = costs.iter().sum::<u64>() <= level;
+            let mut t = 1000;
+            let mut times: Vec<Nanos> = (0..ALL_ROWS)
+                .map(|_| {
+                    t += [0, 1, rng.next_u64() % 5000][case % 3];
+                    t
+                })
+                .collect();
+            let at = (rng.next_u64() as usize) % ALL_ROWS;
+            let odd = case / 5 % 6;
+            match odd {
+                1 if at > 0 => times[at] = times[at - 1] - 1,
+                2 => {
+                    for x in &mut times[at..] {
+                        *x += 1 << 32;
+                    }
+                }
+                3 => costs[at] = 1_000_001,
+                4 => costs[at] = (-3i64).cost(),
+                _ => {}
+            }
+            let plain = !matches!(odd, 1 if at > 0) && !matches!(odd, 2..=4);
+            // A few rows after the block, so the block is not the whole batch.
+            costs.extend([5, 7, 9]);
+            times.extend([t + 10, t + 20, t + 30]);
+            if avx2 {
+                let f = i64::try_from(1_000_000 - level).unwrap();
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU has AVX2; both slices hold more than ALL_ROWS rows.
+                let got = unsafe { take_all(&costs, &times, 1000, f, &run) };
+                assert_eq!(got.is_some(), plain && fits, "case {case}");
+                if let Some(f) = got {
+                    let mut b = a.clone();
+                    let mut out = vec![false; ALL_ROWS];
+                    b.try_consume_each(
+                        costs[..ALL_ROWS]
+                            .iter()
+                            .copied()
+                            .zip(times[..ALL_ROWS].iter().copied()),
+                        &mut out,
+                    );
+                    assert!(out.iter().all(|&o| o), "case {case}");
+                    let t_end = i64::try_from(times[ALL_ROWS - 1] - 1000).unwrap();
+                    assert_eq!(
+                        b.bucket.level,
+                        u128::try_from(1_000_000 - (f - t_end)).unwrap()
+                    );
+                }
+            }
+            columns_as_each(&a, &costs, &times);
+        }
     }
 
     /// The GCRA's column form answers as `try_consume_each` does and leaves the same state, in

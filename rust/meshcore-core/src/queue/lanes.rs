@@ -20,10 +20,11 @@
 
 use super::Nanos;
 use core::arch::x86_64::{
-    __m256i, _mm256_add_epi64, _mm256_blend_epi32, _mm256_blendv_epi8, _mm256_castsi256_pd,
-    _mm256_cmpgt_epi64, _mm256_loadu_si256, _mm256_movemask_pd, _mm256_mul_epu32, _mm256_or_si256,
-    _mm256_permute2x128_si256, _mm256_permute4x64_epi64, _mm256_set1_epi32, _mm256_set1_epi64x,
-    _mm256_setzero_si256, _mm256_srli_epi64, _mm256_storeu_si256, _mm256_sub_epi64,
+    __m256i, _mm256_add_epi64, _mm256_alignr_epi8, _mm256_blend_epi32, _mm256_blendv_epi8,
+    _mm256_castsi256_pd, _mm256_cmpgt_epi64, _mm256_loadu_si256, _mm256_movemask_pd,
+    _mm256_mul_epu32, _mm256_or_si256, _mm256_permute2x128_si256, _mm256_permute4x64_epi64,
+    _mm256_set1_epi32, _mm256_set1_epi64x, _mm256_setzero_si256, _mm256_slli_si256,
+    _mm256_srli_epi64, _mm256_storeu_si256, _mm256_sub_epi64, _mm256_testz_si256,
 };
 
 /// A bucket's constants, as [`take_run`] needs them.
@@ -209,6 +210,102 @@ pub unsafe fn take_run(
             return (i, f, true);
         }
     }
+}
+
+/// Rows a call to [`take_all`] takes at once.
+pub const ALL_ROWS: usize = 128;
+
+/// The rows of `costs` and `times` (the first [`ALL_ROWS`] of each) when they all conform for
+/// want of anything else: their costs add up to no more than the level at the start (`cap -
+/// f`, `f` the count at `origin` as in [`take_run`]). Later refills only raise the level, so
+/// every row conforms whatever the times. Returns the count after them, relative to `origin`,
+/// computed as in [`take_run`] (`f_end = N + max(f, max_j (t_j - N_(j-1)))`, in lanes without a
+/// chain from one four rows to the next beyond an add and a maximum), or `None`, having
+/// changed nothing, when the costs do not fit, or a cost is above `max_cost`, or a time goes
+/// back or lies 2**32 ns or more past `origin` (the caller then runs the rows otherwise).
+///
+/// # Safety
+/// The CPU must have AVX2, and both slices must hold at least [`ALL_ROWS`] rows.
+#[target_feature(enable = "avx2")]
+// Lanes below 2**63; unaligned loads.
+#[allow(
+    unsafe_code,
+    clippy::cast_possible_wrap,
+    clippy::cast_sign_loss,
+    clippy::cast_ptr_alignment
+)]
+pub unsafe fn take_all(
+    costs: &[u64],
+    times: &[Nanos],
+    origin: Nanos,
+    f: i64,
+    r: &Run,
+) -> Option<i64> {
+    assert!(costs.len() >= ALL_ROWS && times.len() >= ALL_ROWS);
+    let zero = _mm256_setzero_si256();
+    // First the costs alone: their sum, and whether one has a bit at 32 or above. A cost past
+    // max_cost needs no check of its own: its units alone exceed the capacity, so the sum
+    // cannot fit the level.
+    let (mut sum, mut wide) = (zero, zero);
+    for i in (0..ALL_ROWS).step_by(4) {
+        // SAFETY: rows i..i + 4 are in `costs` (i + 4 <= ALL_ROWS <= costs.len()).
+        let cv = unsafe { _mm256_loadu_si256(costs.as_ptr().add(i).cast::<__m256i>()) };
+        sum = _mm256_add_epi64(sum, cv);
+        wide = _mm256_or_si256(wide, cv);
+    }
+    let wide = _mm256_srli_epi64::<32>(wide);
+    if _mm256_testz_si256(wide, wide) == 0 {
+        return None;
+    }
+    // Each cost below 2**32: the sum is below 2**39.
+    let tokens = lanes(sum).iter().map(|&x| x as u64).sum::<u64>();
+    let level = r.cap - f as u64;
+    if u128::from(tokens) * u128::from(r.unit) > u128::from(level) {
+        return None;
+    }
+    let c = Consts {
+        origin: _mm256_set1_epi64x(origin as i64),
+        per_ns: _mm256_set1_epi32(r.per_ns as i32),
+        unit: _mm256_set1_epi32(r.unit as i32),
+        max_cost: zero,
+        cap: zero,
+    };
+    // `taken`: units taken before the current four rows (every lane); `top`: the maximum of
+    // `t_j - N_(j-1)` so far (per lane); `prev`: the times of the four rows before.
+    let (mut taken, mut top, mut prev) = (zero, _mm256_set1_epi64x(f), zero);
+    let (mut back, mut far) = (zero, zero);
+    for i in (0..ALL_ROWS).step_by(4) {
+        // SAFETY: rows i..i + 4 are in both slices (i + 4 <= ALL_ROWS).
+        let (tv, cv) = unsafe {
+            (
+                _mm256_loadu_si256(times.as_ptr().add(i).cast::<__m256i>()),
+                _mm256_loadu_si256(costs.as_ptr().add(i).cast::<__m256i>()),
+            )
+        };
+        let d = _mm256_sub_epi64(tv, c.origin);
+        // Each row's predecessor, [prev3, d0, d1, d2]; the first row's is the origin (0).
+        let pred = _mm256_alignr_epi8::<8>(d, _mm256_permute2x128_si256::<0x21>(prev, d));
+        back = _mm256_or_si256(back, _mm256_cmpgt_epi64(pred, d));
+        far = _mm256_or_si256(far, d);
+        prev = d;
+        let (t, need) = (_mm256_mul_epu32(d, c.per_ns), _mm256_mul_epu32(cv, c.unit));
+        // Units taken through each row, within the four, then since the first row.
+        let s1 = _mm256_add_epi64(need, _mm256_slli_si256::<8>(need));
+        let s2 = _mm256_add_epi64(
+            s1,
+            _mm256_blend_epi32::<0b0000_1111>(_mm256_permute4x64_epi64::<0b01_01_00_00>(s1), zero),
+        );
+        let upto = _mm256_add_epi64(s2, taken);
+        top = max64(top, _mm256_sub_epi64(t, _mm256_sub_epi64(upto, need)));
+        taken = _mm256_add_epi64(taken, _mm256_permute4x64_epi64::<0b11_11_11_11>(s2));
+    }
+    // A time past origin + 2**32 ns (or before the origin, which wraps high), or going back.
+    let far = _mm256_or_si256(_mm256_srli_epi64::<32>(far), back);
+    if _mm256_testz_si256(far, far) == 0 {
+        return None;
+    }
+    let top = lanes(top).into_iter().max().unwrap_or(f);
+    Some(lanes(taken)[0] + top)
 }
 
 /// The bucket's constants in every lane.
