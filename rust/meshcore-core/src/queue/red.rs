@@ -617,6 +617,10 @@ fn fj_mark(count: &mut f64, rng: &mut Rng, p_b: f64) -> bool {
 /// a stack buffer of this many (4 KiB) and pushed at the end of the run.
 const RUN: usize = 1024;
 
+/// Runs of at most this many rows gather into a buffer this long instead: zeroing the long one
+/// would cost a router's batch of a few dozen packets more than its rows.
+const SHORT_RUN: usize = 64;
+
 impl<T: Default> RedQueue<T> {
     /// Offer a run of size-only packets (each item `T::default()`): row `i` is a packet of
     /// `sizes[i]` bytes arriving at `times[i]`, ECN-capable when `ecn` is given and `ecn[i]`.
@@ -645,10 +649,11 @@ impl<T: Default> RedQueue<T> {
                 let rows = k * RUN..k * RUN + o.len();
                 let (s, t) = (&sizes[rows.clone()], &times[rows.clone()]);
                 let e = ecn.map(|e| &e[rows]);
-                if bytes {
-                    self.fj_run::<true>(s, t, e, o);
-                } else {
-                    self.fj_run::<false>(s, t, e, o);
+                match (bytes, o.len() <= SHORT_RUN) {
+                    (true, true) => self.fj_run::<true, SHORT_RUN>(s, t, e, o),
+                    (true, false) => self.fj_run::<true, RUN>(s, t, e, o),
+                    (false, true) => self.fj_run::<false, SHORT_RUN>(s, t, e, o),
+                    (false, false) => self.fj_run::<false, RUN>(s, t, e, o),
                 }
             }
             return;
@@ -662,7 +667,7 @@ impl<T: Default> RedQueue<T> {
         }
     }
 
-    /// [`enqueue_sizes`](Self::enqueue_sizes) of at most [`RUN`] rows for the Floyd-Jacobson
+    /// [`enqueue_sizes`](Self::enqueue_sizes) of at most `ROWS` rows for the Floyd-Jacobson
     /// rule without Adaptive RED (`BYTES`: byte mode). It is `Red::arrive` and `enqueue` with
     /// the configuration read once and the same arithmetic expression for expression, so the
     /// results are bit for bit the same, in a loop that keeps few values live:
@@ -675,7 +680,7 @@ impl<T: Default> RedQueue<T> {
     /// - nothing is dequeued within a run, so `q_time` is fixed; the ECN column is read only for
     ///   a packet about to be marked.
     #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // see above
-    fn fj_run<const BYTES: bool>(
+    fn fj_run<const BYTES: bool, const ROWS: usize>(
         &mut self,
         sizes: &[u32],
         times: &[Nanos],
@@ -796,7 +801,7 @@ impl<T: Default> RedQueue<T> {
             }
         }
         // Gather the sizes let in, then push them.
-        let mut queued = [0u32; RUN];
+        let mut queued = [0u32; ROWS];
         let mut n = 0;
         for (&v, &size) in out.iter().zip(sizes) {
             queued[n] = size;
