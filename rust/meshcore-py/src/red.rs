@@ -180,6 +180,43 @@ impl<'py> Arrivals<'py> {
         self.sizes.len()
     }
 
+    /// Whether the batch came with `items` (else its packets are known only by their sizes).
+    pub fn has_items(&self) -> bool {
+        self.items.is_some()
+    }
+
+    /// [`run`](Self::run) for a batch without items, a chunk at a time: each chunk's sizes
+    /// and times are converted into stack buffers (vectorized passes), then `rows` offers the
+    /// chunk (sizes, times, ECN column) and writes the verdict codes.
+    pub fn run_sizes<Q: Send + Sync>(
+        self,
+        py: Python<'_>,
+        lock: &Locked<Q>,
+        out: &mut [u8],
+        rows: impl Fn(&mut Q, &[u32], &[Nanos], Option<&[bool]>, &mut [u8]) + Send,
+    ) -> PyResult<()> {
+        debug_assert!(self.items.is_none());
+        let sizes = self.sizes.as_slice()?;
+        let times = self.times.as_ref().map(|t| t.as_slice()).transpose()?;
+        let ecn = self.ecn.as_ref().map(|e| e.as_slice()).transpose()?;
+        let now = self.now;
+        let checked = if sizes.len() < SMALL_BATCH {
+            check(sizes, times)
+        } else {
+            py.detach(|| check(sizes, times))
+        };
+        checked.map_err(|e| config_error(py, &e))?;
+        lock.write_rows(py, sizes.len(), move |q| {
+            // A short batch (a router's few dozen packets) in short buffers: zeroing the long
+            // ones would cost it more than its rows.
+            if out.len() <= SHORT {
+                sizes_in_chunks::<Q, SHORT>(q, (sizes, times, ecn, now), out, rows);
+            } else {
+                sizes_in_chunks::<Q, CHUNK>(q, (sizes, times, ecn, now), out, rows);
+            }
+        })
+    }
+
     /// Offer every arrival in order to the queue behind `lock` with the GIL released, writing
     /// each verdict code to `out`. The sizes and times are checked before the first arrival, so
     /// a bad row changes nothing. Refused items are released after the lock.
@@ -238,6 +275,39 @@ impl<'py> Arrivals<'py> {
 }
 
 /// Sizes in 0..2**32 and valid times in seconds, or the first bad row.
+/// Rows in batches of a short router call: buffers this long serve them.
+const SHORT: usize = 64;
+
+/// A size-only batch's columns: sizes, times (None: every row at `now`), ECN flags, `now`.
+type SizeColumns<'a> = (&'a [i64], Option<&'a [f64]>, Option<&'a [bool]>, Nanos);
+
+/// [`Arrivals::run_sizes`]'s loop, with buffers of `ROWS` rows: each chunk's sizes and times
+/// (checked before) are converted into them, then `rows` offers the chunk.
+fn sizes_in_chunks<Q, const ROWS: usize>(
+    q: &mut Q,
+    (sizes, times, ecn, now): SizeColumns<'_>,
+    out: &mut [u8],
+    rows: impl Fn(&mut Q, &[u32], &[Nanos], Option<&[bool]>, &mut [u8]),
+) {
+    let (mut sbuf, mut tbuf) = ([0u32; ROWS], [0u64; ROWS]);
+    for (k, o) in out.chunks_mut(ROWS).enumerate() {
+        let rows_k = k * ROWS..k * ROWS + o.len();
+        let (s, t) = (&mut sbuf[..o.len()], &mut tbuf[..o.len()]);
+        // Checked before: every size is in 0..2**32.
+        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+        for (b, &x) in s.iter_mut().zip(&sizes[rows_k.clone()]) {
+            *b = x as u32;
+        }
+        match times {
+            Some(ts) => {
+                nanos_checked_into(&ts[rows_k.clone()], t); // checked before
+            }
+            None => t.fill(now),
+        }
+        rows(q, s, t, ecn.map(|e| &e[rows_k]), o);
+    }
+}
+
 fn check(sizes: &[i64], times: Option<&[f64]>) -> Result<(), ParamError> {
     // Branch-free passes; the position is searched only when there is a bad row.
     let bad_size = |s: i64| u32::try_from(s).is_err();
@@ -377,9 +447,13 @@ impl PyRedQueue {
         {
             let mut w = out.readwrite();
             let o = w.as_slice_mut()?;
-            a.run(py, &self.inner, o, |q, item, size, ect, t| {
-                q.enqueue(item, size, ect, t)
-            })?;
+            if a.has_items() {
+                a.run(py, &self.inner, o, |q, item, size, ect, t| {
+                    q.enqueue(item, size, ect, t)
+                })?;
+            } else {
+                a.run_sizes(py, &self.inner, o, RedQueue::enqueue_sizes)?;
+            }
         }
         Ok(out)
     }

@@ -603,6 +603,227 @@ impl<T> RedQueue<T> {
     }
 }
 
+/// The Floyd-Jacobson test of `Red::arrive` at probability `p_b`, with `count` (an integer held
+/// as an f64, exact far beyond any reachable count) incremented first: whether to mark.
+#[inline(always)]
+#[allow(clippy::inline_always)] // part of the fast loop's body
+fn fj_mark(count: &mut f64, rng: &mut Rng, p_b: f64) -> bool {
+    *count += 1.0;
+    let x = *count * p_b;
+    rng.unit() * (1.0 - x) < p_b
+}
+
+/// Rows per run of [`RedQueue::enqueue_sizes`]'s fast loop: the sizes it queues are gathered in
+/// a stack buffer of this many (4 KiB) and pushed at the end of the run.
+const RUN: usize = 1024;
+
+/// Runs of at most this many rows gather into a buffer this long instead: zeroing the long one
+/// would cost a router's batch of a few dozen packets more than its rows.
+const SHORT_RUN: usize = 64;
+
+impl<T: Default> RedQueue<T> {
+    /// Offer a run of size-only packets (each item `T::default()`): row `i` is a packet of
+    /// `sizes[i]` bytes arriving at `times[i]`, ECN-capable when `ecn` is given and `ecn[i]`.
+    /// Each verdict's code (`Verdict as u8`, a refusal being `Dropped`) goes to `out[i]`.
+    ///
+    /// The result (verdicts, average, count, PRNG, queue, statistics) is exactly that of
+    /// [`enqueue`](Self::enqueue) called row by row. The common configuration (the
+    /// Floyd-Jacobson rule, not adaptive) runs a loop of its own ([`fj_run`](Self::fj_run));
+    /// every other one goes through `enqueue`.
+    ///
+    /// # Panics
+    /// When the columns differ in length.
+    pub fn enqueue_sizes(
+        &mut self,
+        sizes: &[u32],
+        times: &[Nanos],
+        ecn: Option<&[bool]>,
+        out: &mut [u8],
+    ) {
+        let n = out.len();
+        assert!(sizes.len() == n && times.len() == n && ecn.is_none_or(|e| e.len() == n));
+        let c = &self.red.cfg;
+        if !c.adaptive && c.count_rule == CountRule::FloydJacobson {
+            let bytes = c.bytes_mode;
+            for (k, o) in out.chunks_mut(RUN).enumerate() {
+                let rows = k * RUN..k * RUN + o.len();
+                let (s, t) = (&sizes[rows.clone()], &times[rows.clone()]);
+                let e = ecn.map(|e| &e[rows]);
+                match (bytes, o.len() <= SHORT_RUN) {
+                    (true, true) => self.fj_run::<true, SHORT_RUN>(s, t, e, o),
+                    (true, false) => self.fj_run::<true, RUN>(s, t, e, o),
+                    (false, true) => self.fj_run::<false, SHORT_RUN>(s, t, e, o),
+                    (false, false) => self.fj_run::<false, RUN>(s, t, e, o),
+                }
+            }
+            return;
+        }
+        for (i, ((o, &size), &t)) in out.iter_mut().zip(sizes).zip(times).enumerate() {
+            let ect = ecn.is_some_and(|e| e[i]);
+            *o = match self.enqueue(T::default(), size, ect, t) {
+                Ok(v) => v as u8,
+                Err(_) => Verdict::Dropped as u8,
+            };
+        }
+    }
+
+    /// [`enqueue_sizes`](Self::enqueue_sizes) of at most `ROWS` rows for the Floyd-Jacobson
+    /// rule without Adaptive RED (`BYTES`: byte mode). It is `Red::arrive` and `enqueue` with
+    /// the configuration read once and the same arithmetic expression for expression, so the
+    /// results are bit for bit the same, in a loop that keeps few values live:
+    /// - the state (average, count, latest time, PRNG) is in locals, written back at the end;
+    ///   the count and, in packet mode, the queue length are whole f64s (exact up to 2**53, and
+    ///   the length is at most the limit, <= 2**53), which the arithmetic uses directly;
+    /// - nothing is pushed in the loop: the packets let in (the rows not `Dropped`) are
+    ///   gathered and pushed after it, with one reservation. Nothing reads the queue in between
+    ///   but its length and backlog, which are counted;
+    /// - nothing is dequeued within a run, so `q_time` is fixed; the ECN column is read only for
+    ///   a packet about to be marked.
+    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // see above
+    fn fj_run<const BYTES: bool, const ROWS: usize>(
+        &mut self,
+        sizes: &[u32],
+        times: &[Nanos],
+        ecn: Option<&[bool]>,
+        out: &mut [u8],
+    ) {
+        const PASS: u8 = Verdict::Enqueued as u8;
+        const MARK: u8 = Verdict::Marked as u8;
+        const DROP: u8 = Verdict::Dropped as u8;
+        // What RED decided for a packet, before the limit: let in, or mark early / forced.
+        const NONE: u8 = 0;
+        const EARLY: u8 = 1;
+        const FORCED: u8 = 2;
+        let red = &self.red;
+        let c = &red.cfg;
+        let (min_th, max_th, w_q, gentle) = (c.min_th, c.max_th, c.w_q, c.gentle);
+        // ECN marks in the probabilistic region, and in the forced one without harddrop.
+        let (early_ecn, forced_ecn) = (c.ecn, c.ecn && !c.harddrop);
+        let ect = |i: usize| ecn.is_some_and(|e| e[i]);
+        let (keep, two_max) = (1.0 - w_q, 2.0 * max_th);
+        let (slope, max_p, limit) = (red.slope, red.max_p, self.limit);
+        let (mut avg, mut last) = (red.avg, red.last);
+        let mut count = red.count as f64;
+        let mut rng = red.rng.clone();
+        let mut st = self.stats;
+        // Packet mode: the length as an f64 (the queue size), and the limit.
+        let mut len_f = self.items.len() as f64;
+        let limit_f = limit as f64;
+        // Byte mode: the length and the backlog.
+        let mut len = self.items.len();
+        let mut backlog = self.backlog;
+        let n = out.len();
+        let (sizes, times) = (&sizes[..n], &times[..n]);
+        for i in 0..n {
+            last = last.max(times[i]);
+            let (empty, q) = if BYTES {
+                // As in `Red::arrive`: q <= limit <= 2**53.
+                #[allow(clippy::cast_possible_wrap)]
+                let q = backlog as i64 as f64;
+                (len == 0, q)
+            } else {
+                // A whole number: below 1 is 0.
+                (len_f < 1.0, len_f)
+            };
+            if empty {
+                if let Some(q_time) = red.q_time {
+                    avg = red.decayed(avg, q_time, last);
+                }
+            } else {
+                avg = keep * avg + w_q * q;
+            }
+            let kind = if avg < min_th {
+                count = -1.0;
+                NONE
+            } else if avg < max_th {
+                if fj_mark(&mut count, &mut rng, (avg - min_th) * slope) {
+                    EARLY
+                } else {
+                    NONE
+                }
+            } else if gentle && avg < two_max {
+                let p_b = max_p + (1.0 - max_p) * (avg - max_th) / max_th;
+                if fj_mark(&mut count, &mut rng, p_b) {
+                    EARLY
+                } else {
+                    NONE
+                }
+            } else {
+                FORCED
+            };
+            let size = sizes[i];
+            let over = if BYTES {
+                backlog + u64::from(size) > limit
+            } else {
+                len_f >= limit_f
+            };
+            // The marked packets (few) apart, so that the common path stays short.
+            if kind != NONE {
+                count = 0.0;
+                let ecn_ok = if kind == EARLY { early_ecn } else { forced_ecn };
+                out[i] = if !(ecn_ok && ect(i)) {
+                    if kind == EARLY {
+                        st.early_drops += 1;
+                    } else {
+                        st.forced_drops += 1;
+                    }
+                    DROP
+                } else if over {
+                    st.overlimit_drops += 1;
+                    DROP
+                } else {
+                    if kind == EARLY {
+                        st.early_marks += 1;
+                    } else {
+                        st.forced_marks += 1;
+                    }
+                    if BYTES {
+                        len += 1;
+                        backlog += u64::from(size);
+                    } else {
+                        len_f += 1.0;
+                    }
+                    MARK
+                };
+                continue;
+            }
+            if over {
+                st.overlimit_drops += 1;
+                out[i] = DROP;
+                continue;
+            }
+            out[i] = PASS;
+            if BYTES {
+                len += 1;
+                backlog += u64::from(size);
+            } else {
+                len_f += 1.0;
+            }
+        }
+        // Gather the sizes let in, then push them.
+        let mut queued = [0u32; ROWS];
+        let mut n = 0;
+        for (&v, &size) in out.iter().zip(sizes) {
+            queued[n] = size;
+            n += usize::from(v != DROP);
+        }
+        let queued = &queued[..n];
+        if !BYTES {
+            backlog += queued.iter().map(|&s| u64::from(s)).sum::<u64>();
+        }
+        st.enqueued += n as u64;
+        self.items.extend(queued.iter().map(|&size| Entry {
+            item: T::default(),
+            size,
+        }));
+        let red = &mut self.red;
+        (red.avg, red.last, red.rng) = (avg, last, rng);
+        red.count = count as i64;
+        self.backlog = backlog;
+        self.stats = st;
+    }
+}
+
 #[cfg(test)]
 // Exact float comparisons are the point of these tests; counts convert to f64 exactly.
 #[allow(clippy::float_cmp, clippy::cast_precision_loss)]
@@ -864,5 +1085,121 @@ mod tests {
         while q.dequeue(60 * half).is_some() {}
         let _ = q.enqueue((), 1, false, 60 * half + 120 * half);
         assert_eq!(q.max_p(), 0.01);
+    }
+
+    /// `enqueue_sizes` (fast loop or not) against `enqueue` row by row on random
+    /// configurations: every verdict and, after each batch, the whole state.
+    #[test]
+    #[allow(clippy::cast_sign_loss, clippy::cast_possible_truncation)] // small positive values
+    fn enqueue_sizes_matches_enqueue() {
+        let mut r = Rng::new(5);
+        let rules = [
+            CountRule::FloydJacobson,
+            CountRule::FloydJacobson,
+            CountRule::FloydJacobson,
+            CountRule::Linux,
+            CountRule::Wait,
+            CountRule::Geometric,
+        ];
+        for case in 0..300 {
+            let bytes_mode = r.below(2) == 1;
+            let unit = if bytes_mode { 500.0 } else { 1.0 };
+            let min_th = (1 + r.below(20)) as f64 * unit;
+            let max_th = min_th + (1 + r.below(30)) as f64 * unit;
+            let adaptive = r.below(6) == 0;
+            let cfg = RedConfig {
+                min_th,
+                max_th,
+                max_p: if adaptive {
+                    0.01 + 0.49 * r.unit()
+                } else {
+                    0.01 + 0.99 * r.unit()
+                },
+                w_q: [1.0, 0.5, 0.1, 0.002][r.below(4) as usize],
+                // From max_th (the queue overflows) to 5 max_th.
+                limit: Some((max_th * (1.0 + 4.0 * r.unit())).ceil() as u64),
+                gentle: r.below(2) == 1,
+                ecn: r.below(2) == 1,
+                adaptive,
+                count_rule: rules[r.below(rules.len() as u64) as usize],
+                bytes_mode,
+                packet_time: 1 + r.below(2_000_000),
+                harddrop: r.below(2) == 1,
+                adapt_interval: 1 + r.below(50_000_000),
+                seed: case,
+            };
+            let mut fast = RedQueue::<u8>::new(cfg.clone()).unwrap();
+            let mut slow = RedQueue::<u8>::new(cfg).unwrap();
+            let mut now = r.below(1_000_000);
+            for _ in 0..4 {
+                let n = [0, 1, 2, RUN - 1, RUN, RUN + 1, 2 * RUN + 3][r.below(7) as usize].max(
+                    if r.below(2) == 0 {
+                        r.below(3000) as usize
+                    } else {
+                        0
+                    },
+                );
+                let max_size = if bytes_mode { 3 * unit as u64 } else { 2000 };
+                let sizes: Vec<u32> = (0..n)
+                    .map(|_| {
+                        if r.below(8) == 0 {
+                            0
+                        } else {
+                            r.below(max_size) as u32
+                        }
+                    })
+                    .collect();
+                let times: Vec<Nanos> = (0..n)
+                    .map(|_| {
+                        match r.below(20) {
+                            // Backwards.
+                            0 => now = now.saturating_sub(r.below(5_000_000)),
+                            // An idle gap.
+                            1 => now += r.below(1_000_000_000),
+                            _ => now += r.below(20_000),
+                        }
+                        now
+                    })
+                    .collect();
+                let ecn: Option<Vec<bool>> =
+                    (r.below(3) != 0).then(|| (0..n).map(|_| r.below(2) == 1).collect());
+                let mut out = vec![9u8; n];
+                fast.enqueue_sizes(&sizes, &times, ecn.as_deref(), &mut out);
+                for i in 0..n {
+                    let ect = ecn.as_ref().is_some_and(|e| e[i]);
+                    let want = match slow.enqueue(0, sizes[i], ect, times[i]) {
+                        Ok(v) => v as u8,
+                        Err(_) => Verdict::Dropped as u8,
+                    };
+                    assert_eq!(out[i], want, "case {case}, row {i} of {n}");
+                }
+                let (a, b) = (&fast.red, &slow.red);
+                assert_eq!(a.avg.to_bits(), b.avg.to_bits(), "case {case}");
+                assert_eq!((a.count, a.last, a.q_time), (b.count, b.last, b.q_time));
+                assert_eq!(
+                    (a.max_p.to_bits(), a.r.to_bits()),
+                    (b.max_p.to_bits(), b.r.to_bits())
+                );
+                assert_eq!((&a.rng, a.next_tick), (&b.rng, b.next_tick));
+                assert_eq!(fast.stats(), slow.stats(), "case {case}");
+                assert_eq!((fast.len(), fast.backlog()), (slow.len(), slow.backlog()));
+                let sizes = |q: &RedQueue<u8>| q.items.iter().map(|e| e.size).collect::<Vec<_>>();
+                assert_eq!(sizes(&fast), sizes(&slow), "case {case}");
+                // Drain some, or all (the next batch then starts after an idle period).
+                let k = if r.below(3) == 0 {
+                    usize::MAX
+                } else {
+                    r.below(50) as usize
+                };
+                now += r.below(100_000);
+                for _ in 0..k {
+                    let (x, y) = (fast.pop(now), slow.pop(now));
+                    assert_eq!(x, y);
+                    if x.is_none() {
+                        break;
+                    }
+                }
+            }
+        }
     }
 }
