@@ -14,8 +14,8 @@ use crate::red::contiguous;
 use meshcore_core::queue::bucket::{all_at_most, CostRow, Gcra, TokenBucket};
 use meshcore_core::queue::shaper::LeakyBucket;
 use meshcore_core::queue::{
-    all_seconds, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, Nanos, Ratio, Verdict,
-    NANOS_PER_SEC,
+    all_seconds, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, prefetch_rows, Nanos,
+    Ratio, Verdict, NANOS_PER_SEC,
 };
 use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
@@ -111,6 +111,14 @@ impl<'a> IntSlice<'a> {
         match self {
             IntSlice::U(s) => s.len(),
             IntSlice::I(s) => s.len(),
+        }
+    }
+
+    /// Asks for rows `range` to be brought into L2 (a hint).
+    pub fn prefetch(self, range: std::ops::Range<usize>) {
+        match self {
+            IntSlice::U(s) => prefetch_rows(&s[range]),
+            IntSlice::I(s) => prefetch_rows(&s[range]),
         }
     }
 
@@ -219,6 +227,13 @@ impl<'a> TimeSlice<'a> {
         match self {
             TimeSlice::One(t) => TimeSlice::One(t),
             TimeSlice::Each(s) => TimeSlice::Each(&s[range]),
+        }
+    }
+
+    /// Asks for rows `range` to be brought into L2 (a hint).
+    pub fn prefetch(self, range: std::ops::Range<usize>) {
+        if let TimeSlice::Each(s) = self {
+            prefetch_rows(&s[range]);
         }
     }
 
@@ -368,6 +383,11 @@ impl Consume for Gcra {
 /// buffers of this many rows (16 KiB each, so they stay in L1 for the run), then run.
 pub const CHUNK: usize = 2048;
 
+/// Rows per step of a token bucket's or GCRA's batch: a step's costs are checked and its times
+/// converted into a stack buffer, then run, while the columns two steps ahead are fetched
+/// (so that reading them from memory overlaps the work, which short steps allow).
+const STEP: usize = 256;
+
 /// Run a batch of costs through a bucket, checking every cost against `max_cost` and every
 /// time; a bad row raises and restores the bucket as it was before the batch. The answers land
 /// in `out`.
@@ -384,9 +404,13 @@ fn consume_batch<B: Consume + Clone>(
 ) -> PyResult<()> {
     let r = inner.write_rows(py, out.len(), move |b| {
         let saved = b.clone();
-        let mut tbuf = [0u64; CHUNK];
-        for (k, o) in out.chunks_mut(CHUNK).enumerate() {
-            let rows = k * CHUNK..k * CHUNK + o.len();
+        let mut tbuf = [0u64; STEP];
+        let n = out.len();
+        for (k, o) in out.chunks_mut(STEP).enumerate() {
+            let rows = k * STEP..k * STEP + o.len();
+            let ahead = (rows.start + 2 * STEP).min(n)..(rows.start + 3 * STEP).min(n);
+            costs.prefetch(ahead.clone());
+            times.prefetch(ahead);
             let (c, t) = (costs.sub(rows.clone()), times.sub(rows.clone()));
             let tb = &mut tbuf[..o.len()];
             // The costs are checked in place (one pass in vector lanes) and read as they are.
