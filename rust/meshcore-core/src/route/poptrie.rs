@@ -1396,6 +1396,70 @@ mod tests {
         assert_eq!(out, want);
     }
 
+    /// Churn on a table built with 32-bit leaves (more distinct values than 16-bit leaves
+    /// take), checked every fifth update for the leaf form and now and then against a fresh
+    /// build: the leaf patches that copy runs as stored, with wide leaves.
+    fn churn_wide<A: Address>(
+        seed: u64,
+        addr: impl Fn(&mut Rng) -> A,
+        len: impl Fn(&mut Rng) -> u8,
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut rib = Rib::new();
+        for v in 0..40_000 {
+            rib.insert(
+                Prefix::new(addr(&mut rng), len(&mut rng), false).unwrap(),
+                v,
+            );
+        }
+        let mut t = Poptrie::build(&rib);
+        assert!(!t.narrow_leaves());
+        let mut known: Vec<Prefix<A>> = rib.iter().map(|(p, _)| p).collect();
+        for step in 0..300u32 {
+            let p = if rng.below(2) == 0 {
+                known[rng.below(known.len() as u64) as usize]
+            } else {
+                let p = Prefix::new(addr(&mut rng), len(&mut rng), false).unwrap();
+                known.push(p);
+                p
+            };
+            if rng.below(4) == 0 {
+                rib.remove(p);
+            } else {
+                rib.insert(p, rng.below(4) as u32);
+            }
+            t.update(&rib, p);
+            if step % 5 == 0 {
+                // A walk of the whole table: not at every step.
+                assert_eq!(t.check_runs(), Ok(()), "step {step}");
+            }
+            if step % 50 == 0 {
+                let fresh = Poptrie::build(&rib);
+                for q in known.iter().step_by(7) {
+                    for a in [q.addr(), q.last()] {
+                        assert_eq!(t.lookup(a), fresh.lookup(a), "step {step}");
+                    }
+                }
+            }
+        }
+        let probes: Vec<A> = known.iter().map(Prefix::last).collect();
+        assert_eq!(agrees_with(&t, &rib, &probes), None);
+    }
+
+    #[test]
+    fn wide_leaf_updates() {
+        churn_wide::<u32>(
+            51,
+            |r| (10u32 << 24) | ((r.next_u64() as u32) >> 8),
+            |r| 20 + r.below(13) as u8,
+        );
+        churn_wide::<u128>(
+            52,
+            |r| (0x2001u128 << 112) | (u128::from(r.next_u64() >> 30) << 64),
+            |r| 40 + r.below(25) as u8,
+        );
+    }
+
     #[test]
     fn batch_equals_single() {
         let mut rng = Rng::new(21);
