@@ -24,7 +24,8 @@ pub const SHARD_BITS: u8 = 12;
 /// Routes of one family: prefix -> next-hop id.
 #[derive(Debug, Clone)]
 pub struct Rib<A: Address> {
-    /// Shard `i`: the routes whose address starts with the bits of `i`.
+    /// Shard `i`: the routes whose address starts with the bits of `i`. Empty (no shards)
+    /// until the first insert, so that an empty table costs nothing.
     shards: Vec<BTreeMap<A::Key, u32>>,
     /// Routes in all shards.
     len: usize,
@@ -47,7 +48,7 @@ fn shard<A: Address>(addr: A) -> usize {
 impl<A: Address> Rib<A> {
     pub fn new() -> Rib<A> {
         Rib {
-            shards: vec![BTreeMap::new(); 1 << SHARD_BITS],
+            shards: Vec::new(),
             len: 0,
             per_len: vec![0; usize::from(A::BITS) + 1],
         }
@@ -64,11 +65,14 @@ impl<A: Address> Rib<A> {
     /// The value of the route `addr`/`len` (`addr` without host bits).
     #[inline]
     fn probe(&self, addr: A, len: u8) -> Option<u32> {
-        self.shards[shard(addr)].get(&addr.key(len)).copied()
+        self.shards.get(shard(addr))?.get(&addr.key(len)).copied()
     }
 
     /// Add or replace a route; returns the value it replaced.
     pub fn insert(&mut self, p: Prefix<A>, value: u32) -> Option<u32> {
+        if self.shards.is_empty() {
+            self.shards = vec![BTreeMap::new(); 1 << SHARD_BITS];
+        }
         let old = self.shards[shard(p.addr())].insert(p.addr().key(p.len()), value);
         if old.is_none() {
             self.len += 1;
@@ -79,7 +83,10 @@ impl<A: Address> Rib<A> {
 
     /// Remove a route; returns its value.
     pub fn remove(&mut self, p: Prefix<A>) -> Option<u32> {
-        let old = self.shards[shard(p.addr())].remove(&p.addr().key(p.len()));
+        let old = self
+            .shards
+            .get_mut(shard(p.addr()))?
+            .remove(&p.addr().key(p.len()));
         if old.is_some() {
             self.len -= 1;
             self.per_len[usize::from(p.len())] -= 1;
@@ -143,7 +150,9 @@ impl<A: Address> Rib<A> {
         // The shards the prefix spans (one, unless it is shorter than the shard bits); in
         // each, an open range and a stop at `end`: one search of the tree instead of two (it
         // runs on every route update, where the range is nearly always empty).
-        self.shards[shard(p.addr())..=shard(p.last())]
+        self.shards
+            .get(shard(p.addr())..=shard(p.last()))
+            .unwrap_or_default()
             .iter()
             .flat_map(move |m| m.range(start..).take_while(move |(k, _)| **k <= end))
             .filter(move |(k, _)| include_self || **k != start)
