@@ -159,6 +159,13 @@ impl Leaves {
             Leaves::Wide(v) => v.capacity() * 4,
         }
     }
+    /// Copy leaves as stored (no next-hop lookups) from `src` to `to`.
+    fn copy_within(&mut self, src: core::ops::Range<usize>, to: usize) {
+        match self {
+            Leaves::Narrow(v) => v.copy_within(src, to),
+            Leaves::Wide(v) => v.copy_within(src, to),
+        }
+    }
     fn grow(&mut self, n: usize) {
         match self {
             Leaves::Narrow(v) => v.resize(v.len() + n, 0),
@@ -574,6 +581,10 @@ impl<A: Address> Poptrie<A> {
     /// Recompute the children of node `at` (at `depth`) that `changed` overlaps, keeping the
     /// others (their subtrees are moved, not rebuilt). Returns whether the node is still
     /// needed: false when it ends up one leaf equal to what it inherits.
+    ///
+    /// Only the leaf runs around the overlapped children are recomputed: a run starts where a
+    /// leaf child's value differs from the previous leaf child's, so outside the overlapped
+    /// children and the first leaf child after them the starts (and the runs' values) stay.
     fn rebuild_node(
         &mut self,
         rib: &Rib<A>,
@@ -587,32 +598,9 @@ impl<A: Address> Poptrie<A> {
         let n = 1usize << width;
         let old = self.nodes[at as usize];
         let inherited = self.inherit[at as usize];
-        // The old answer of each child: a kept subtree, or a leaf value.
-        // Each run of equal leaves fills from its start to the next one's; node children in
-        // between are then overwritten.
+        // The children `changed` overlaps (`c0..=c1`), their new values (only those entries
+        // of `value` are read) and the routes below them.
         let mut value = [NONE; 64];
-        // The old leaves' values, in order (to write only the leaves that change).
-        let mut old_runs = [NONE; 64];
-        let mut starts = old.leafvec;
-        let mut leaf = old.leaf_base as usize;
-        let mut old_nl = 0;
-        while starts != 0 {
-            let c = starts.trailing_zeros() as usize;
-            starts &= starts - 1;
-            let end = if starts == 0 {
-                n
-            } else {
-                starts.trailing_zeros() as usize
-            };
-            let v = self.leaf_at(leaf);
-            value[c..end].fill(v);
-            old_runs[old_nl] = v;
-            old_nl += 1;
-            leaf += 1;
-        }
-        // Node children need no value here (`leaf_runs` gives them their neighbour's) except
-        // the one a deeper `changed` lies in: it keeps what it inherits (set below).
-        // The children `changed` overlaps, their new values and the routes below them.
         let c0 = changed.addr().chunk(depth, width) as usize;
         let c1;
         if changed.len() <= child_len {
@@ -628,11 +616,14 @@ impl<A: Address> Poptrie<A> {
             }
             paint(&mut value, &self.buf, depth, width);
         } else {
+            // A deeper `changed`: the child keeps what it inherits, the value of its old leaf
+            // or of its old subtree.
             c1 = c0;
-            if old.vector >> c0 & 1 == 1 {
-                value[c0] =
-                    self.inherit[(old.child_base + rank(old.vector, c0 as u32) - 1) as usize];
-            }
+            value[c0] = if old.vector >> c0 & 1 == 1 {
+                self.inherit[(old.child_base + rank(old.vector, c0 as u32) - 1) as usize]
+            } else {
+                self.leaf_at((old.leaf_base + rank(old.leafvec, c0 as u32) - 1) as usize)
+            };
             self.gather(rib, changed.addr().and(A::mask(child_len)), child_len);
         }
         let routes = std::mem::take(&mut self.buf);
@@ -667,31 +658,94 @@ impl<A: Address> Poptrie<A> {
             self.nodes[at as usize].child_base = child_base;
         }
         self.buf = routes;
-        let mut runs = [NONE; 64];
-        let (leafvec, nl) = leaf_runs(&value, n, vector, &mut runs);
-        let leaf_base = if nl == old_nl {
-            // As many leaves as before: rewrite in place the ones whose value changed.
-            let at = old.leaf_base as usize;
-            for (k, (&r, &o)) in runs[..nl].iter().zip(&old_runs[..nl]).enumerate() {
-                if r != o {
-                    self.write_leaves(at + k, &[r]);
-                }
-            }
-            old.leaf_base
-        } else {
-            if old_nl > 0 {
-                self.free_leaves[old_nl].push(old.leaf_base);
-                self.garbage += old_nl;
-            }
-            let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
-            self.write_leaves(leaf_base as usize, &runs[..nl]);
-            leaf_base
-        };
+        let (leafvec, leaf_base, nl) = self.patch_leaves(old, vector, n, (c0, c1), &value);
         let node = &mut self.nodes[at as usize];
         node.vector = vector;
         node.leafvec = leafvec;
         node.leaf_base = leaf_base;
-        vector != 0 || runs[..nl] != [inherited]
+        vector != 0 || nl != 1 || self.leaf_at(leaf_base as usize) != inherited
+    }
+
+    /// The leaves of a node that was `old` and whose node children are now `vector`, after the
+    /// children `c0..=c1` (of `n`) took the values `value[c0..=c1]`: the runs starting in the
+    /// window from `c0` to the first leaf child after `c1` are recomputed, the runs before
+    /// and after it are kept. Returns the new `leafvec`, leaf block and run count; a block of
+    /// another size replaces the old one, which is freed.
+    fn patch_leaves(
+        &mut self,
+        old: Node,
+        vector: u64,
+        n: usize,
+        (c0, c1): (usize, usize),
+        value: &[u32; 64],
+    ) -> (u64, u32, usize) {
+        let leaf_children = !vector & (u64::MAX >> (64 - n));
+        let old_value = |t: &Self, c: usize| {
+            t.leaf_at((old.leaf_base + rank(old.leafvec, c as u32) - 1) as usize)
+        };
+        // Leaf children outside `c0..=c1` were leaf children before, with the same values.
+        let below = leaf_children & ((1u64 << c0) - 1);
+        let above = leaf_children & ((u64::MAX << c1) << 1);
+        let end = if above == 0 {
+            n - 1
+        } else {
+            above.trailing_zeros() as usize
+        };
+        let window = (u64::MAX << c0) & (u64::MAX >> (63 - end));
+        let mut prev = if below == 0 {
+            None
+        } else {
+            Some(old_value(self, 63 - below.leading_zeros() as usize))
+        };
+        // The runs starting in the window.
+        let (mut starts, mut mid, mut new_mid) = (0u64, [NONE; 64], 0);
+        let mut bits = leaf_children & window;
+        while bits != 0 {
+            let c = bits.trailing_zeros() as usize;
+            bits &= bits - 1;
+            let v = if c <= c1 {
+                value[c]
+            } else {
+                old_value(self, c)
+            };
+            if prev != Some(v) {
+                starts |= 1 << c;
+                mid[new_mid] = v;
+                new_mid += 1;
+            }
+            prev = Some(v);
+        }
+        let leafvec = old.leafvec & !window | starts;
+        let before = (old.leafvec & ((1u64 << c0) - 1)).count_ones() as usize;
+        let old_mid = (old.leafvec & window).count_ones() as usize;
+        let old_nl = old.leafvec.count_ones() as usize;
+        let nl = old_nl - old_mid + new_mid;
+        let from = old.leaf_base as usize;
+        if new_mid == old_mid {
+            // As many leaves as before: rewrite in place the ones whose value changed.
+            for (k, &v) in mid[..new_mid].iter().enumerate() {
+                if self.leaf_at(from + before + k) != v {
+                    self.write_leaves(from + before + k, &[v]);
+                }
+            }
+            return (leafvec, old.leaf_base, nl);
+        }
+        // A new block: the kept runs copied as stored, the window's written.
+        let leaf_base = if nl > 0 { self.alloc_leaves(nl) } else { 0 };
+        let to = leaf_base as usize;
+        let after = old_nl - before - old_mid;
+        self.leaves.copy_within(from..from + before, to);
+        self.write_leaves(to + before, &mid[..new_mid]);
+        self.leaves.copy_within(
+            from + before + old_mid..from + old_nl,
+            to + before + new_mid,
+        );
+        debug_assert_eq!(before + new_mid + after, nl);
+        if old_nl > 0 {
+            self.free_leaves[old_nl].push(old.leaf_base);
+            self.garbage += old_nl;
+        }
+        (leafvec, leaf_base, nl)
     }
 
     /// A new child block for a node whose node children are now `vector`: the overlapped
@@ -948,6 +1002,49 @@ impl<A: Address> Poptrie<A> {
     pub fn narrow_leaves(&self) -> bool {
         matches!(self.leaves, Leaves::Narrow(_))
     }
+
+    /// Check that every node's leaves are in the form a fresh build gives them: one leaf per
+    /// run of equal leaf children, a run starting at the first leaf child and wherever the
+    /// value changes (for tests of the in-place updates).
+    #[cfg(test)]
+    fn check_runs(&self) -> Result<(), String> {
+        fn walk<A: Address>(t: &Poptrie<A>, at: u32, depth: u8) -> Result<(), String> {
+            let nd = t.nodes[at as usize];
+            let width = STRIDE.min(A::BITS - depth);
+            let n = 1usize << width;
+            let mut value = [NONE; 64];
+            for (c, v) in value.iter_mut().enumerate().take(n) {
+                if nd.vector >> c & 1 == 0 {
+                    *v = t.leaf_at((nd.leaf_base + rank(nd.leafvec, c as u32) - 1) as usize);
+                }
+            }
+            let mut runs = [NONE; 64];
+            let (leafvec, nl) = leaf_runs(&value, n, nd.vector, &mut runs);
+            let stored: Vec<u32> = (0..nd.leafvec.count_ones() as usize)
+                .map(|k| t.leaf_at(nd.leaf_base as usize + k))
+                .collect();
+            if leafvec != nd.leafvec || runs[..nl] != stored[..] {
+                return Err(format!(
+                    "node {at} at depth {depth}: leafvec {:#x} runs {stored:?}, want {leafvec:#x} {:?}",
+                    nd.leafvec,
+                    &runs[..nl]
+                ));
+            }
+            for k in 0..nd.vector.count_ones() {
+                walk(t, nd.child_base + k, depth + width)?;
+            }
+            Ok(())
+        }
+        for (w, &bits) in self.is_tree.iter().enumerate() {
+            let mut bits = bits;
+            while bits != 0 {
+                let slot = w * 64 + bits.trailing_zeros() as usize;
+                bits &= bits - 1;
+                walk(self, self.direct[slot], Self::S)?;
+            }
+        }
+        Ok(())
+    }
 }
 
 /// Paint into `value` (one entry per child of a node at `depth` with `width`-bit stride) the
@@ -1160,6 +1257,7 @@ mod tests {
                 rib.insert(p, step % values);
             }
             t.update(&rib, p);
+            assert_eq!(t.check_runs(), Ok(()), "step {step}");
             if step % 50 == 0 {
                 let mut probes: Vec<A> = (0..2000).map(|_| addr(&mut rng)).collect();
                 probes.extend(known.iter().map(Prefix::last));
@@ -1257,6 +1355,7 @@ mod tests {
                 rib.insert(p, rng.below(3) as u32);
             }
             t.update(&rib, p);
+            assert_eq!(t.check_runs(), Ok(()), "step {step}");
             let fresh = Poptrie::build(&rib);
             for a in slot..slot + (1 << 14) {
                 assert_eq!(t.lookup(a), fresh.lookup(a), "step {step}, address {a:#x}");
@@ -1295,6 +1394,70 @@ mod tests {
             .map(|&a| t.lookup(a).map_or(-1, i64::from))
             .collect();
         assert_eq!(out, want);
+    }
+
+    /// Churn on a table built with 32-bit leaves (more distinct values than 16-bit leaves
+    /// take), checked every fifth update for the leaf form and now and then against a fresh
+    /// build: the leaf patches that copy runs as stored, with wide leaves.
+    fn churn_wide<A: Address>(
+        seed: u64,
+        addr: impl Fn(&mut Rng) -> A,
+        len: impl Fn(&mut Rng) -> u8,
+    ) {
+        let mut rng = Rng::new(seed);
+        let mut rib = Rib::new();
+        for v in 0..40_000 {
+            rib.insert(
+                Prefix::new(addr(&mut rng), len(&mut rng), false).unwrap(),
+                v,
+            );
+        }
+        let mut t = Poptrie::build(&rib);
+        assert!(!t.narrow_leaves());
+        let mut known: Vec<Prefix<A>> = rib.iter().map(|(p, _)| p).collect();
+        for step in 0..300u32 {
+            let p = if rng.below(2) == 0 {
+                known[rng.below(known.len() as u64) as usize]
+            } else {
+                let p = Prefix::new(addr(&mut rng), len(&mut rng), false).unwrap();
+                known.push(p);
+                p
+            };
+            if rng.below(4) == 0 {
+                rib.remove(p);
+            } else {
+                rib.insert(p, rng.below(4) as u32);
+            }
+            t.update(&rib, p);
+            if step % 5 == 0 {
+                // A walk of the whole table: not at every step.
+                assert_eq!(t.check_runs(), Ok(()), "step {step}");
+            }
+            if step % 50 == 0 {
+                let fresh = Poptrie::build(&rib);
+                for q in known.iter().step_by(7) {
+                    for a in [q.addr(), q.last()] {
+                        assert_eq!(t.lookup(a), fresh.lookup(a), "step {step}");
+                    }
+                }
+            }
+        }
+        let probes: Vec<A> = known.iter().map(Prefix::last).collect();
+        assert_eq!(agrees_with(&t, &rib, &probes), None);
+    }
+
+    #[test]
+    fn wide_leaf_updates() {
+        churn_wide::<u32>(
+            51,
+            |r| (10u32 << 24) | ((r.next_u64() as u32) >> 8),
+            |r| 20 + r.below(13) as u8,
+        );
+        churn_wide::<u128>(
+            52,
+            |r| (0x2001u128 << 112) | (u128::from(r.next_u64() >> 30) << 64),
+            |r| 40 + r.below(25) as u8,
+        );
     }
 
     #[test]

@@ -1,10 +1,16 @@
 //! The routing information base: every route of one address family, in order.
 //!
-//! Routes are kept in a `BTreeMap` keyed by `(address, length)` (packed in one `u64` for IPv4),
+//! Routes are kept in `BTreeMap`s keyed by `(address, length)` (packed in one `u64` for IPv4),
 //! which orders them as a depth-first walk of the prefix tree (a prefix before everything inside
 //! it). That order makes
 //! "the routes inside P" one range scan, and "the routes covering an address" one probe per
 //! prefix length in use (a 129-bit set of the lengths present keeps that short).
+//!
+//! The maps are shards by the top [`SHARD_BITS`] bits of the address (a route shorter than that
+//! goes to the shard of its first address): every key of a shard is below every key of the
+//! next, so the shards one after another are the routes in order, and each probe searches a
+//! tree a few thousand times smaller than the whole table (two or three levels fewer on a full
+//! table, where every route update probes it once or twice).
 //!
 //! The longest-prefix match here is the reference the fast structures are tested against: it
 //! costs one tree probe per length in use, so it is correct, not quick.
@@ -12,34 +18,64 @@
 use super::{Address, Prefix};
 use std::collections::BTreeMap;
 
+/// Address bits that pick a route's shard (4,096 shards).
+pub const SHARD_BITS: u8 = 12;
+
 /// Routes of one family: prefix -> next-hop id.
-#[derive(Debug, Clone, Default)]
+#[derive(Debug, Clone)]
 pub struct Rib<A: Address> {
-    routes: BTreeMap<A::Key, u32>,
+    /// Shard `i`: the routes whose address starts with the bits of `i`. Empty (no shards)
+    /// until the first insert, so that an empty table costs nothing.
+    shards: Vec<BTreeMap<A::Key, u32>>,
+    /// Routes in all shards.
+    len: usize,
     /// How many routes have each length (index = length).
     per_len: Vec<u32>,
+}
+
+impl<A: Address> Default for Rib<A> {
+    fn default() -> Self {
+        Rib::new()
+    }
+}
+
+/// The shard of the routes whose address is `addr`.
+#[inline]
+fn shard<A: Address>(addr: A) -> usize {
+    addr.chunk(0, SHARD_BITS) as usize
 }
 
 impl<A: Address> Rib<A> {
     pub fn new() -> Rib<A> {
         Rib {
-            routes: BTreeMap::new(),
+            shards: Vec::new(),
+            len: 0,
             per_len: vec![0; usize::from(A::BITS) + 1],
         }
     }
 
     pub fn len(&self) -> usize {
-        self.routes.len()
+        self.len
     }
 
     pub fn is_empty(&self) -> bool {
-        self.routes.is_empty()
+        self.len == 0
+    }
+
+    /// The value of the route `addr`/`len` (`addr` without host bits).
+    #[inline]
+    fn probe(&self, addr: A, len: u8) -> Option<u32> {
+        self.shards.get(shard(addr))?.get(&addr.key(len)).copied()
     }
 
     /// Add or replace a route; returns the value it replaced.
     pub fn insert(&mut self, p: Prefix<A>, value: u32) -> Option<u32> {
-        let old = self.routes.insert(p.addr().key(p.len()), value);
+        if self.shards.is_empty() {
+            self.shards = vec![BTreeMap::new(); 1 << SHARD_BITS];
+        }
+        let old = self.shards[shard(p.addr())].insert(p.addr().key(p.len()), value);
         if old.is_none() {
+            self.len += 1;
             self.per_len[usize::from(p.len())] += 1;
         }
         old
@@ -47,8 +83,12 @@ impl<A: Address> Rib<A> {
 
     /// Remove a route; returns its value.
     pub fn remove(&mut self, p: Prefix<A>) -> Option<u32> {
-        let old = self.routes.remove(&p.addr().key(p.len()));
+        let old = self
+            .shards
+            .get_mut(shard(p.addr()))?
+            .remove(&p.addr().key(p.len()));
         if old.is_some() {
+            self.len -= 1;
             self.per_len[usize::from(p.len())] -= 1;
         }
         old
@@ -56,7 +96,7 @@ impl<A: Address> Rib<A> {
 
     /// The value of exactly this prefix.
     pub fn get(&self, p: Prefix<A>) -> Option<u32> {
-        self.routes.get(&p.addr().key(p.len())).copied()
+        self.probe(p.addr(), p.len())
     }
 
     /// Prefix lengths in use, longest first.
@@ -74,8 +114,8 @@ impl<A: Address> Rib<A> {
     /// Routes covering `addr` with length at most `max_len`, longest first.
     fn covering_addr(&self, addr: A, max_len: u8) -> impl Iterator<Item = (Prefix<A>, u32)> + '_ {
         self.lengths_desc(max_len).filter_map(move |len| {
-            let key = addr.and(A::mask(len)).key(len);
-            self.routes.get(&key).map(|&v| (prefix::<A>(key), v))
+            let a = addr.and(A::mask(len));
+            self.probe(a, len).map(|v| (prefix::<A>(a.key(len)), v))
         })
     }
 
@@ -95,11 +135,7 @@ impl<A: Address> Rib<A> {
     pub fn longest_covering(&self, p: Prefix<A>, longer_than: u8) -> Option<u32> {
         self.lengths_desc(p.len())
             .take_while(|&len| len > longer_than)
-            .find_map(|len| {
-                self.routes
-                    .get(&p.addr().and(A::mask(len)).key(len))
-                    .copied()
-            })
+            .find_map(|len| self.probe(p.addr().and(A::mask(len)), len))
     }
 
     /// Routes inside the prefix `p`, in order; with `include_self`, `p` itself when present:
@@ -111,18 +147,24 @@ impl<A: Address> Rib<A> {
     ) -> impl Iterator<Item = (Prefix<A>, u32)> + '_ {
         let start = p.addr().key(p.len());
         let end = p.last().key(A::BITS);
-        // An open range and a stop at `end`: one search of the tree instead of two (it runs
-        // on every route update, where the range is nearly always empty).
-        self.routes
-            .range(start..)
-            .take_while(move |(k, _)| **k <= end)
+        // The shards the prefix spans (one, unless it is shorter than the shard bits); in
+        // each, an open range and a stop at `end`: one search of the tree instead of two (it
+        // runs on every route update, where the range is nearly always empty).
+        self.shards
+            .get(shard(p.addr())..=shard(p.last()))
+            .unwrap_or_default()
+            .iter()
+            .flat_map(move |m| m.range(start..).take_while(move |(k, _)| **k <= end))
             .filter(move |(k, _)| include_self || **k != start)
             .map(|(&k, &v)| (prefix::<A>(k), v))
     }
 
     /// Every route in order (by address, then length).
     pub fn iter(&self) -> impl Iterator<Item = (Prefix<A>, u32)> + '_ {
-        self.routes.iter().map(|(&k, &v)| (prefix::<A>(k), v))
+        self.shards
+            .iter()
+            .flat_map(BTreeMap::iter)
+            .map(|(&k, &v)| (prefix::<A>(k), v))
     }
 }
 
@@ -238,6 +280,25 @@ mod tests {
             // Few distinct high bits, so prefixes nest and collide often.
             differential::<u32>(seed, |r| {
                 ((r.below(4) as u32) << 30) | (r.next_u64() as u32 & 0x00ff_ffff)
+            });
+        }
+    }
+
+    #[test]
+    fn differential_across_shards() {
+        // Addresses just below and above shard boundaries (and around the wrap at zero), so
+        // that ranges, covering routes and the walk in order cross from shard to shard.
+        let (s4, s6) = (32 - SHARD_BITS, 128 - SHARD_BITS);
+        for seed in 0..4 {
+            differential::<u32>(seed, |r| {
+                ((r.below(8) as u32) << s4)
+                    .wrapping_add(r.below(512) as u32)
+                    .wrapping_sub(256)
+            });
+            differential::<u128>(seed, |r| {
+                (u128::from(r.below(8)) << s6)
+                    .wrapping_add(u128::from(r.below(512)))
+                    .wrapping_sub(256)
             });
         }
     }
