@@ -100,6 +100,10 @@ impl Word for u128 {
 
 const NIL: u32 = u32::MAX;
 
+/// Keys per chunk of [`TupleMerge::classify_batch`] (at most 32: a chunk's repeats are a
+/// `u32` bit set).
+const BATCH_CHUNK: usize = 16;
+
 /// Tuning of the tuple space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Config {
@@ -1730,15 +1734,44 @@ impl<A: Word> TupleMerge<A> {
     /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
     ///
     /// A packet with the same key as the one before it (a flow's burst) reuses its answer.
+    /// With one-word bitmaps, keys go in chunks of [`BATCH_CHUNK`]: first the prefilter for the
+    /// whole chunk (a loop of independent packets without data-dependent branches, which the
+    /// processor overlaps), then the table probes one packet at a time.
     pub fn classify_batch(&self, keys: &[Key<A>], out: &mut [i64]) {
-        let mut last: Option<(&Key<A>, i64)> = None;
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            let r = match last {
-                Some((prev, r)) if same(prev, k) => r,
-                _ => self.classify(k).map_or(-1, i64::from),
-            };
-            last = Some((k, r));
-            *o = r;
+        if self.filter.words != 1 {
+            let mut last: Option<(&Key<A>, i64)> = None;
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                let r = match last {
+                    Some((prev, r)) if same(prev, k) => r,
+                    _ => self.classify(k).map_or(-1, i64::from),
+                };
+                last = Some((k, r));
+                *o = r;
+            }
+            return;
+        }
+        let mut prev: Option<&Key<A>> = None;
+        let mut r = -1;
+        let mut cand = [0u64; BATCH_CHUNK];
+        for (ks, os) in keys.chunks(BATCH_CHUNK).zip(out.chunks_mut(BATCH_CHUNK)) {
+            // Bit `j`: key `j` repeats the one before it.
+            let mut repeats = 0u32;
+            let mut p = prev;
+            for (j, (k, c)) in ks.iter().zip(cand.iter_mut()).enumerate() {
+                if p.is_some_and(|p| same(p, k)) {
+                    repeats |= 1 << j;
+                } else {
+                    *c = self.filter.candidates1(k);
+                }
+                p = Some(k);
+            }
+            for (j, ((k, o), &c)) in ks.iter().zip(os.iter_mut()).zip(&cand).enumerate() {
+                if repeats & (1 << j) == 0 {
+                    r = self.visit(k, &[c]).map_or(-1, i64::from);
+                }
+                *o = r;
+            }
+            prev = ks.last();
         }
     }
 
@@ -2232,5 +2265,89 @@ mod tests {
         let ports = [0u16, 53, 80, 443, twin, 8080, 65535];
         run(&ports, |r| *r, |k| *k);
         run(&ports, widen_rule, widen_key);
+    }
+
+    /// Batches of every length around the chunk width, with runs of repeated keys crossing
+    /// chunk boundaries, agree with one lookup at a time: IPv4 and IPv6, with one-word and
+    /// wider bitmaps, before and after updates.
+    #[test]
+    fn batch_chunks_agree_with_single_lookups() {
+        fn run<A: Word>(
+            seed: u64,
+            (config, n): (Config, u32),
+            rule: impl Fn(&Rule<u32>) -> Rule<A>,
+            key: impl Fn(&Key<u32>) -> Key<A>,
+        ) -> usize {
+            let mut rng = Rng::new(seed);
+            let mut rules: Vec<Rule<A>> = (0..n)
+                .map(|i| {
+                    let p = rng.below(50) as u32;
+                    rule(&random_rule(&mut rng, i, p))
+                })
+                .collect();
+            let mut t = TupleMerge::build_with(rules.clone(), config);
+            // Runs of 1 to 40 copies of a key.
+            let mut keys: Vec<Key<A>> = Vec::new();
+            while keys.len() < 600 {
+                let k = key(&random_key(&mut rng));
+                for _ in 0..=rng.below(40) {
+                    keys.push(k);
+                }
+            }
+            let check = |t: &TupleMerge<A>, rules: &[Rule<A>]| {
+                let want: Vec<i64> = keys
+                    .iter()
+                    .map(|k| linear_first_match(rules, k).map_or(-1, i64::from))
+                    .collect();
+                let c = BATCH_CHUNK;
+                let lens = [
+                    0,
+                    1,
+                    2,
+                    c - 1,
+                    c,
+                    c + 1,
+                    2 * c - 1,
+                    2 * c,
+                    2 * c + 1,
+                    3 * c + 5,
+                ];
+                for start in [0, 1, 7, c - 1] {
+                    for n in lens.into_iter().chain([keys.len() - start]) {
+                        let n = n.min(keys.len() - start);
+                        let mut out = vec![7; n];
+                        t.classify_batch(&keys[start..start + n], &mut out);
+                        assert_eq!(out, want[start..start + n], "start {start}, {n} keys");
+                    }
+                }
+            };
+            check(&t, &rules);
+            for round in 0..200u32 {
+                if round % 2 == 0 {
+                    let r = rules.swap_remove(rng.below(rules.len() as u64) as usize);
+                    t.remove(r.id);
+                } else {
+                    let p = rng.below(50) as u32;
+                    let r = rule(&random_rule(&mut rng, n + round, p));
+                    rules.push(r);
+                    t.insert(r);
+                }
+            }
+            check(&t, &rules);
+            t.filter.words
+        }
+        let mut words = Vec::new();
+        // One rule per table for the most part: bitmaps of several words.
+        let many = (CONFIGS[1], 3000);
+        let runs = CONFIGS.into_iter().map(|c| (c, 300)).chain([many]);
+        for (seed, run_of) in runs.enumerate() {
+            words.push(run(40 + seed as u64, run_of, |r| *r, |k| *k));
+            words.push(run(50 + seed as u64, run_of, widen_rule, widen_key));
+        }
+        // Both the chunked path (one-word bitmaps) and the plain one were taken.
+        assert!(
+            words.contains(&1) && words.iter().any(|&w| w > 1),
+            "{words:?}"
+        );
     }
 }
