@@ -706,6 +706,10 @@ fn walk<A: Word>(tail: u32, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Opti
 #[derive(Debug, Clone, Default)]
 struct CellMap {
     direct: bool,
+    /// Cells of a direct map; its bitmaps are allocated by the first [`CellMap::set`] (an
+    /// empty direct map reads as all zero), so that maps of fields no entry uses, and those of
+    /// an empty family, cost nothing.
+    cells: usize,
     /// `cell + 1` (cells have at most 31 bits), 0 = empty.
     keys: Vec<u32>,
     /// `words` bitmap words per slot.
@@ -714,11 +718,11 @@ struct CellMap {
 }
 
 impl CellMap {
-    fn new(cell_bits: u8, words: usize) -> CellMap {
+    fn new(cell_bits: u8) -> CellMap {
         if cell_bits <= 8 {
             CellMap {
                 direct: true,
-                bits: vec![0; (1 << cell_bits) * words],
+                cells: 1 << cell_bits,
                 ..CellMap::default()
             }
         } else {
@@ -813,6 +817,9 @@ impl CellMap {
 
     fn set(&mut self, cell: u32, table: u32, words: usize) {
         if self.direct {
+            if self.bits.is_empty() {
+                self.bits = vec![0; self.cells * words];
+            }
             self.used += 1;
             self.bits[cell as usize * words + table as usize / 64] |= 1 << (table % 64);
             return;
@@ -959,9 +966,9 @@ impl Prefilter {
             words,
             cuts,
             maps: std::array::from_fn(|f| match f {
-                PROTO | SPORT | DPORT => CellMap::new(8, words),
+                PROTO | SPORT | DPORT => CellMap::new(8),
                 f if f >= FIELDS => CellMap::default(),
-                f => CellMap::new(cuts[f % DEPTHS], words),
+                f => CellMap::new(cuts[f % DEPTHS]),
             }),
             pass: std::array::from_fn(|_| vec![0; words]),
             pass1: [0; FIELD_SLOTS],
