@@ -10,9 +10,10 @@
 //! similar rules share a table, and a packet probes far fewer tables than with one table per
 //! exact tuple).
 //!
-//! - A prefilter reads a few header bits (address cells at three depths, the protocol) and
-//!   names the candidate tables: those holding an entry that agrees with the packet there.
-//!   Fields that hardly narrow the candidates for a rule set are dropped at each reindex.
+//! - A prefilter reads a few header bits (address cells at three depths, the protocol, the
+//!   exact ports folded to 8 bits) and names the candidate tables: those holding an entry
+//!   that agrees with the packet there. Fields that hardly narrow the candidates for a rule
+//!   set are dropped at each reindex.
 //! - Lookup visits candidates best-first by the best rank each holds and stops as soon as one
 //!   cannot beat the match already found; inside a bucket it stops at the first entry that
 //!   matches or cannot win.
@@ -98,6 +99,10 @@ impl Word for u128 {
 }
 
 const NIL: u32 = u32::MAX;
+
+/// Keys per chunk of [`TupleMerge::classify_batch`] (at most 32: a chunk's repeats are a
+/// `u32` bit set).
+const BATCH_CHUNK: usize = 16;
 
 /// Tuning of the tuple space.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -209,6 +214,17 @@ impl<A: Word> Entry<A> {
     #[inline]
     fn rank(&self) -> u64 {
         self.rank
+    }
+
+    /// The packet at the entry's lowest corner (it matches the entry).
+    fn corner(&self) -> Key<A> {
+        Key {
+            src: self.src,
+            dst: self.dst,
+            sport: self.sport.0,
+            dport: self.dport.0,
+            proto: self.proto_value,
+        }
     }
 
     #[inline]
@@ -690,6 +706,10 @@ fn walk<A: Word>(tail: u32, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Opti
 #[derive(Debug, Clone, Default)]
 struct CellMap {
     direct: bool,
+    /// Cells of a direct map; its bitmaps are allocated by the first [`CellMap::set`] (an
+    /// empty direct map reads as all zero), so that maps of fields no entry uses, and those of
+    /// an empty family, cost nothing.
+    cells: usize,
     /// `cell + 1` (cells have at most 31 bits), 0 = empty.
     keys: Vec<u32>,
     /// `words` bitmap words per slot.
@@ -698,11 +718,11 @@ struct CellMap {
 }
 
 impl CellMap {
-    fn new(cell_bits: u8, words: usize) -> CellMap {
+    fn new(cell_bits: u8) -> CellMap {
         if cell_bits <= 8 {
             CellMap {
                 direct: true,
-                bits: vec![0; (1 << cell_bits) * words],
+                cells: 1 << cell_bits,
                 ..CellMap::default()
             }
         } else {
@@ -749,13 +769,18 @@ impl CellMap {
         }
     }
 
-    /// The one-word bitmap of `cell` (zero if no table has an entry there), for a map of one
-    /// word per cell.
+    /// The one-word bitmap of `cell` (zero if no table has an entry there), for a direct map
+    /// of one word per cell.
     #[inline(always)]
-    fn get1(&self, cell: u32) -> u64 {
-        if self.direct {
-            return self.bits.get(cell as usize).copied().unwrap_or(0);
-        }
+    fn get1_direct(&self, cell: u32) -> u64 {
+        debug_assert!(self.direct);
+        self.bits.get(cell as usize).copied().unwrap_or(0)
+    }
+
+    /// [`get1_direct`](Self::get1_direct) for a hashed map.
+    #[inline(always)]
+    fn get1_hashed(&self, cell: u32) -> u64 {
+        debug_assert!(!self.direct);
         if self.keys.is_empty() {
             return 0;
         }
@@ -767,12 +792,11 @@ impl CellMap {
                 let (hit, empty) = scan_keys(g, want);
                 let any = hit | empty;
                 if any != 0 {
+                    // Whether the first event is the key or an empty slot is as good as random
+                    // for a packet: select the bitmap or zero without a branch.
                     let j = any.trailing_zeros() as usize;
-                    return if hit & (1 << j) != 0 {
-                        self.bits[i + j]
-                    } else {
-                        0
-                    };
+                    let keep = 0u64.wrapping_sub(u64::from(hit >> j & 1));
+                    return self.bits[i + j] & keep;
                 }
                 i += GROUP_SLOTS;
                 if i == self.keys.len() {
@@ -793,6 +817,9 @@ impl CellMap {
 
     fn set(&mut self, cell: u32, table: u32, words: usize) {
         if self.direct {
+            if self.bits.is_empty() {
+                self.bits = vec![0; self.cells * words];
+            }
             self.used += 1;
             self.bits[cell as usize * words + table as usize / 64] |= 1 << (table % 64);
             return;
@@ -845,9 +872,14 @@ const COST_PROBE: u64 = 80;
 
 /// Depths of the address cuts.
 const DEPTHS: usize = 3;
-/// Prefilter fields: source cuts (shallow to deep), destination cuts, the protocol.
+/// Prefilter fields: source cuts (shallow to deep), destination cuts, the protocol, and the
+/// source and destination ports (folded to 8 bits by [`port_cell`]; tables with exact ports).
 const PROTO: usize = 2 * DEPTHS;
-const FIELDS: usize = 2 * DEPTHS + 1;
+const SPORT: usize = 2 * DEPTHS + 1;
+const DPORT: usize = 2 * DEPTHS + 2;
+const FIELDS: usize = 2 * DEPTHS + 3;
+/// Room for the per-field arrays read by a field number masked to four bits (no bounds check).
+const FIELD_SLOTS: usize = 16;
 /// Lookup order: the most telling fields first, so that an empty candidate set stops early.
 const LOOKUP_ORDER: [usize; FIELDS] = [
     DEPTHS - 1,
@@ -856,21 +888,39 @@ const LOOKUP_ORDER: [usize; FIELDS] = [
     2 * DEPTHS - 2,
     0,
     DEPTHS,
+    DPORT,
+    SPORT,
     PROTO,
 ];
 
-/// A packet's header parts as the prefilter steps cut them: each step's cell is the top bits
-/// of one part (source, destination, protocol) by a shift. Four, so that a part number
-/// masked to two bits needs no bounds check.
+/// The cell of an exact port: its 16 bits mixed down to 8 (Fibonacci hashing), so that the
+/// few exact ports of a rule set spread over a 256-cell direct map.
 #[inline(always)]
-fn step_parts<A: Word>(k: &Key<A>) -> [u64; 4] {
-    [k.src.hi64(), k.dst.hi64(), u64::from(k.proto) << 56, 0]
+fn port_cell(p: u16) -> u32 {
+    u32::from(p).wrapping_mul(0x9e37_79b1) >> 24
+}
+
+/// A packet's header parts as the prefilter steps cut them: each step's cell is the top bits
+/// of one part (source, destination, protocol, source and destination port cells) by a
+/// shift. Eight, so that a part number masked to three bits needs no bounds check.
+#[inline(always)]
+fn step_parts<A: Word>(k: &Key<A>) -> [u64; 8] {
+    [
+        k.src.hi64(),
+        k.dst.hi64(),
+        u64::from(k.proto) << 56,
+        u64::from(port_cell(k.sport)) << 56,
+        u64::from(port_cell(k.dport)) << 56,
+        0,
+        0,
+        0,
+    ]
 }
 
 /// Which tables can hold an entry matching a packet, read from a few header bits before any
 /// table is probed. Each field is a cut of the header: the top bits of the source or the
-/// destination at three depths, and the protocol. A table whose tuple fixes all the bits of a field is
-/// *filtered* on it: a bitmap per cell of the field lists the tables with an entry in the
+/// destination at three depths, the protocol, and each port mixed down to 8 bits. A table
+/// whose tuple fixes all the bits of a field (for a port: an exact port) is *filtered* on it: a bitmap per cell of the field lists the tables with an entry in the
 /// cell. A packet's candidates are the tables that every field lets through.
 ///
 /// Bits are set on insert and left on removal (a stale bit costs one needless probe, never a
@@ -883,11 +933,11 @@ struct Prefilter {
     cuts: [u8; DEPTHS],
     /// One per field, and a spare so that a field number masked to three bits indexes the
     /// maps without a bounds check.
-    maps: [CellMap; FIELDS + 1],
+    maps: [CellMap; FIELD_SLOTS],
     /// Per field: tables not filtered on it.
     pass: [Vec<u64>; FIELDS],
     /// The first word of each `pass`, inline for the one-word lookup.
-    pass1: [u64; FIELDS + 1],
+    pass1: [u64; FIELD_SLOTS],
     /// Per field: how many table indices were filtered on it since the last refill (a field
     /// that filters no table is not looked up).
     filtered: [usize; FIELDS],
@@ -898,6 +948,9 @@ struct Prefilter {
     /// part's [`step_parts`] word to the field's cell).
     steps: [(u8, u8, u8); FIELDS],
     nsteps: usize,
+    /// The first `ndirect` steps read direct maps, the rest hashed ones (so that the one-word
+    /// lookup runs two loops without a branch per step on the kind of map).
+    ndirect: usize,
     removed: usize,
 }
 
@@ -913,34 +966,43 @@ impl Prefilter {
             words,
             cuts,
             maps: std::array::from_fn(|f| match f {
-                PROTO => CellMap::new(8, words),
-                FIELDS => CellMap::default(),
-                f => CellMap::new(cuts[f % DEPTHS], words),
+                PROTO | SPORT | DPORT => CellMap::new(8),
+                f if f >= FIELDS => CellMap::default(),
+                f => CellMap::new(cuts[f % DEPTHS]),
             }),
             pass: std::array::from_fn(|_| vec![0; words]),
-            pass1: [0; FIELDS + 1],
+            pass1: [0; FIELD_SLOTS],
             filtered: [0; FIELDS],
             enabled: (1 << FIELDS) - 1,
             steps: [(0, 0, 0); FIELDS],
             nsteps: 0,
+            ndirect: 0,
             removed: 0,
         }
     }
 
-    /// Recompute `steps` after the set of fields that filter a table changed.
+    /// Recompute `steps` after the set of fields that filter a table changed: the direct maps
+    /// first (cheap), then the hashed ones, each in [`LOOKUP_ORDER`].
     fn replan(&mut self) {
         self.nsteps = 0;
-        for f in LOOKUP_ORDER {
-            if self.filtered[f] == 0 {
-                continue;
+        for direct in [true, false] {
+            for f in LOOKUP_ORDER {
+                if self.filtered[f] == 0 || self.maps[f].direct != direct {
+                    continue;
+                }
+                let step = match f {
+                    PROTO => (2, 8),
+                    SPORT => (3, 8),
+                    DPORT => (4, 8),
+                    f if f < DEPTHS => (0, self.cuts[f]),
+                    f => (1, self.cuts[f - DEPTHS]),
+                };
+                self.steps[self.nsteps] = (f as u8, step.0, 64 - step.1);
+                self.nsteps += 1;
             }
-            let step = match f {
-                PROTO => (2, 8),
-                f if f < DEPTHS => (0, self.cuts[f]),
-                f => (1, self.cuts[f - DEPTHS]),
-            };
-            self.steps[self.nsteps] = (f as u8, step.0, 64 - step.1);
-            self.nsteps += 1;
+            if direct {
+                self.ndirect = self.nsteps;
+            }
         }
     }
 
@@ -952,7 +1014,7 @@ impl Prefilter {
     /// total most goes first, and the rest are judged again without it, until no removal
     /// pays. `bests` is the tables' best ranks in index order (sorted: this runs after a
     /// reindex). Tables filtered on a dropped field pass it from now on.
-    fn prune<A: Word>(&mut self, samples: &[(A, A, u8, u64)], bests: &[u64]) {
+    fn prune<A: Word>(&mut self, samples: &[(Key<A>, u64)], bests: &[u64]) {
         let words = self.words;
         let fields: Vec<usize> = self.steps[..self.nsteps]
             .iter()
@@ -975,9 +1037,9 @@ impl Prefilter {
         // Per sample: each field's candidate bitmap, then the tables ranked no worse.
         let stride = (nf + 1) * words;
         let mut cand = vec![0u64; samples.len() * stride];
-        for (&(src, dst, proto, rank), row) in samples.iter().zip(cand.chunks_exact_mut(stride)) {
+        for (&(k, rank), row) in samples.iter().zip(cand.chunks_exact_mut(stride)) {
             for (j, &f) in fields.iter().enumerate() {
-                let bits = self.maps[f].get(self.cell(f, src, dst, proto), words);
+                let bits = self.maps[f].get(self.cell(f, &k), words);
                 for w in 0..words {
                     row[j * words + w] = self.pass[f][w] | bits.map_or(0, |b| b[w]);
                 }
@@ -1009,7 +1071,13 @@ impl Prefilter {
                 .sum();
             probes * COST_PROBE + steps * samples.len() as u64
         };
-        let mut on: u32 = (1 << nf) - 1;
+        // The address and protocol fields first, as if the port fields did not exist; then
+        // the port fields are added one at a time while one pays. (Judged all together, the
+        // cheap port lookups can displace an address field that the corner packets undervalue.)
+        let ports: u32 = (0..nf)
+            .filter(|&j| matches!(fields[j], SPORT | DPORT))
+            .fold(0, |acc, j| acc | 1 << j);
+        let mut on: u32 = ((1 << nf) - 1) & !ports;
         let mut now = cost(on);
         while let Some((c, j)) = (0..nf)
             .filter(|j| on & (1 << j) != 0)
@@ -1019,6 +1087,15 @@ impl Prefilter {
         {
             now = c;
             on &= !(1 << j);
+        }
+        while let Some((c, j)) = (0..nf)
+            .filter(|j| ports & !on & (1 << j) != 0)
+            .map(|j| (cost(on | 1 << j), j))
+            .min()
+            .filter(|&(c, _)| c < now)
+        {
+            now = c;
+            on |= 1 << j;
         }
         for (j, &f) in fields.iter().enumerate() {
             if on & (1 << j) == 0 {
@@ -1045,6 +1122,12 @@ impl Prefilter {
         }
         if tuple.p == 8 {
             set |= 1 << PROTO;
+        }
+        if tuple.sp == 16 {
+            set |= 1 << SPORT;
+        }
+        if tuple.dp == 16 {
+            set |= 1 << DPORT;
         }
         set & self.enabled
     }
@@ -1074,13 +1157,15 @@ impl Prefilter {
             .fold(0, |acc, &(f, _, _)| acc | 1 << f)
     }
 
-    /// The cell of field `f` for these header values.
+    /// The cell of field `f` for these header values (as [`step_parts`] cuts them).
     #[inline]
-    fn cell<A: Word>(&self, f: usize, src: A, dst: A, proto: u8) -> u32 {
+    fn cell<A: Word>(&self, f: usize, k: &Key<A>) -> u32 {
         match f {
-            PROTO => u32::from(proto),
-            f if f < DEPTHS => src.top(self.cuts[f]),
-            f => dst.top(self.cuts[f - DEPTHS]),
+            PROTO => u32::from(k.proto),
+            SPORT => port_cell(k.sport),
+            DPORT => port_cell(k.dport),
+            f if f < DEPTHS => k.src.top(self.cuts[f]),
+            f => k.dst.top(self.cuts[f - DEPTHS]),
         }
     }
 
@@ -1088,7 +1173,7 @@ impl Prefilter {
         let set = self.fields(tuple);
         for f in 0..FIELDS {
             if set & (1 << f) != 0 {
-                let c = self.cell(f, e.src, e.dst, e.proto_value);
+                let c = self.cell(f, &e.corner());
                 self.maps[f].set(c, t, self.words);
             }
         }
@@ -1099,10 +1184,19 @@ impl Prefilter {
     fn candidates1<A: Word>(&self, k: &Key<A>) -> u64 {
         let parts = step_parts(k);
         let mut out = u64::MAX;
-        for &(f, part, shift) in &self.steps[..self.nsteps] {
-            let cell = (parts[usize::from(part & 3)] >> shift) as u32;
-            let f = usize::from(f & 7);
-            out &= self.pass1[f] | self.maps[f].get1(cell);
+        let (direct, hashed) = self.steps[..self.nsteps].split_at(self.ndirect);
+        for &(f, part, shift) in direct {
+            let cell = (parts[usize::from(part & 7)] >> shift) as u32;
+            let f = usize::from(f & 15);
+            out &= self.pass1[f] | self.maps[f].get1_direct(cell);
+            if out == 0 {
+                return 0;
+            }
+        }
+        for &(f, part, shift) in hashed {
+            let cell = (parts[usize::from(part & 7)] >> shift) as u32;
+            let f = usize::from(f & 15);
+            out &= self.pass1[f] | self.maps[f].get1_hashed(cell);
             if out == 0 {
                 break;
             }
@@ -1116,7 +1210,7 @@ impl Prefilter {
         let parts = step_parts(k);
         out.fill(u64::MAX);
         for &(f, part, shift) in &self.steps[..self.nsteps] {
-            let cell = (parts[usize::from(part & 3)] >> shift) as u32;
+            let cell = (parts[usize::from(part & 7)] >> shift) as u32;
             let f = usize::from(f);
             let pass = &self.pass[f];
             let mut any = 0;
@@ -1375,7 +1469,7 @@ impl<A: Word> TupleMerge<A> {
         // Judge the fields on at most 4096 entries, spread over all of them.
         let entries = &self.entries;
         let step = self.live.div_ceil(4096).max(1);
-        let samples: Vec<(A, A, u8, u64)> = self
+        let samples: Vec<(Key<A>, u64)> = self
             .tables
             .iter()
             .flatten()
@@ -1383,7 +1477,7 @@ impl<A: Word> TupleMerge<A> {
             .flat_map(|s| chain(s.tail, entries))
             .map(|e| {
                 let e = &entries[e as usize];
-                (e.src, e.dst, e.proto_value, e.rank())
+                (e.corner(), e.rank())
             })
             .step_by(step)
             .collect();
@@ -1647,15 +1741,44 @@ impl<A: Word> TupleMerge<A> {
     /// Classify many keys: `out[i]` is the rule id for `keys[i]`, or -1.
     ///
     /// A packet with the same key as the one before it (a flow's burst) reuses its answer.
+    /// With one-word bitmaps, keys go in chunks of [`BATCH_CHUNK`]: first the prefilter for the
+    /// whole chunk (a loop of independent packets without data-dependent branches, which the
+    /// processor overlaps), then the table probes one packet at a time.
     pub fn classify_batch(&self, keys: &[Key<A>], out: &mut [i64]) {
-        let mut last: Option<(&Key<A>, i64)> = None;
-        for (k, o) in keys.iter().zip(out.iter_mut()) {
-            let r = match last {
-                Some((prev, r)) if same(prev, k) => r,
-                _ => self.classify(k).map_or(-1, i64::from),
-            };
-            last = Some((k, r));
-            *o = r;
+        if self.filter.words != 1 {
+            let mut last: Option<(&Key<A>, i64)> = None;
+            for (k, o) in keys.iter().zip(out.iter_mut()) {
+                let r = match last {
+                    Some((prev, r)) if same(prev, k) => r,
+                    _ => self.classify(k).map_or(-1, i64::from),
+                };
+                last = Some((k, r));
+                *o = r;
+            }
+            return;
+        }
+        let mut prev: Option<&Key<A>> = None;
+        let mut r = -1;
+        let mut cand = [0u64; BATCH_CHUNK];
+        for (ks, os) in keys.chunks(BATCH_CHUNK).zip(out.chunks_mut(BATCH_CHUNK)) {
+            // Bit `j`: key `j` repeats the one before it.
+            let mut repeats = 0u32;
+            let mut p = prev;
+            for (j, (k, c)) in ks.iter().zip(cand.iter_mut()).enumerate() {
+                if p.is_some_and(|p| same(p, k)) {
+                    repeats |= 1 << j;
+                } else {
+                    *c = self.filter.candidates1(k);
+                }
+                p = Some(k);
+            }
+            for (j, ((k, o), &c)) in ks.iter().zip(os.iter_mut()).zip(&cand).enumerate() {
+                if repeats & (1 << j) == 0 {
+                    r = self.visit(k, &[c]).map_or(-1, i64::from);
+                }
+                *o = r;
+            }
+            prev = ks.last();
         }
     }
 
@@ -2070,5 +2193,168 @@ mod tests {
             }
             check(&t, &rules);
         }
+    }
+
+    /// Rules with exact ports spread over many tables: the port fields filter them (including
+    /// ports whose cells collide, and ranges next to exact ports), in IPv4 and IPv6, before and
+    /// after updates.
+    #[test]
+    fn exact_port_fields_filter() {
+        fn run<A: Word>(
+            ports: &[u16],
+            rule: impl Fn(&Rule<u32>) -> Rule<A>,
+            key: impl Fn(&Key<u32>) -> Key<A>,
+        ) {
+            let mut rng = Rng::new(33);
+            let mut rules: Vec<Rule<A>> = Vec::new();
+            for id in 0..400u32 {
+                let prio = rng.below(40) as u32;
+                let mut r = random_rule(&mut rng, id, prio);
+                let pick = |rng: &mut Rng| ports[rng.below(ports.len() as u64) as usize];
+                match rng.below(4) {
+                    0 => {
+                        let p = pick(&mut rng);
+                        r.sport = (p, p);
+                    }
+                    1 => {
+                        let p = pick(&mut rng);
+                        r.dport = (p, p);
+                    }
+                    2 => {
+                        let (a, b) = (pick(&mut rng), pick(&mut rng));
+                        (r.sport, r.dport) = ((a, a), (b, b));
+                    }
+                    _ => {}
+                }
+                rules.push(rule(&r));
+            }
+            let mut t = TupleMerge::build(rules.clone());
+            let planned = t.filter.planned();
+            assert_ne!(planned & (1 << DPORT | 1 << SPORT), 0, "port fields in use");
+            let keys: Vec<Key<A>> = (0..2000)
+                .map(|i| {
+                    let mut k = random_key(&mut rng);
+                    if i % 2 == 0 {
+                        k.sport = ports[rng.below(ports.len() as u64) as usize];
+                        k.dport = ports[rng.below(ports.len() as u64) as usize];
+                    }
+                    key(&k)
+                })
+                .collect();
+            let check = |t: &TupleMerge<A>, rules: &[Rule<A>]| {
+                let mut out = vec![0; keys.len()];
+                t.classify_batch(&keys, &mut out);
+                for (k, o) in keys.iter().zip(&out) {
+                    let want = linear_first_match(rules, k);
+                    assert_eq!(t.classify(k), want, "{k:?}");
+                    assert_eq!(*o, want.map_or(-1, i64::from), "{k:?}");
+                }
+            };
+            check(&t, &rules);
+            for id in (0..400u32).step_by(3) {
+                rules.retain(|r| r.id != id);
+                t.remove(id);
+            }
+            for id in 400..500u32 {
+                let prio = rng.below(40) as u32;
+                let mut r = random_rule(&mut rng, id, prio);
+                let p = ports[rng.below(ports.len() as u64) as usize];
+                r.dport = (p, p);
+                rules.push(rule(&r));
+                t.insert(rule(&r));
+            }
+            check(&t, &rules);
+        }
+        // Two ports sharing a cell, so that a cell hit is not a port match.
+        let twin = (1..=u16::MAX)
+            .find(|&p| port_cell(p) == port_cell(80))
+            .expect("a colliding port");
+        let ports = [0u16, 53, 80, 443, twin, 8080, 65535];
+        run(&ports, |r| *r, |k| *k);
+        run(&ports, widen_rule, widen_key);
+    }
+
+    /// Batches of every length around the chunk width, with runs of repeated keys crossing
+    /// chunk boundaries, agree with one lookup at a time: IPv4 and IPv6, with one-word and
+    /// wider bitmaps, before and after updates.
+    #[test]
+    fn batch_chunks_agree_with_single_lookups() {
+        fn run<A: Word>(
+            seed: u64,
+            (config, n): (Config, u32),
+            rule: impl Fn(&Rule<u32>) -> Rule<A>,
+            key: impl Fn(&Key<u32>) -> Key<A>,
+        ) -> usize {
+            let mut rng = Rng::new(seed);
+            let mut rules: Vec<Rule<A>> = (0..n)
+                .map(|i| {
+                    let p = rng.below(50) as u32;
+                    rule(&random_rule(&mut rng, i, p))
+                })
+                .collect();
+            let mut t = TupleMerge::build_with(rules.clone(), config);
+            // Runs of 1 to 40 copies of a key.
+            let mut keys: Vec<Key<A>> = Vec::new();
+            while keys.len() < 600 {
+                let k = key(&random_key(&mut rng));
+                for _ in 0..=rng.below(40) {
+                    keys.push(k);
+                }
+            }
+            let check = |t: &TupleMerge<A>, rules: &[Rule<A>]| {
+                let want: Vec<i64> = keys
+                    .iter()
+                    .map(|k| linear_first_match(rules, k).map_or(-1, i64::from))
+                    .collect();
+                let c = BATCH_CHUNK;
+                let lens = [
+                    0,
+                    1,
+                    2,
+                    c - 1,
+                    c,
+                    c + 1,
+                    2 * c - 1,
+                    2 * c,
+                    2 * c + 1,
+                    3 * c + 5,
+                ];
+                for start in [0, 1, 7, c - 1] {
+                    for n in lens.into_iter().chain([keys.len() - start]) {
+                        let n = n.min(keys.len() - start);
+                        let mut out = vec![7; n];
+                        t.classify_batch(&keys[start..start + n], &mut out);
+                        assert_eq!(out, want[start..start + n], "start {start}, {n} keys");
+                    }
+                }
+            };
+            check(&t, &rules);
+            for round in 0..200u32 {
+                if round % 2 == 0 {
+                    let r = rules.swap_remove(rng.below(rules.len() as u64) as usize);
+                    t.remove(r.id);
+                } else {
+                    let p = rng.below(50) as u32;
+                    let r = rule(&random_rule(&mut rng, n + round, p));
+                    rules.push(r);
+                    t.insert(r);
+                }
+            }
+            check(&t, &rules);
+            t.filter.words
+        }
+        let mut words = Vec::new();
+        // One rule per table for the most part: bitmaps of several words.
+        let many = (CONFIGS[1], 3000);
+        let runs = CONFIGS.into_iter().map(|c| (c, 300)).chain([many]);
+        for (seed, run_of) in runs.enumerate() {
+            words.push(run(40 + seed as u64, run_of, |r| *r, |k| *k));
+            words.push(run(50 + seed as u64, run_of, widen_rule, widen_key));
+        }
+        // Both the chunked path (one-word bitmaps) and the plain one were taken.
+        assert!(
+            words.contains(&1) && words.iter().any(|&w| w > 1),
+            "{words:?}"
+        );
     }
 }
