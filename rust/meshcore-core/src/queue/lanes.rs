@@ -263,13 +263,12 @@ pub unsafe fn take_all(
     if u128::from(tokens) * u128::from(r.unit) > u128::from(level) {
         return None;
     }
-    let c = Consts {
-        origin: _mm256_set1_epi64x(origin as i64),
-        per_ns: _mm256_set1_epi32(r.per_ns as i32),
-        unit: _mm256_set1_epi32(r.unit as i32),
-        max_cost: zero,
-        cap: zero,
-    };
+    // Below 2**32 in every 32-bit half, as in `take_run`.
+    let (origin, per_ns, unit) = (
+        _mm256_set1_epi64x(origin as i64),
+        _mm256_set1_epi32(r.per_ns as i32),
+        _mm256_set1_epi32(r.unit as i32),
+    );
     // `taken`: units taken before the current four rows (every lane); `top`: the maximum of
     // `t_j - N_(j-1)` so far (per lane); `prev`: the times of the four rows before.
     let (mut taken, mut top, mut prev) = (zero, _mm256_set1_epi64x(f), zero);
@@ -282,13 +281,13 @@ pub unsafe fn take_all(
                 _mm256_loadu_si256(costs.as_ptr().add(i).cast::<__m256i>()),
             )
         };
-        let d = _mm256_sub_epi64(tv, c.origin);
+        let d = _mm256_sub_epi64(tv, origin);
         // Each row's predecessor, [prev3, d0, d1, d2]; the first row's is the origin (0).
         let pred = _mm256_alignr_epi8::<8>(d, _mm256_permute2x128_si256::<0x21>(prev, d));
         back = _mm256_or_si256(back, _mm256_cmpgt_epi64(pred, d));
         far = _mm256_or_si256(far, d);
         prev = d;
-        let (t, need) = (_mm256_mul_epu32(d, c.per_ns), _mm256_mul_epu32(cv, c.unit));
+        let (t, need) = (_mm256_mul_epu32(d, per_ns), _mm256_mul_epu32(cv, unit));
         // Units taken through each row, within the four, then since the first row.
         let s1 = _mm256_add_epi64(need, _mm256_slli_si256::<8>(need));
         let s2 = _mm256_add_epi64(
