@@ -920,8 +920,9 @@ fn step_parts<A: Word>(k: &Key<A>) -> [u64; 8] {
 /// Which tables can hold an entry matching a packet, read from a few header bits before any
 /// table is probed. Each field is a cut of the header: the top bits of the source or the
 /// destination at three depths, the protocol, and each port mixed down to 8 bits. A table
-/// whose tuple fixes all the bits of a field (for a port: an exact port) is *filtered* on it: a bitmap per cell of the field lists the tables with an entry in the
-/// cell. A packet's candidates are the tables that every field lets through.
+/// whose tuple fixes all the bits of a field (for a port: an exact port) is *filtered* on it:
+/// a bitmap per cell of the field lists the tables with an entry in the cell. A packet's
+/// candidates are the tables that every field lets through.
 ///
 /// Bits are set on insert and left on removal (a stale bit costs one needless probe, never a
 /// wrong answer); the owner refills the filter when removals pile up and when a new table's
@@ -931,8 +932,8 @@ struct Prefilter {
     words: usize,
     /// Cut depths in bits, shallow to deep, for both addresses.
     cuts: [u8; DEPTHS],
-    /// One per field, and a spare so that a field number masked to three bits indexes the
-    /// maps without a bounds check.
+    /// One per field, and spares up to [`FIELD_SLOTS`] so that a field number masked to four
+    /// bits indexes the maps without a bounds check.
     maps: [CellMap; FIELD_SLOTS],
     /// Per field: tables not filtered on it.
     pass: [Vec<u64>; FIELDS],
@@ -1821,6 +1822,17 @@ mod tests {
     use crate::classify::linear_first_match;
     use crate::rand::Rng;
 
+    /// `classify_batch` and `classify` on every key give the linear scan's first match.
+    fn batch_agrees_with_scan<A: Word>(t: &TupleMerge<A>, keys: &[Key<A>], rules: &[Rule<A>]) {
+        let mut out = vec![0; keys.len()];
+        t.classify_batch(keys, &mut out);
+        for (k, o) in keys.iter().zip(&out) {
+            let want = linear_first_match(rules, k);
+            assert_eq!(t.classify(k), want, "{k:?}");
+            assert_eq!(*o, want.map_or(-1, i64::from), "{k:?}");
+        }
+    }
+
     fn random_rule(rng: &mut Rng, id: u32, priority: u32) -> Rule<u32> {
         // Few distinct values so that rules overlap heavily and buckets fill up.
         let lens = [0u8, 8, 16, 24, 30, 32];
@@ -1914,13 +1926,7 @@ mod tests {
         let mut t = TupleMerge::build_with(rules.clone(), config);
         let keys: Vec<Key<A>> = (0..400).map(|_| key(&random_key(&mut rng))).collect();
         let check = |t: &TupleMerge<A>, rules: &[Rule<A>]| {
-            let mut out = vec![0; keys.len()];
-            t.classify_batch(&keys, &mut out);
-            for (k, o) in keys.iter().zip(&out) {
-                let want = linear_first_match(rules, k);
-                assert_eq!(t.classify(k), want, "{k:?}");
-                assert_eq!(*o, want.map_or(-1, i64::from));
-            }
+            batch_agrees_with_scan(t, &keys, rules);
             assert_eq!(t.len(), rules.len());
         };
         check(&t, &rules);
@@ -2242,13 +2248,7 @@ mod tests {
                 })
                 .collect();
             let check = |t: &TupleMerge<A>, rules: &[Rule<A>]| {
-                let mut out = vec![0; keys.len()];
-                t.classify_batch(&keys, &mut out);
-                for (k, o) in keys.iter().zip(&out) {
-                    let want = linear_first_match(rules, k);
-                    assert_eq!(t.classify(k), want, "{k:?}");
-                    assert_eq!(*o, want.map_or(-1, i64::from), "{k:?}");
-                }
+                batch_agrees_with_scan(t, &keys, rules);
             };
             check(&t, &rules);
             for id in (0..400u32).step_by(3) {

@@ -271,8 +271,9 @@ fn take(level: u64, need: u64) -> (u64, bool) {
     ((d + (need as i64 & short)) as u64, short == 0)
 }
 
-/// Rows per block of [`plan_block`] and [`take_block`] in the column loop without AVX2: small enough to stay in L1 next to
-/// the columns, large enough that a block that must take the general loop is rare.
+/// Rows per block of [`plan_block`] and [`take_block`] in the column loop without AVX2: small
+/// enough to stay in L1 next to the columns, large enough that a block that must take the
+/// general loop is rare.
 const GAP_ROWS: usize = 256;
 
 /// A block of rows `take_block` can run: the times never go back (from `last` on) and no cost

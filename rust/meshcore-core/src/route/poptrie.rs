@@ -1231,6 +1231,23 @@ mod tests {
         }
     }
 
+    /// A prefix for the next churn step: half the time one seen before (a replacement or a
+    /// removal), else a new random one (noted in `known`).
+    fn pick_prefix<A: Address>(
+        rng: &mut Rng,
+        known: &mut Vec<Prefix<A>>,
+        addr: impl Fn(&mut Rng) -> A,
+        len: impl Fn(&mut Rng) -> u8,
+    ) -> Prefix<A> {
+        if rng.below(2) == 0 {
+            known[rng.below(known.len() as u64) as usize]
+        } else {
+            let p = Prefix::new(addr(rng), len(rng), false).unwrap();
+            known.push(p);
+            p
+        }
+    }
+
     /// Random inserts, replacements and removals, each followed by an update, checked against
     /// the RIB; values are drawn from `0..values` (few values: aggregation happens often).
     fn churn<A: Address>(
@@ -1244,13 +1261,7 @@ mod tests {
         let mut t = Poptrie::build(&rib);
         let mut known: Vec<Prefix<A>> = rib.iter().map(|(p, _)| p).collect();
         for step in 0..2000u32 {
-            let p = if rng.below(2) == 0 {
-                known[rng.below(known.len() as u64) as usize]
-            } else {
-                let p = Prefix::new(addr(&mut rng), len(&mut rng), false).unwrap();
-                known.push(p);
-                p
-            };
+            let p = pick_prefix(&mut rng, &mut known, &addr, &len);
             if rng.below(3) == 0 {
                 rib.remove(p);
             } else {
@@ -1416,13 +1427,7 @@ mod tests {
         assert!(!t.narrow_leaves());
         let mut known: Vec<Prefix<A>> = rib.iter().map(|(p, _)| p).collect();
         for step in 0..300u32 {
-            let p = if rng.below(2) == 0 {
-                known[rng.below(known.len() as u64) as usize]
-            } else {
-                let p = Prefix::new(addr(&mut rng), len(&mut rng), false).unwrap();
-                known.push(p);
-                p
-            };
+            let p = pick_prefix(&mut rng, &mut known, &addr, &len);
             if rng.below(4) == 0 {
                 rib.remove(p);
             } else {
