@@ -421,6 +421,40 @@ def test_batch_equals_single_calls_across_chunks(n: int, dtype: type, kind: str)
 
 
 @pytest.mark.parametrize("kind", ["tb", "gcra"])
+@pytest.mark.parametrize("dtype", [np.int64, np.uint64])
+@pytest.mark.parametrize("clock", ["each", "one"])
+@pytest.mark.parametrize("row", [0, 255, 256, 5000, 9999])
+def test_a_bad_cost_among_rows_that_all_conform_is_named(
+    kind: str, dtype: type, clock: str, row: int
+) -> None:
+    # Rows that all conform but one (a bucket far larger than the demand): the bad cost is
+    # still found, wherever it sits, and nothing is taken.
+    n = 10_000
+    costs = np.ones(n, dtype=dtype)
+    bad = -3 if dtype == np.int64 else 2**64 - 3
+    costs[row] = bad
+    # A time per row, or one reading of the clock (at 0.5 s) for the whole batch.
+    times = np.arange(n, dtype=np.float64) * 1e-6 if clock == "each" else None
+
+    def fresh() -> TokenBucket | Gcra:
+        at = lambda: 0.5  # noqa: E731
+        return TokenBucket(1e9, 1e6, clock=at) if kind == "tb" else Gcra(1e-9, 1e-3, clock=at)
+
+    lim = fresh()
+    msg = (
+        rf"costs\[{row}\] = -3 must be >= 0"
+        if dtype == np.int64
+        else rf"costs\[{row}\] = {bad} exceeds the burst"
+    )
+    with pytest.raises(ConfigError, match=msg):
+        lim.try_consume_many(costs, times)
+    # The refused batch took nothing: the same answers as a fresh twin's, at the same times.
+    probe = np.full(2000, 600, dtype=dtype)
+    at = np.zeros(2000) + 0.5
+    assert lim.try_consume_many(probe, at).tolist() == fresh().try_consume_many(probe, at).tolist()
+
+
+@pytest.mark.parametrize("kind", ["tb", "gcra"])
 @pytest.mark.parametrize(
     "bad",
     [

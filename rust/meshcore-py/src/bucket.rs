@@ -343,7 +343,13 @@ fn seconds_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<N
         .ok_or_else(|| config(py, format!("{what} must be below 9.2e9 seconds, got {obj}")))
 }
 
-/// A limiter with a batch form: a token bucket or a GCRA.
+/// Whether every answer is yes (one branch-free pass).
+fn all_true(out: &[bool]) -> bool {
+    out.iter().fold(true, |all, &o| all & o)
+}
+
+/// A limiter with a batch form: a token bucket or a GCRA. Neither admits a cost above its
+/// `max_cost` (a negative int64 cost reads as one), which [`consume_batch`] relies on.
 trait Consume: Send + Sync {
     /// `costs[i]` at `times[i]`, answers in `out` (all as long).
     fn consume_rows<C: CostRow>(&mut self, costs: &[C], times: &[Nanos], out: &mut [bool]);
@@ -402,6 +408,8 @@ fn consume_batch<B: Consume + Clone>(
     (costs, times, out): (IntSlice<'_>, TimeSlice<'_>, &mut [bool]),
     max_cost: u64,
 ) -> PyResult<()> {
+    // Read as u64, a negative int64 cost is at least 2**63: above max_cost when that is below.
+    let lazy = max_cost < 1 << 63;
     let r = inner.write_rows(py, out.len(), move |b| {
         let saved = b.clone();
         let mut tbuf = [0u64; STEP];
@@ -413,7 +421,31 @@ fn consume_batch<B: Consume + Clone>(
             times.prefetch(ahead);
             let (c, t) = (costs.sub(rows.clone()), times.sub(rows.clone()));
             let tb = &mut tbuf[..o.len()];
-            // The costs are checked in place (one pass in vector lanes) and read as they are.
+            // The step runs first and its costs are checked after, only when it refused a row
+            // (or a time is bad): a cost below 0 or above the burst is never admitted, so a
+            // step with every row admitted has none. A bad row undoes the whole batch below.
+            let bad_t = match t {
+                TimeSlice::One(now) => {
+                    match c {
+                        IntSlice::U(c) => b.consume_at(c, now, o),
+                        IntSlice::I(c) => b.consume_at(c, now, o),
+                    }
+                    None
+                }
+                TimeSlice::Each(_) => {
+                    let bad = t.convert(tb);
+                    if bad.is_none() {
+                        match c {
+                            IntSlice::U(c) => b.consume_rows(c, tb, o),
+                            IntSlice::I(c) => b.consume_rows(c, tb, o),
+                        }
+                    }
+                    bad
+                }
+            };
+            if bad_t.is_none() && lazy && all_true(o) {
+                continue;
+            }
             let msg = if let Some((i, v)) = c.first_outside(max_cost) {
                 let i = rows.start + i;
                 if v < 0 {
@@ -423,25 +455,10 @@ fn consume_batch<B: Consume + Clone>(
                         "costs[{i}] = {v} exceeds the burst: it can never conform (at most {max_cost})"
                     )
                 }
-            } else {
-                let bad = match t {
-                    TimeSlice::One(now) => {
-                        match c {
-                            IntSlice::U(c) => b.consume_at(c, now, o),
-                            IntSlice::I(c) => b.consume_at(c, now, o),
-                        }
-                        continue;
-                    }
-                    TimeSlice::Each(_) => t.convert(tb),
-                };
-                let Some((i, x)) = bad else {
-                    match c {
-                        IntSlice::U(c) => b.consume_rows(c, tb, o),
-                        IntSlice::I(c) => b.consume_rows(c, tb, o),
-                    }
-                    continue;
-                };
+            } else if let Some((i, x)) = bad_t {
                 bad_time(rows.start + i, x)
+            } else {
+                continue;
             };
             // Undo the chunks already run.
             *b = saved;

@@ -232,7 +232,8 @@ fn nanos_checked_avx2(seconds: &[f64], out: &mut [Nanos]) -> bool {
 }
 
 /// The common case of [`nanos_checked_into`] in fewer operations: when every row lies in
-/// `[b, b + 2**51)` ns, where `b` is the first row's whole nanoseconds (then all are accepted),
+/// `[b, b + 2**51 - 1)` ns, where `b` is the first row's whole nanoseconds, below 9.19e18 (then
+/// all are accepted),
 /// `out` gets them as [`nanos_checked`] rounds them and the answer is `true`; else `false`
 /// (and `out` means nothing). For a column of times from one clock, that is every column
 /// that starts at a good time and never goes back before it.
@@ -241,42 +242,41 @@ fn nanos_checked_avx2(seconds: &[f64], out: &mut [Nanos]) -> bool {
 // the body of both copies above, vectorized in each
 // The casts are exact: y0 in [0, 9.2e18), and its floor b is a float again (below 2**53 any
 // whole number is; above it y0 is whole and b = y0).
-// `&` rather than `Range::contains` keeps the loop free of branches.
-#[allow(
-    clippy::cast_sign_loss,
-    clippy::cast_precision_loss,
-    clippy::float_cmp,
-    clippy::manual_range_contains
-)]
+#[allow(clippy::cast_sign_loss, clippy::cast_precision_loss, clippy::float_cmp)]
 fn nanos_near_lanes(seconds: &[f64], out: &mut [Nanos]) -> bool {
     let Some(&first) = seconds.first() else {
         return true;
     };
     let y0 = first * 1e9;
-    if !((0.0..9.2e18).contains(&y0)) {
+    // Below 9.2e18 - 2**52, every row within 2**51 of b is below 9.2e18 too.
+    if !((0.0..9.195_495_e18).contains(&y0)) {
         return false;
     }
     let b = y0 as u64;
     let bf = b as f64;
-    let mut near = true;
+    let base = b.wrapping_sub(MAGIC.to_bits());
+    // The bits of every row's r but MAGIC's: none at 51 or above when each r is in
+    // [MAGIC, MAGIC + 2**51).
+    let mut spread = 0u64;
     for (o, &s) in out.iter_mut().zip(seconds) {
         let y = s * 1e9;
         // y - b is exact when y >= b: below 2**53 both are multiples of y's spacing (b is
         // whole, and that spacing is at most 1) and the difference is no wider than y; above
-        // it both are whole, and a difference below 2**51 is a float. A difference that is not
-        // (2**51 or more) rounds to 2**51 or more and fails the test, as y < b (d < 0) and NaN do.
+        // it both are whole, and a difference below 2**53 is a float.
         let d = y - bf;
-        near &= (d >= 0.0) & (d < 2_251_799_813_685_248.0) & (y < 9.2e18);
         // d + 2**52 rounds d to a whole k (halves to even); d - k is exact (|d - k| <= 1/2
-        // and k <= 2d), so the halves rounded down are found and rounded up.
+        // and k <= 2d), so the halves rounded down are found and rounded up. r stays in
+        // [MAGIC, MAGIC + 2**51) for d in [-1/4, 2**51 - 1/2) and leaves it for any other d
+        // (NaN too). Below 0, only y in [b - 1/4, b) stays, and its nanosecond is b, k = 0.
         let r = d + MAGIC;
         let k = r - MAGIC;
         let half_down = d - k == 0.5;
-        *o = b
-            .wrapping_add(r.to_bits().wrapping_sub(MAGIC.to_bits()))
+        spread |= r.to_bits() ^ MAGIC.to_bits();
+        *o = base
+            .wrapping_add(r.to_bits())
             .wrapping_add(u64::from(half_down));
     }
-    near
+    spread >> 51 == 0
 }
 
 /// Whether [`nanos_checked`] accepts every row of `seconds`: one branch-free pass, in vector
@@ -580,6 +580,26 @@ mod tests {
         }
         // Most clock columns take it.
         assert!(taken > 2000, "{taken}");
+        // Rows just before the first one's whole nanosecond, by less than a half: short path
+        // or not, the same nanoseconds, and -0.5 ns (refused) is never taken.
+        for xs in [
+            [0.0, -5e-10, 1e-9],
+            [0.0, -4.999_999_999_999_999e-10, 0.0],
+            [1e-9, 5e-10, 1e-9],
+            [3e-9, 2.5e-9, 2.500_000_000_000_001e-9],
+            [0.0, -0.0, 0.0],
+            [0.0, 4.999_999_999_999_999_4e-10, 1.5e-9],
+        ] {
+            let mut out = [0; 3];
+            let near = nanos_near_lanes(&xs, &mut out);
+            for (&x, &ns) in xs.iter().zip(&out) {
+                let (want, ok) = nanos_checked(x);
+                assert!(ok || !near, "{xs:?}");
+                if near {
+                    assert_eq!(ns, want, "{xs:?}");
+                }
+            }
+        }
     }
 
     #[test]
