@@ -430,7 +430,7 @@ def test_a_bad_cost_among_rows_that_all_conform_is_named(
     # Rows that all conform but one (a bucket far larger than the demand): the bad cost is
     # still found, wherever it sits, and nothing is taken.
     n = 10_000
-    costs = np.ones(n, dtype=dtype)
+    costs: np.ndarray = np.ones(n, dtype=dtype)
     bad = -3 if dtype == np.int64 else 2**64 - 3
     costs[row] = bad
     # A time per row, or one reading of the clock (at 0.5 s) for the whole batch.
@@ -449,7 +449,7 @@ def test_a_bad_cost_among_rows_that_all_conform_is_named(
     with pytest.raises(ConfigError, match=msg):
         lim.try_consume_many(costs, times)
     # The refused batch took nothing: the same answers as a fresh twin's, at the same times.
-    probe = np.full(2000, 600, dtype=dtype)
+    probe: np.ndarray = np.full(2000, 600, dtype=dtype)
     at = np.zeros(2000) + 0.5
     assert lim.try_consume_many(probe, at).tolist() == fresh().try_consume_many(probe, at).tolist()
 

@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import random
+import sys
+import threading
 import time
 from fractions import Fraction
 
@@ -77,6 +80,69 @@ def test_bad_parameters() -> None:
         lim.try_acquire("k", 6)
     with pytest.raises(ConfigError):
         asyncio.run(lim.acquire("k", 6))
+
+
+def test_a_cost_above_the_burst_adds_no_key() -> None:
+    lim = RateLimiter(1, 5, max_keys=2, clock=FakeTime())
+    assert lim.try_acquire("a") and lim.try_acquire("b")
+    with pytest.raises(ConfigError):
+        lim.try_acquire("c", 6)
+    with pytest.raises(ConfigError):
+        asyncio.run(lim.acquire("d", 6))
+    # Neither refused key joined, nor pushed out "a" or "b".
+    assert "c" not in lim and "d" not in lim
+    assert "a" in lim and "b" in lim and len(lim) == 2
+
+
+def _hammer(work: list[threading.Thread]) -> None:
+    old = sys.getswitchinterval()
+    sys.setswitchinterval(1e-6)  # switch threads as often as possible
+    try:
+        for t in work:
+            t.start()
+        for t in work:
+            t.join()
+    finally:
+        sys.setswitchinterval(old)
+
+
+def test_threads_share_one_bucket_per_key() -> None:
+    # No refill to speak of: across all threads, one key admits exactly its burst (a second
+    # bucket made for the same key by a racing thread would admit more).
+    lim = RateLimiter(1e-9, 500, clock=lambda: 1.0)
+    admitted = [0] * 6
+    errors: list[BaseException] = []
+
+    def take(i: int) -> None:
+        try:
+            for _ in range(400):
+                admitted[i] += lim.try_acquire(("flow", 7))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    _hammer([threading.Thread(target=take, args=(i,)) for i in range(6)])
+    assert errors == []
+    assert sum(admitted) == 500
+
+
+def test_threads_evicting_keys_never_fail() -> None:
+    # More keys than the bound, from several threads: lookups, reorders and evictions race.
+    lim = RateLimiter(1e6, 1e6, max_keys=2)
+    errors: list[BaseException] = []
+
+    def churn(seed: int) -> None:
+        keys = random.Random(seed)
+        try:
+            for i in range(30_000):
+                lim.try_acquire(keys.randrange(4), 1, now=1.0)
+                if i % 1000 == 0:
+                    lim.forget(keys.randrange(4))
+        except BaseException as e:  # reported below
+            errors.append(e)
+
+    _hammer([threading.Thread(target=churn, args=(s,)) for s in range(4)])
+    assert errors == []
+    assert len(lim) <= 2
 
 
 @settings(max_examples=60, deadline=None)

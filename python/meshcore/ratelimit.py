@@ -12,6 +12,7 @@ above the number of keys active within that time.
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 
@@ -43,7 +44,16 @@ class RateLimiter:
         follows the event loop's monotonic clock. Pass a matching one with a custom ``clock``.
     """
 
-    __slots__ = ("_buckets", "_burst", "_clock", "_locks", "_max_keys", "_rate", "_sleep")
+    __slots__ = (
+        "_buckets",
+        "_burst",
+        "_clock",
+        "_guard",
+        "_locks",
+        "_max_keys",
+        "_rate",
+        "_sleep",
+    )
 
     def __init__(
         self,
@@ -64,6 +74,8 @@ class RateLimiter:
         self._max_keys = max_keys
         self._sleep: Callable[[float], Awaitable[object]] = sleep or asyncio.sleep
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
+        # Guards the key map (looked up, reordered and trimmed together) across threads.
+        self._guard = threading.RLock()
         # Per key with waiters: a FIFO lock and the number of waiters, so waiters on a key are
         # served in arrival order and the entry goes when the last one leaves.
         self._locks: dict[Hashable, _Waiters] = {}
@@ -86,6 +98,11 @@ class RateLimiter:
     def bucket(self, key: Hashable) -> TokenBucket:
         """The bucket of ``key``, created full if it is new (which may forget the least recently
         used key) and marked most recently used."""
+        with self._guard:
+            return self._bucket(key)
+
+    def _bucket(self, key: Hashable) -> TokenBucket:
+        # The guard is held.
         buckets = self._buckets
         b = buckets.get(key)
         if b is None:
@@ -97,13 +114,29 @@ class RateLimiter:
             buckets.move_to_end(key)
         return b
 
+    def _take(self, key: Hashable, n: int, now: float | None) -> bool:
+        """``try_consume`` on ``key``'s bucket under the guard. A new key's bucket joins the map
+        only once the cost is accepted, so a cost above the burst neither adds the key nor
+        pushes out another."""
+        with self._guard:
+            b = self._buckets.get(key)
+            if b is not None:
+                self._buckets.move_to_end(key)
+                return b.try_consume(n, now)
+            b = TokenBucket(self._rate, self._burst, clock=self._clock)
+            ok = b.try_consume(n, now)
+            self._buckets[key] = b
+            if len(self._buckets) > self._max_keys:
+                self._buckets.popitem(last=False)
+            return ok
+
     def try_acquire(self, key: Hashable, n: int = 1, now: float | None = None) -> bool:
         """Take ``n`` tokens from ``key``'s bucket if they are there; never waits.
 
         :param now: the time in seconds (default: the clock).
         :raises ConfigError: when ``n`` exceeds ``burst`` (it could never pass).
         """
-        return self.bucket(key).try_consume(n, now)
+        return self._take(key, n, now)
 
     def time_until(self, key: Hashable, n: int = 1, now: float | None = None) -> float:
         """Seconds until ``key``'s bucket holds ``n`` tokens (0.0 if it does now)."""
@@ -121,7 +154,7 @@ class RateLimiter:
 
         :raises ConfigError: when ``n`` exceeds ``burst`` (it could never pass).
         """
-        if key not in self._locks and self.bucket(key).try_consume(n):
+        if key not in self._locks and self._take(key, n, None):
             return
         entry = self._locks.get(key)
         if entry is None:
@@ -130,10 +163,9 @@ class RateLimiter:
         try:
             async with entry.lock:
                 while True:
-                    b = self.bucket(key)
-                    if b.try_consume(n):
+                    if self._take(key, n, None):
                         return
-                    await self._sleep(b.time_until(n))
+                    await self._sleep(self.time_until(key, n))
         finally:
             entry.count -= 1
             if entry.count == 0 and self._locks.get(key) is entry:
@@ -141,7 +173,8 @@ class RateLimiter:
 
     def forget(self, key: Hashable) -> None:
         """Drop ``key``'s bucket (its next use starts full). Unknown keys are ignored."""
-        self._buckets.pop(key, None)
+        with self._guard:
+            self._buckets.pop(key, None)
 
     def __len__(self) -> int:
         """The number of keys tracked."""
