@@ -502,3 +502,18 @@ def test_bad_rows_raise_and_leave_the_object_unchanged(kind: str, bad: tuple[int
     assert a.try_consume_many(good_costs, good_times).tolist() == (
         b.try_consume_many(good_costs, good_times).tolist()
     )
+
+
+def test_empty_lists_are_empty_batches() -> None:
+    # numpy reads [] as float64; an empty column has no wrong values.
+    assert TokenBucket(10, 5).try_consume_many([]).tolist() == []
+    assert TokenBucket(10, 5).try_consume_many([], []).tolist() == []
+    assert Gcra(0.1, 0.5).try_consume_many([], []).tolist() == []
+    red = meshcore.RedQueue(5, 15, 0.1)
+    assert list(red.enqueue_many([], [])) == [] and len(red) == 0
+    assert list(meshcore.TrTCM(1000, 1500, 2000, 3000).color_many([], [])) == []
+    # A non-empty float column is still refused.
+    with pytest.raises(ConfigError, match="integer array"):
+        TokenBucket(10, 5).try_consume_many([1.5])
+    with pytest.raises(ConfigError, match="int64 array"):
+        red.enqueue_many([1.5])

@@ -67,7 +67,9 @@ impl<'py> Ints<'py> {
             })?;
         let dtype = arr.dtype();
         let (kind, size) = (dtype.kind(), dtype.itemsize());
-        if arr.ndim() != 1 || !matches!(kind, b'i' | b'u') {
+        // An empty list reads as float64: no rows, so no wrong kind of number either.
+        let empty = arr.ndim() == 1 && arr.is_empty();
+        if arr.ndim() != 1 || !(matches!(kind, b'i' | b'u') || empty) {
             return Err(config(
                 py,
                 format!(

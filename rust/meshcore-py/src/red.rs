@@ -109,7 +109,8 @@ fn column<'py, T: numpy::Element>(
     if arr.ndim() != 1 {
         return Err(wrong(format!(", not {}-dimensional", arr.ndim())));
     }
-    if !kinds.contains(&arr.dtype().kind()) {
+    // An empty list reads as float64: no rows, so no wrong kind of value either.
+    if !kinds.contains(&arr.dtype().kind()) && !arr.is_empty() {
         return Err(wrong(format!(", not {}", arr.dtype())));
     }
     let a = np.call_method1("ascontiguousarray", (&arr, dtype))?;
