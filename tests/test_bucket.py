@@ -517,3 +517,12 @@ def test_empty_lists_are_empty_batches() -> None:
         TokenBucket(10, 5).try_consume_many([1.5])
     with pytest.raises(ConfigError, match="int64 array"):
         red.enqueue_many([1.5])
+
+
+def test_numpy_integers_as_parameters() -> None:
+    # Integers of numpy's types are exact integers too (floats of numpy's were already taken).
+    tb = TokenBucket(np.int64(5), np.uint8(10))
+    assert (tb.rate, tb.burst) == (5.0, 10.0)
+    assert Gcra(np.float64(0.5), np.int32(2)).burst == 5
+    with pytest.raises(ConfigError, match="below 2\\*\\*128, got -1"):
+        TokenBucket(np.int64(-1), 1)

@@ -101,6 +101,9 @@ pub fn ratio(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Rat
         (obj.clone(), 1u8.into_pyobject(py)?.into_any())
     } else if let Ok(pair) = obj.call_method0("as_integer_ratio") {
         pair.extract()?
+    } else if let Ok(int) = obj.call_method0("__index__") {
+        // Integers of other types (numpy's).
+        (int, 1u8.into_pyobject(py)?.into_any())
     } else {
         return Err(bad(format!(
             "must be a number, got {}",
