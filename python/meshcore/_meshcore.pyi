@@ -8,7 +8,7 @@ from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from fractions import Fraction
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
-from typing import Any, Final, Literal, Self, TypedDict, final
+from typing import Any, Final, Literal, Self, SupportsIndex, TypedDict, final
 
 import numpy as np
 import numpy.typing as npt
@@ -528,9 +528,10 @@ class Classifier:
     def _from_rules(cls, rules: Iterable[_Rule]) -> Classifier:
         """Private: a classifier from :meth:`rule` dicts, added in order in one bulk build."""
 
-# Rates, sizes and times given as exact numbers: an int, a float (read as the decimal it prints
-# as, so 0.1 is 1/10), a Fraction or a Decimal. Negative values, NaN and infinities are refused.
-_Number = int | float | Fraction | Decimal
+# Rates, sizes and times given as exact numbers: an int (or any integer with __index__, such as
+# numpy's), a float (read as the decimal it prints as, so 0.1 is 1/10), a Fraction or a Decimal.
+# Negative values, NaN and infinities are refused.
+_Number = int | float | Fraction | Decimal | SupportsIndex
 # clock=: a callable returning seconds (float); None reads CLOCK_MONOTONIC (time.monotonic()).
 _Clock = Callable[[], float] | None
 
