@@ -8,6 +8,8 @@ import copy
 import ipaddress
 import pickle
 import random
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -700,6 +702,48 @@ def test_text_errors_name_the_line(line: str, message: str) -> None:
     text = f"# rules\nfirst from any to any\n\n{line}\nlast from any to any\n"
     with pytest.raises(RuleError, match=f"^line 4: {message}"):
         Classifier.from_text(text)
+
+
+def test_long_lists_are_refused_before_they_expand() -> None:
+    nets = ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(4000))
+    with pytest.raises(RuleError, match=r"^line 1: the lists expand into more than 4096 alt"):
+        Classifier.from_text(f"allow from {nets} to {nets}")
+    one_list = ",".join(["192.0.2.1"] * 10**6)
+    with pytest.raises(RuleError, match=r"^line 2: a list of a source address has more than 4096"):
+        Classifier.from_text(f"ok from any to any\nallow from {one_list} to any")
+    # Pairs of mixed families do not count: 4096 IPv4 sources, each with the IPv4 destination.
+    four_k = ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(4096))
+    c = Classifier.from_text(f"allow from {four_k} to {{192.0.2.1, 2001:db8::1}}")
+    assert len(c.rule(0)["matches"]) == 4096
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
+def test_long_lists_build_nothing_in_proportion_to_their_product() -> None:
+    # A fresh interpreter, whose peak resident memory (VmHWM; ru_maxrss would carry over this
+    # process's peak) is then this line's: 4000 x 4000 pairs would take more than a gigabyte if
+    # they were formed before their count was checked.
+    script = """if True:
+        import meshcore
+
+        def peak_kib():
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+        nets = ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(4000))
+        text = f"allow from {nets} to {nets} port 1,2,3"
+        before = peak_kib()
+        try:
+            meshcore.Classifier.from_text(text)
+        except meshcore.RuleError as e:
+            print(e)
+        print((peak_kib() - before) // 1024)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=600
+    )
+    message, grown_mib = done.stdout.splitlines()
+    assert message == "line 1: the lists expand into more than 4096 alternatives"
+    assert int(grown_mib) < 64, done.stdout
 
 
 def test_load_files(tmp_path: Path) -> None:

@@ -512,9 +512,10 @@ class Classifier:
         ``to`` addresses with optional ``port`` ports, then optional ``id N`` and
         ``priority P`` (both default to the rule's 0-based index). Addresses are ``any``, a
         prefix or an address; ports ``N`` or ``N-M``; any of these may be a list (``a,b`` or
-        ``{a, b}``), which makes alternatives of one rule. ``#`` starts a comment. A bad line
-        raises RuleError naming it (unknown protocol, host bits, inverted or out-of-range port,
-        mixed families, duplicate id, trailing words); see the README for the full format."""
+        ``{a, b}``), which makes alternatives of one rule (at most 4096, and at most 4096
+        items in one list). ``#`` starts a comment. A bad line raises RuleError naming it
+        (unknown protocol, host bits, inverted or out-of-range port, mixed families, too many
+        alternatives, duplicate id, trailing words); see the README for the full format."""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Classifier:
