@@ -696,6 +696,9 @@ def test_text_rules() -> None:
         ("allow from any", "expected 'to' after the source"),
         ("from any to any", "a rule starts with an action word"),
         ("allow proto 0x16/0x0f from any to any", "protocol 0x16 has bits outside its mask"),
+        ("allow from any to any port -5", 'port "-5" is not a decimal number or a range N-M'),
+        ("allow from any port 5- to any", 'port "5-" is not a decimal number or a range N-M'),
+        ("allow from any to any port 1-2-3", 'port "1-2-3" is not a decimal number'),
     ],
 )
 def test_text_errors_name_the_line(line: str, message: str) -> None:

@@ -141,9 +141,12 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     if text.eq_ignore_ascii_case("any") {
         return Ok((0, u16::MAX));
     }
+    // A malformed end ("-5", "5-", "8o-9") is reported with the token as written.
     let port = |t: &str| {
         if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("port {t:?} is not a decimal number"));
+            return Err(format!(
+                "port {text:?} is not a decimal number or a range N-M"
+            ));
         }
         t.parse::<u64>()
             .map_err(|_| format!("port {t} is outside 0..=65535"))
@@ -628,6 +631,14 @@ mod tests {
             ("allow proto 0x07/0x06 from any to any", "mask"),
             ("allow from any to any port 80,", "end of the line"),
             ("allow from any to any port 8o", "not a decimal number"),
+            (
+                "allow from any to any port -5",
+                "port \"-5\" is not a decimal number",
+            ),
+            (
+                "allow from any port 5- to any",
+                "port \"5-\" is not a decimal number",
+            ),
         ];
         for (bad, what) in cases {
             let text = format!("# first\npass from any to any\n\n{bad}\n");
