@@ -329,7 +329,9 @@ class RouteTable:
     @classmethod
     def load(cls, path: str | os.PathLike[str], strict: bool = True) -> RouteTable:
         """Read "prefix value" lines (gzip too). ``-`` or a missing value means 0, ``#``
-        starts a comment; a bad line raises RouteError with its line number."""
+        starts a comment; a bad line raises RouteError with its line number. A file that
+        cannot be read raises OSError as ``open()`` does (FileNotFoundError,
+        IsADirectoryError, ...), with ``errno`` and ``filename`` set."""
 
     def __reduce__(self) -> tuple[Callable[[bytes], RouteTable], tuple[bytes]]:
         """Pickle support: rebuild with :meth:`_from_state` from compact bytes (about 9 bytes
@@ -496,7 +498,8 @@ class Classifier:
         """Read a ClassBench filter file (``@sip/len dip/len lo : hi lo : hi 0xPP/0xMM ...``,
         IPv4; host bits are cleared) in one bulk build. Rule id and priority are the rule's
         0-based index, so the answer is the first rule in the file that matches. A bad line
-        raises RuleError naming the file and the line."""
+        raises RuleError naming the file and the line; a file that cannot be read raises
+        OSError as ``open()`` does, with ``errno`` and ``filename`` set."""
 
     @classmethod
     def from_text(cls, text: str) -> Classifier:
@@ -520,7 +523,8 @@ class Classifier:
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Classifier:
         """Read a file of rules in the :meth:`from_text` format; errors name the file and the
-        line."""
+        line. A file that cannot be read raises OSError as ``open()`` does, with ``errno``
+        and ``filename`` set."""
 
     def __reduce__(self) -> tuple[Callable[[list[_Rule]], Classifier], tuple[list[_Rule]]]:
         """Pickle support: the rules as :meth:`rule` dicts, best first."""

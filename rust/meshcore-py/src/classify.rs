@@ -303,7 +303,7 @@ fn from_rule_text(py: Python<'_>, text: &str, path: Option<&Path>) -> PyResult<P
 }
 
 fn read_text(py: Python<'_>, path: &Path) -> PyResult<String> {
-    let raw = std::fs::read(path)?;
+    let raw = std::fs::read(path).map_err(|e| error::io(py, &e, path))?;
     String::from_utf8(raw)
         .map_err(|_| rule_error(py, format!("{}: not UTF-8 text", path.display())))
 }

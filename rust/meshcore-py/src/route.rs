@@ -6,7 +6,7 @@
 
 use crate::batch;
 use crate::convert::{self, int_arg, type_name, Addr};
-use crate::error::{guard, raise, Exc};
+use crate::error::{self, guard, raise, Exc};
 use crate::lock::Locked;
 use meshcore_core::route::table::{
     parse_routes, Family, RouteError, RouteTable, Update, MAX_VALUE,
@@ -697,7 +697,7 @@ impl PyRouteTable {
         path: std::path::PathBuf,
         strict: bool,
     ) -> PyResult<PyRouteTable> {
-        let raw = std::fs::read(&path)?;
+        let raw = std::fs::read(&path).map_err(|e| error::io(py, &e, &path))?;
         let text = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
             flate2::read::MultiGzDecoder::new(&raw[..])
