@@ -562,6 +562,26 @@ def test_malformed_batches_name_the_column_or_row() -> None:
         c.classify_many(shared.view(np.uint32)[:4], a, ports, ports, 6, out=shared)
 
 
+def test_classify_many_takes_empty_lists() -> None:
+    c = _v4_rules()
+    empty = np.array([], np.uint32)
+    forms: list[tuple[Any, Any, Any]] = [
+        ([], [], []),
+        ((), [], 6),
+        ([], np.array([], np.uint16), "tcp"),
+    ]
+    for columns in forms:
+        got = c.classify_many(empty, empty, *columns)
+        assert got.dtype == np.int64 and got.shape == (0,)
+    six = np.zeros((0, 16), np.uint8)
+    assert c.classify_many(six, six, [], [], []).shape == (0,)
+    # An empty list is no excuse for a length mismatch, nor a list of floats for integers.
+    with pytest.raises(RuleError, match=r"differ in length \(2, 2, 0, one, one\)"):
+        c.classify_many(np.zeros(2, np.uint32), np.zeros(2, np.uint32), [], 80, 6)
+    with pytest.raises(RuleError, match="sport must hold integers, not float64"):
+        c.classify_many(np.zeros(1, np.uint32), np.zeros(1, np.uint32), [1.5], 80, 6)
+
+
 # ---------------------------------------------------------------------------------------------
 # Parsed rows and raw frames.
 

@@ -429,6 +429,11 @@ where
             ),
         ));
     }
+    // numpy makes an empty list float64; with no values there is nothing to refuse. (An empty
+    // float array passed as such is refused below, as a float array of any length is.)
+    if arr.len() == 0 && !obj.is_instance_of::<PyUntypedArray>() {
+        return Ok(Ints::Copied(Vec::new()));
+    }
     let np = py.import("numpy")?;
     let kind = arr.dtype().kind();
     let values: Vec<T> = match kind {
