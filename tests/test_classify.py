@@ -537,7 +537,6 @@ def test_malformed_batches_name_the_column_or_row() -> None:
         ((a, a, ports, ports, np.array([6, 6, 6, 300])), {}, "row 3: proto 300 is outside 0..=255"),
         ((a, a, ports, ports, 256), {}, "proto 256 is outside"),
         ((a, a, ports.astype(float), ports, 6), {}, "sport must hold integers, not float64"),
-        ((a, a, np.ones(4, bool), ports, 6), {}, "sport must hold integers, not bool"),
         ((a, a, ports.reshape(2, 2), ports, 6), {}, "sport must be one-dimensional"),
         ((a, a, ports, ports, "tcpx"), {}, "unknown protocol name"),
         ((a, a, ports, ports, 6), {"out": np.zeros(3, np.int64)}, "out has 3 rows"),
@@ -580,6 +579,22 @@ def test_classify_many_takes_empty_lists() -> None:
         c.classify_many(np.zeros(2, np.uint32), np.zeros(2, np.uint32), [], 80, 6)
     with pytest.raises(RuleError, match="sport must hold integers, not float64"):
         c.classify_many(np.zeros(1, np.uint32), np.zeros(1, np.uint32), [1.5], 80, 6)
+
+
+def test_classify_many_refuses_bools_with_type_error() -> None:
+    c = _v4_rules()
+    a = np.zeros(2, np.uint32)
+    bools: list[Any] = [True, np.True_, np.array(True), np.ones(2, bool), [True, False]]
+    for column in range(3):
+        for b in bools:
+            args: list[Any] = [a, a, 1, 1000, 17]
+            args[2 + column] = b
+            name = ("sport", "dport", "proto")[column]
+            with pytest.raises(TypeError, match=f"^{name} must be an int or an integer array"):
+                c.classify_many(*args)
+    # Ints (Python and numpy) are still one value for every row.
+    assert c.classify_many(a, a, 1, np.int64(1000), 17).tolist() == [-1, -1]
+    assert c.classify_many(a + 0x0A000000, a, 1, 1000, np.uint8(17)).tolist() == [1, 1]
 
 
 # ---------------------------------------------------------------------------------------------
