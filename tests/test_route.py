@@ -360,6 +360,19 @@ def test_unreadable_files_raise_as_open_does(
         assert str(got.value) == str(want.value)
 
 
+def test_membership_of_what_is_not_a_prefix_is_false() -> None:
+    t = RouteTable()
+    t["10.0.0.0/8"] = 1
+    assert "10.0.0.0/8" in t
+    for key in (None, "garbage", "10.0.0.1/8", 3.5, b"\x01", object(), True, 2**200):
+        assert key not in t
+    # Looking such a key up still raises, as documented.
+    with pytest.raises(RouteError, match="NoneType"):
+        t.get(None)  # type: ignore[arg-type]
+    with pytest.raises(RouteError, match="not an IP prefix"):
+        t["garbage"]
+
+
 def test_readers_never_see_a_torn_update() -> None:
     t, *_ = _v4_table(5000, 5)
     t["10.0.0.0/8"] = 1

@@ -267,7 +267,10 @@ class RouteTable:
         """The value of exactly ``prefix`` (no longest-prefix match), or ``default``."""
 
     def __getitem__(self, key: _Prefix, /) -> int: ...
-    def __contains__(self, key: object, /) -> bool: ...
+    def __contains__(self, key: object, /) -> bool:
+        """Whether a route has exactly this prefix; False for anything that is not a prefix
+        (None, "garbage", a prefix with host bits), where :meth:`get` and ``[]`` raise."""
+
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[tuple[str, int]]:
         """``(prefix, value)`` pairs, IPv4 then IPv6, each in address order (a snapshot)."""

@@ -543,8 +543,18 @@ impl PyRouteTable {
             .ok_or_else(|| PyKeyError::new_err(p.to_string()))
     }
 
+    /// False for anything that is not a prefix (None, "garbage", host bits), as no route has
+    /// it; `get` and `[]` still raise for those.
     fn __contains__(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let (p, _) = prefix_arg(prefix, true)?;
+        let p = match prefix_arg(prefix, true) {
+            Ok((p, _)) => p,
+            Err(e)
+                if error::is_class(py, &e, Exc::Route) || e.is_instance_of::<PyTypeError>(py) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        };
         self.inner.read(py, move |t| t.get(p).is_some())
     }
 
