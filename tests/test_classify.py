@@ -8,6 +8,8 @@ import copy
 import ipaddress
 import pickle
 import random
+import subprocess
+import sys
 import threading
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -535,7 +537,6 @@ def test_malformed_batches_name_the_column_or_row() -> None:
         ((a, a, ports, ports, np.array([6, 6, 6, 300])), {}, "row 3: proto 300 is outside 0..=255"),
         ((a, a, ports, ports, 256), {}, "proto 256 is outside"),
         ((a, a, ports.astype(float), ports, 6), {}, "sport must hold integers, not float64"),
-        ((a, a, np.ones(4, bool), ports, 6), {}, "sport must hold integers, not bool"),
         ((a, a, ports.reshape(2, 2), ports, 6), {}, "sport must be one-dimensional"),
         ((a, a, ports, ports, "tcpx"), {}, "unknown protocol name"),
         ((a, a, ports, ports, 6), {"out": np.zeros(3, np.int64)}, "out has 3 rows"),
@@ -558,6 +559,42 @@ def test_malformed_batches_name_the_column_or_row() -> None:
     shared = np.zeros(4, np.int64)
     with pytest.raises(RuleError, match="out cannot be written"):  # out overlaps src
         c.classify_many(shared.view(np.uint32)[:4], a, ports, ports, 6, out=shared)
+
+
+def test_classify_many_takes_empty_lists() -> None:
+    c = _v4_rules()
+    empty = np.array([], np.uint32)
+    forms: list[tuple[Any, Any, Any]] = [
+        ([], [], []),
+        ((), [], 6),
+        ([], np.array([], np.uint16), "tcp"),
+    ]
+    for columns in forms:
+        got = c.classify_many(empty, empty, *columns)
+        assert got.dtype == np.int64 and got.shape == (0,)
+    six = np.zeros((0, 16), np.uint8)
+    assert c.classify_many(six, six, [], [], []).shape == (0,)
+    # An empty list is no excuse for a length mismatch, nor a list of floats for integers.
+    with pytest.raises(RuleError, match=r"differ in length \(2, 2, 0, one, one\)"):
+        c.classify_many(np.zeros(2, np.uint32), np.zeros(2, np.uint32), [], 80, 6)
+    with pytest.raises(RuleError, match="sport must hold integers, not float64"):
+        c.classify_many(np.zeros(1, np.uint32), np.zeros(1, np.uint32), [1.5], 80, 6)
+
+
+def test_classify_many_refuses_bools_with_type_error() -> None:
+    c = _v4_rules()
+    a = np.zeros(2, np.uint32)
+    bools: list[Any] = [True, np.True_, np.array(True), np.ones(2, bool), [True, False]]
+    for column in range(3):
+        for b in bools:
+            args: list[Any] = [a, a, 1, 1000, 17]
+            args[2 + column] = b
+            name = ("sport", "dport", "proto")[column]
+            with pytest.raises(TypeError, match=f"^{name} must be an int or an integer array"):
+                c.classify_many(*args)
+    # Ints (Python and numpy) are still one value for every row.
+    assert c.classify_many(a, a, 1, np.int64(1000), 17).tolist() == [-1, -1]
+    assert c.classify_many(a + 0x0A000000, a, 1, 1000, np.uint8(17)).tolist() == [1, 1]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -694,12 +731,57 @@ def test_text_rules() -> None:
         ("allow from any", "expected 'to' after the source"),
         ("from any to any", "a rule starts with an action word"),
         ("allow proto 0x16/0x0f from any to any", "protocol 0x16 has bits outside its mask"),
+        ("allow from any to any port -5", 'port "-5" is not a decimal number or a range N-M'),
+        ("allow from any port 5- to any", 'port "5-" is not a decimal number or a range N-M'),
+        ("allow from any to any port 1-2-3", 'port "1-2-3" is not a decimal number'),
     ],
 )
 def test_text_errors_name_the_line(line: str, message: str) -> None:
     text = f"# rules\nfirst from any to any\n\n{line}\nlast from any to any\n"
     with pytest.raises(RuleError, match=f"^line 4: {message}"):
         Classifier.from_text(text)
+
+
+def test_long_lists_are_refused_before_they_expand() -> None:
+    nets = ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(4000))
+    with pytest.raises(RuleError, match=r"^line 1: the lists expand into more than 4096 alt"):
+        Classifier.from_text(f"allow from {nets} to {nets}")
+    one_list = ",".join(["192.0.2.1"] * 10**6)
+    with pytest.raises(RuleError, match=r"^line 2: a list of a source address has more than 4096"):
+        Classifier.from_text(f"ok from any to any\nallow from {one_list} to any")
+    # Pairs of mixed families do not count: 4096 IPv4 sources, each with the IPv4 destination.
+    four_k = ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(4096))
+    c = Classifier.from_text(f"allow from {four_k} to {{192.0.2.1, 2001:db8::1}}")
+    assert len(c.rule(0)["matches"]) == 4096
+
+
+@pytest.mark.skipif(sys.platform != "linux", reason="reads /proc/self/status")
+def test_long_lists_build_nothing_in_proportion_to_their_product() -> None:
+    # A fresh interpreter, whose peak resident memory (VmHWM; ru_maxrss would carry over this
+    # process's peak) is then this line's: 4000 x 4000 pairs would take more than a gigabyte if
+    # they were formed before their count was checked.
+    script = """if True:
+        import meshcore
+
+        def peak_kib():
+            with open("/proc/self/status") as f:
+                return next(int(line.split()[1]) for line in f if line.startswith("VmHWM:"))
+
+        nets = ",".join(f"10.{i // 256}.{i % 256}.0/24" for i in range(4000))
+        text = f"allow from {nets} to {nets} port 1,2,3"
+        before = peak_kib()
+        try:
+            meshcore.Classifier.from_text(text)
+        except meshcore.RuleError as e:
+            print(e)
+        print((peak_kib() - before) // 1024)
+    """
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, check=True, timeout=600
+    )
+    message, grown_mib = done.stdout.splitlines()
+    assert message == "line 1: the lists expand into more than 4096 alternatives"
+    assert int(grown_mib) < 64, done.stdout
 
 
 def test_load_files(tmp_path: Path) -> None:
@@ -712,6 +794,26 @@ def test_load_files(tmp_path: Path) -> None:
         Classifier.load(path)
     with pytest.raises(FileNotFoundError):
         Classifier.load(tmp_path / "missing.conf")
+
+
+@pytest.mark.parametrize(
+    ("kind", "error"), [("missing", FileNotFoundError), ("directory", IsADirectoryError)]
+)
+@pytest.mark.parametrize("loader", [Classifier.load, Classifier.from_classbench])
+def test_unreadable_files_raise_as_open_does(
+    tmp_path: Path, kind: str, error: type[OSError], loader: Any
+) -> None:
+    path = tmp_path / "missing.conf" if kind == "missing" else tmp_path
+    with pytest.raises(error) as want:
+        open(path)  # noqa: SIM115 (the reference error; it never opens)
+    for arg in (path, str(path)):
+        with pytest.raises(error) as got:
+            loader(arg)
+        assert type(got.value) is type(want.value)
+        assert got.value.errno == want.value.errno is not None
+        assert got.value.strerror == want.value.strerror
+        assert got.value.filename == want.value.filename == str(path)
+        assert str(got.value) == str(want.value)
 
 
 # ---------------------------------------------------------------------------------------------

@@ -341,6 +341,38 @@ def test_load_files(tmp_path: Path) -> None:
         RouteTable.load(tmp_path / "missing.txt")
 
 
+@pytest.mark.parametrize(
+    ("kind", "error"), [("missing", FileNotFoundError), ("directory", IsADirectoryError)]
+)
+def test_unreadable_files_raise_as_open_does(
+    tmp_path: Path, kind: str, error: type[OSError]
+) -> None:
+    path = tmp_path / "missing.txt" if kind == "missing" else tmp_path
+    with pytest.raises(error) as want:
+        open(path)  # noqa: SIM115 (the reference error; it never opens)
+    for arg in (path, str(path)):
+        with pytest.raises(error) as got:
+            RouteTable.load(arg)
+        assert type(got.value) is type(want.value)
+        assert got.value.errno == want.value.errno is not None
+        assert got.value.strerror == want.value.strerror
+        assert got.value.filename == want.value.filename == str(path)
+        assert str(got.value) == str(want.value)
+
+
+def test_membership_of_what_is_not_a_prefix_is_false() -> None:
+    t = RouteTable()
+    t["10.0.0.0/8"] = 1
+    assert "10.0.0.0/8" in t
+    for key in (None, "garbage", "10.0.0.1/8", 3.5, b"\x01", object(), True, 2**200):
+        assert key not in t
+    # Looking such a key up still raises, as documented.
+    with pytest.raises(RouteError, match="NoneType"):
+        t.get(None)  # type: ignore[arg-type]
+    with pytest.raises(RouteError, match="not an IP prefix"):
+        t["garbage"]
+
+
 def test_readers_never_see_a_torn_update() -> None:
     t, *_ = _v4_table(5000, 5)
     t["10.0.0.0/8"] = 1

@@ -267,7 +267,10 @@ class RouteTable:
         """The value of exactly ``prefix`` (no longest-prefix match), or ``default``."""
 
     def __getitem__(self, key: _Prefix, /) -> int: ...
-    def __contains__(self, key: object, /) -> bool: ...
+    def __contains__(self, key: object, /) -> bool:
+        """Whether a route has exactly this prefix; False for anything that is not a prefix
+        (None, "garbage", a prefix with host bits), where :meth:`get` and ``[]`` raise."""
+
     def __len__(self) -> int: ...
     def __iter__(self) -> Iterator[tuple[str, int]]:
         """``(prefix, value)`` pairs, IPv4 then IPv6, each in address order (a snapshot)."""
@@ -329,7 +332,9 @@ class RouteTable:
     @classmethod
     def load(cls, path: str | os.PathLike[str], strict: bool = True) -> RouteTable:
         """Read "prefix value" lines (gzip too). ``-`` or a missing value means 0, ``#``
-        starts a comment; a bad line raises RouteError with its line number."""
+        starts a comment; a bad line raises RouteError with its line number. A file that
+        cannot be read raises OSError as ``open()`` does (FileNotFoundError,
+        IsADirectoryError, ...), with ``errno`` and ``filename`` set."""
 
     def __reduce__(self) -> tuple[Callable[[bytes], RouteTable], tuple[bytes]]:
         """Pickle support: rebuild with :meth:`_from_state` from compact bytes (about 9 bytes
@@ -457,12 +462,13 @@ class Classifier:
         """Classify a batch given as columns, without the GIL: rule ids as int64, -1 where no
         rule matches. ``src`` and ``dst`` are both uint32 arrays (IPv4; 10.0.0.1 is
         0x0a000001, either byte order) or both (n, 16) uint8 arrays (IPv6, network byte
-        order). ``sport``, ``dport`` and ``proto`` are integer arrays of any dtype (or lists),
-        checked against 0..65535 and 0..255 (a value out of range raises RuleError naming its
-        row), or one int (a protocol name too) for every row. Contiguous uint32, uint8 rows,
-        uint16 ports and uint8 protocols are read in place, not copied, so another thread must
-        not write to them meanwhile. With ``out`` (a writable, contiguous int64 array of one row
-        per packet) the ids are written there and ``out`` is returned."""
+        order). ``sport``, ``dport`` and ``proto`` are integer arrays of any dtype (or lists,
+        empty ones too), checked against 0..65535 and 0..255 (a value out of range raises
+        RuleError naming its row), or one int (a protocol name too) for every row; bools, one
+        or an array of them, raise TypeError, as in :meth:`classify`. Contiguous uint32, uint8
+        rows, uint16 ports and uint8 protocols are read in place, not copied, so another
+        thread must not write to them meanwhile. With ``out`` (a writable, contiguous int64
+        array of one row per packet) the ids are written there and ``out`` is returned."""
 
     def classify_parsed(
         self,
@@ -496,7 +502,8 @@ class Classifier:
         """Read a ClassBench filter file (``@sip/len dip/len lo : hi lo : hi 0xPP/0xMM ...``,
         IPv4; host bits are cleared) in one bulk build. Rule id and priority are the rule's
         0-based index, so the answer is the first rule in the file that matches. A bad line
-        raises RuleError naming the file and the line."""
+        raises RuleError naming the file and the line; a file that cannot be read raises
+        OSError as ``open()`` does, with ``errno`` and ``filename`` set."""
 
     @classmethod
     def from_text(cls, text: str) -> Classifier:
@@ -512,14 +519,16 @@ class Classifier:
         ``to`` addresses with optional ``port`` ports, then optional ``id N`` and
         ``priority P`` (both default to the rule's 0-based index). Addresses are ``any``, a
         prefix or an address; ports ``N`` or ``N-M``; any of these may be a list (``a,b`` or
-        ``{a, b}``), which makes alternatives of one rule. ``#`` starts a comment. A bad line
-        raises RuleError naming it (unknown protocol, host bits, inverted or out-of-range port,
-        mixed families, duplicate id, trailing words); see the README for the full format."""
+        ``{a, b}``), which makes alternatives of one rule (at most 4096, and at most 4096
+        items in one list). ``#`` starts a comment. A bad line raises RuleError naming it
+        (unknown protocol, host bits, inverted or out-of-range port, mixed families, too many
+        alternatives, duplicate id, trailing words); see the README for the full format."""
 
     @classmethod
     def load(cls, path: str | os.PathLike[str]) -> Classifier:
         """Read a file of rules in the :meth:`from_text` format; errors name the file and the
-        line."""
+        line. A file that cannot be read raises OSError as ``open()`` does, with ``errno``
+        and ``filename`` set."""
 
     def __reduce__(self) -> tuple[Callable[[list[_Rule]], Classifier], tuple[list[_Rule]]]:
         """Pickle support: the rules as :meth:`rule` dicts, best first."""

@@ -22,7 +22,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -303,7 +303,7 @@ fn from_rule_text(py: Python<'_>, text: &str, path: Option<&Path>) -> PyResult<P
 }
 
 fn read_text(py: Python<'_>, path: &Path) -> PyResult<String> {
-    let raw = std::fs::read(path)?;
+    let raw = std::fs::read(path).map_err(|e| error::io(py, &e, path))?;
     String::from_utf8(raw)
         .map_err(|_| rule_error(py, format!("{}: not UTF-8 text", path.display())))
 }
@@ -388,6 +388,28 @@ where
         }
         return Ok(Ints::Copied(r.as_array().iter().copied().collect()));
     }
+    // Bools are not ports or protocols, although Python counts them as ints and numpy casts
+    // them: a TypeError, as in `classify`, whether one bool or an array (or list) of them.
+    let not_bools = |got: &str| {
+        PyTypeError::new_err(format!(
+            "{what} must be an int or an integer array, not {got}"
+        ))
+    };
+    let numpy_bool = || -> PyResult<bool> {
+        let np_bool = py.import("numpy")?.getattr("bool_")?;
+        obj.is_instance(&np_bool)
+    };
+    // (An int or an array is no numpy bool scalar: the common columns skip the lookup.)
+    let maybe_numpy_bool =
+        !obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyUntypedArray>();
+    if obj.is_instance_of::<PyBool>() || (maybe_numpy_bool && numpy_bool()?) {
+        return Err(not_bools(&type_name(obj)?));
+    }
+    if let Ok(a) = obj.cast::<PyUntypedArray>() {
+        if a.dtype().kind() == b'b' {
+            return Err(not_bools("an array of bool"));
+        }
+    }
     let array = match obj.cast::<PyUntypedArray>() {
         Ok(a) if a.ndim() == 0 => None,
         Ok(a) => Some(a.clone()),
@@ -420,6 +442,10 @@ where
             .ok_or_else(|| out_of_range(int.to_string()))?;
         return Ok(Ints::Same(vec![v; BLOCK]));
     };
+    let kind = arr.dtype().kind();
+    if kind == b'b' {
+        return Err(not_bools("an array of bool"));
+    }
     if arr.ndim() != 1 {
         return Err(rule_error(
             py,
@@ -429,8 +455,12 @@ where
             ),
         ));
     }
+    // numpy makes an empty list float64; with no values there is nothing to refuse. (An empty
+    // float array passed as such is refused below, as a float array of any length is.)
+    if arr.len() == 0 && !obj.is_instance_of::<PyUntypedArray>() {
+        return Ok(Ints::Copied(Vec::new()));
+    }
     let np = py.import("numpy")?;
-    let kind = arr.dtype().kind();
     let values: Vec<T> = match kind {
         b'u' => {
             let a = np.call_method1("ascontiguousarray", (&arr, "uint64"))?;

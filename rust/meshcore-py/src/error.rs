@@ -10,6 +10,7 @@ use meshcore_core::pcap::CaptureError;
 use meshcore_core::wire::build::BuildError;
 use meshcore_core::wire::stack::OffsetError;
 use meshcore_core::wire::Error as WireError;
+use pyo3::exceptions::PyOSError;
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::PyType;
@@ -107,6 +108,22 @@ pub fn rule_line(py: Python<'_>, e: &ParseError, path: Option<&Path>) -> PyErr {
         Some(p) => raise(py, Exc::Rule, format!("{}: {e}", p.display())),
         None => raise(py, Exc::Rule, e.to_string()),
     }
+}
+
+/// A file that could not be read, raised as `open()` raises it: `OSError(errno, strerror,
+/// filename)`, which Python turns into the subclass for the errno (`FileNotFoundError`,
+/// `IsADirectoryError`, `PermissionError`, ...), with `errno` and `filename` set.
+pub fn io(py: Python<'_>, e: &std::io::Error, path: &Path) -> PyErr {
+    let Some(code) = e.raw_os_error() else {
+        return PyOSError::new_err(format!("{}: {e}", path.display()));
+    };
+    // Python's wording, without the " (os error N)" that Rust's adds.
+    let strerror = py
+        .import("os")
+        .and_then(|os| os.call_method1("strerror", (code,)))
+        .and_then(|s| s.extract::<String>())
+        .unwrap_or_else(|_| e.to_string());
+    PyOSError::new_err((code, strerror, path.as_os_str().to_os_string()))
 }
 
 /// Run `f`, turning a Rust panic into `meshcore.InternalError`.

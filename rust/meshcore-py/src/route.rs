@@ -6,7 +6,7 @@
 
 use crate::batch;
 use crate::convert::{self, int_arg, type_name, Addr};
-use crate::error::{guard, raise, Exc};
+use crate::error::{self, guard, raise, Exc};
 use crate::lock::Locked;
 use meshcore_core::route::table::{
     parse_routes, Family, RouteError, RouteTable, Update, MAX_VALUE,
@@ -543,8 +543,18 @@ impl PyRouteTable {
             .ok_or_else(|| PyKeyError::new_err(p.to_string()))
     }
 
+    /// False for anything that is not a prefix (None, "garbage", host bits), as no route has
+    /// it; `get` and `[]` still raise for those.
     fn __contains__(&self, py: Python<'_>, prefix: &Bound<'_, PyAny>) -> PyResult<bool> {
-        let (p, _) = prefix_arg(prefix, true)?;
+        let p = match prefix_arg(prefix, true) {
+            Ok((p, _)) => p,
+            Err(e)
+                if error::is_class(py, &e, Exc::Route) || e.is_instance_of::<PyTypeError>(py) =>
+            {
+                return Ok(false)
+            }
+            Err(e) => return Err(e),
+        };
         self.inner.read(py, move |t| t.get(p).is_some())
     }
 
@@ -697,7 +707,7 @@ impl PyRouteTable {
         path: std::path::PathBuf,
         strict: bool,
     ) -> PyResult<PyRouteTable> {
-        let raw = std::fs::read(&path)?;
+        let raw = std::fs::read(&path).map_err(|e| error::io(py, &e, &path))?;
         let text = if raw.starts_with(&[0x1f, 0x8b]) {
             let mut s = String::new();
             flate2::read::MultiGzDecoder::new(&raw[..])

@@ -33,7 +33,10 @@
 //! - Lists expand into the alternatives ([`Match`]es) of one rule: every combination of
 //!   protocol, source, source ports, destination and destination ports, at most
 //!   [`MAX_ALTERNATIVES`]. Combinations of an IPv4 source with an IPv6 destination (or the
-//!   other way round) are left out; a rule with no combination left is an error.
+//!   other way round) are left out; a rule with no combination left is an error. The count
+//!   is checked before any combination is made, and a list of more than [`MAX_ALTERNATIVES`]
+//!   items is refused as soon as it passes the limit, so a long line costs time and memory
+//!   in proportion to its length, never to the product of its lists.
 //! - `id` and `priority` default to the rule's 0-based index among the rules of the text
 //!   (comments and blank lines do not count). A lower priority wins; among equal priorities
 //!   the rule written first wins. Ids are unique within the text.
@@ -138,9 +141,12 @@ fn parse_ports(text: &str) -> Result<(u16, u16), String> {
     if text.eq_ignore_ascii_case("any") {
         return Ok((0, u16::MAX));
     }
+    // A malformed end ("-5", "5-", "8o-9") is reported with the token as written.
     let port = |t: &str| {
         if t.is_empty() || !t.bytes().all(|b| b.is_ascii_digit()) {
-            return Err(format!("port {t:?} is not a decimal number"));
+            return Err(format!(
+                "port {text:?} is not a decimal number or a range N-M"
+            ));
         }
         t.parse::<u64>()
             .map_err(|_| format!("port {t} is outside 0..=65535"))
@@ -241,7 +247,10 @@ impl<'a> Words<'a> {
                     Some("}") => break,
                     Some(",") => {}
                     None => return Err(format!("a list of {what} is missing its closing '}}'")),
-                    t => out.push(item(word(t)?)?),
+                    t => {
+                        Self::room(&out, what)?;
+                        out.push(item(word(t)?)?);
+                    }
                 }
             }
             if out.is_empty() {
@@ -250,10 +259,23 @@ impl<'a> Words<'a> {
         } else {
             out.push(item(word(self.next())?)?);
             while self.eat(",") {
+                Self::room(&out, what)?;
                 out.push(item(word(self.next())?)?);
             }
         }
         Ok(out)
+    }
+
+    /// Refuse a list as soon as it would pass [`MAX_ALTERNATIVES`] items, before reading more:
+    /// a longer list cannot make a rule (every other list has at least one item).
+    fn room<T>(out: &[T], what: &str) -> Result<(), String> {
+        if out.len() < MAX_ALTERNATIVES {
+            Ok(())
+        } else {
+            Err(format!(
+                "a list of {what} has more than {MAX_ALTERNATIVES} items"
+            ))
+        }
     }
 
     /// A decimal number in `0..=u32::MAX` after `id` or `priority`.
@@ -287,6 +309,26 @@ fn is_action(word: &str) -> bool {
         .next()
         .is_some_and(|c| c.is_ascii_alphabetic() || c == '_')
         && chars.all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '-' | '.'))
+}
+
+/// How many (source, destination) pairs are of one family (IPv4 with IPv4, IPv6 with IPv6,
+/// `any` with either), counted without forming them; saturates at `usize::MAX`.
+fn same_family_pairs(srcs: &[Option<AnyPrefix>], dsts: &[Option<AnyPrefix>]) -> usize {
+    // Counts of IPv4, IPv6 and `any` entries.
+    let count = |list: &[Option<AnyPrefix>]| {
+        list.iter().fold([0usize; 3], |mut n, p| {
+            n[match p {
+                Some(AnyPrefix::V4(_)) => 0,
+                Some(AnyPrefix::V6(_)) => 1,
+                None => 2,
+            }] += 1;
+            n
+        })
+    };
+    let ([s4, s6, sany], [d4, d6, dany]) = (count(srcs), count(dsts));
+    s4.saturating_mul(d4 + dany)
+        .saturating_add(s6.saturating_mul(d6 + dany))
+        .saturating_add(sany.saturating_mul(dsts.len()))
 }
 
 fn parse_line(toks: Vec<&str>) -> Result<Parsed, String> {
@@ -338,20 +380,10 @@ fn parse_line(toks: Vec<&str>) -> Result<Parsed, String> {
         }
         *slot = Some(w.u32_after(&what)?);
     }
-    let mut pairs = Vec::new();
-    for &s in &srcs {
-        for &d in &dsts {
-            let probe = Match {
-                src: s,
-                dst: d,
-                ..Match::ANY
-            };
-            if probe.family().is_ok() {
-                pairs.push((s, d));
-            }
-        }
-    }
-    if pairs.is_empty() {
+    // Count the alternatives before building any: the lists may be long, and their product
+    // far longer (two lists of 4000 addresses are 16 million pairs).
+    let pairs = same_family_pairs(&srcs, &dsts);
+    if pairs == 0 {
         return Err(
             "the source and destination addresses are of different families (IPv4 and IPv6)"
                 .to_string(),
@@ -359,11 +391,30 @@ fn parse_line(toks: Vec<&str>) -> Result<Parsed, String> {
     }
     let total = [protos.len(), sports.len(), dports.len()]
         .iter()
-        .try_fold(pairs.len(), |acc, &n| acc.checked_mul(n))
+        .try_fold(pairs, |acc, &n| acc.checked_mul(n))
         .filter(|&n| n <= MAX_ALTERNATIVES)
         .ok_or_else(|| {
             format!("the lists expand into more than {MAX_ALTERNATIVES} alternatives")
         })?;
+    // Each source meets only the destinations of its family, in the order written.
+    let with = |v4: bool| -> Vec<Option<AnyPrefix>> {
+        let keep = |d: &&Option<AnyPrefix>| match d {
+            Some(AnyPrefix::V4(_)) => v4,
+            Some(AnyPrefix::V6(_)) => !v4,
+            None => true,
+        };
+        dsts.iter().filter(keep).copied().collect()
+    };
+    let (to_v4, to_v6) = (with(true), with(false));
+    let mut pairs = Vec::with_capacity(pairs);
+    for &s in &srcs {
+        let ds = match s {
+            Some(AnyPrefix::V4(_)) => &to_v4,
+            Some(AnyPrefix::V6(_)) => &to_v6,
+            None => &dsts,
+        };
+        pairs.extend(ds.iter().map(|&d| (s, d)));
+    }
     let mut matches = Vec::with_capacity(total);
     for &proto in &protos {
         for &(src, dst) in &pairs {
@@ -580,6 +631,14 @@ mod tests {
             ("allow proto 0x07/0x06 from any to any", "mask"),
             ("allow from any to any port 80,", "end of the line"),
             ("allow from any to any port 8o", "not a decimal number"),
+            (
+                "allow from any to any port -5",
+                "port \"-5\" is not a decimal number",
+            ),
+            (
+                "allow from any port 5- to any",
+                "port \"5-\" is not a decimal number",
+            ),
         ];
         for (bad, what) in cases {
             let text = format!("# first\npass from any to any\n\n{bad}\n");
@@ -597,6 +656,53 @@ mod tests {
             .unwrap_err()
             .message
             .contains("more than 4096"));
+    }
+
+    #[test]
+    fn alternatives_are_counted_before_they_are_made() {
+        let nets = |n: usize| -> String {
+            (0..n)
+                .map(|i| format!("10.{}.{}.0/24", i / 256, i % 256))
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        // 4000 x 4000 pairs: refused from the counts alone.
+        let e = parse_rules(&format!("a from {0} to {0}", nets(4000))).unwrap_err();
+        assert_eq!(
+            (e.line, e.message.as_str()),
+            (1, "the lists expand into more than 4096 alternatives")
+        );
+        // One list past the limit is refused where it passes it.
+        let e = parse_rules(&format!("a from {} to any", nets(5000))).unwrap_err();
+        assert!(e.message.contains("has more than 4096 items"), "{e}");
+        // Only pairs of one family count: each of 4094 IPv4 sources meets one of the two
+        // destinations, `any` meets both: 4096.
+        let r = parse_rules(&format!(
+            "a from {},any to {{192.0.2.1, 2001:db8::1}}",
+            nets(4094)
+        ))
+        .unwrap();
+        let m = &r[0].spec.matches;
+        assert_eq!(m.len(), 4094 + 2);
+        assert_eq!(m[4093].dst, Some(net("192.0.2.1")));
+        assert_eq!((m[4094].src, m[4095].dst), (None, Some(net("2001:db8::1"))));
+        let e = parse_rules(&format!(
+            "a from {},any to {{192.0.2.1, 2001:db8::1}}",
+            nets(4095)
+        ))
+        .unwrap_err();
+        assert!(e.message.contains("more than 4096 alternatives"), "{e}");
+        let some = |v4: usize, v6: usize, any: usize| {
+            let mut l = vec![Some(net("10.0.0.0/8")); v4];
+            l.extend(vec![Some(net("2001:db8::/32")); v6]);
+            l.extend(vec![None; any]);
+            l
+        };
+        assert_eq!(
+            same_family_pairs(&some(2, 3, 1), &some(5, 7, 11)),
+            2 * 16 + 3 * 18 + 23
+        );
+        assert_eq!(same_family_pairs(&some(2, 0, 0), &some(0, 7, 0)), 0);
     }
 
     #[test]
