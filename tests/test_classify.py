@@ -796,26 +796,6 @@ def test_load_files(tmp_path: Path) -> None:
         Classifier.load(tmp_path / "missing.conf")
 
 
-@pytest.mark.parametrize(
-    ("kind", "error"), [("missing", FileNotFoundError), ("directory", IsADirectoryError)]
-)
-@pytest.mark.parametrize("loader", [Classifier.load, Classifier.from_classbench])
-def test_unreadable_files_raise_as_open_does(
-    tmp_path: Path, kind: str, error: type[OSError], loader: Any
-) -> None:
-    path = tmp_path / "missing.conf" if kind == "missing" else tmp_path
-    with pytest.raises(error) as want:
-        open(path)  # noqa: SIM115 (the reference error; it never opens)
-    for arg in (path, str(path)):
-        with pytest.raises(error) as got:
-            loader(arg)
-        assert type(got.value) is type(want.value)
-        assert got.value.errno == want.value.errno is not None
-        assert got.value.strerror == want.value.strerror
-        assert got.value.filename == want.value.filename == str(path)
-        assert str(got.value) == str(want.value)
-
-
 # ---------------------------------------------------------------------------------------------
 # Copies, and concurrent use.
 

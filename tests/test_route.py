@@ -11,6 +11,7 @@ import pickle
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from meshcore import MeshcoreError, RouteError, RouteTable
+from meshcore import Classifier, MeshcoreError, RouteError, RouteTable
 
 
 def naive(routes: dict[str, int], address: str) -> int | None:
@@ -344,15 +345,17 @@ def test_load_files(tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("kind", "error"), [("missing", FileNotFoundError), ("directory", IsADirectoryError)]
 )
+@pytest.mark.parametrize("loader", [RouteTable.load, Classifier.load, Classifier.from_classbench])
 def test_unreadable_files_raise_as_open_does(
-    tmp_path: Path, kind: str, error: type[OSError]
+    tmp_path: Path, kind: str, error: type[OSError], loader: Callable[[Path | str], object]
 ) -> None:
+    # Every loader of the library (route tables and classifiers) raises what open() does.
     path = tmp_path / "missing.txt" if kind == "missing" else tmp_path
     with pytest.raises(error) as want:
         open(path)  # noqa: SIM115 (the reference error; it never opens)
     for arg in (path, str(path)):
         with pytest.raises(error) as got:
-            RouteTable.load(arg)
+            loader(arg)
         assert type(got.value) is type(want.value)
         assert got.value.errno == want.value.errno is not None
         assert got.value.strerror == want.value.strerror
