@@ -555,7 +555,11 @@ class TokenBucket:
 
     def time_until(self, n: int = 1, now: float | None = None) -> float:
         """Seconds from ``now`` until ``n`` tokens are there (0.0 if they are now), rounded up
-        to the nanosecond: ``try_consume(n, now + time_until(n, now))`` succeeds."""
+        so that ``try_consume(n, now + time_until(n, now))`` succeeds: the least float at or
+        above the exact wait whose float sum with ``now`` reaches the moment (far from 0 floats
+        are coarse, 477 ns apart at 4e9 s). A ``now`` before the latest time seen counts as
+        that time, but the wait is measured from ``now``. ``math.inf`` when the moment lies
+        past the range of times (9.2e9 s, or a wait of 2**64 ns or more)."""
 
     def try_consume_many(
         self,
@@ -594,7 +598,10 @@ class Gcra:
         """Whether cost ``n`` conforms at ``now``; if so the TAT moves on by ``n * interval``."""
 
     def time_until(self, n: int = 1, now: float | None = None) -> float:
-        """Seconds from ``now`` until cost ``n`` conforms (0.0 if it does now)."""
+        """Seconds from ``now`` until cost ``n`` conforms (0.0 if it does now), rounded as
+        :meth:`TokenBucket.time_until` rounds it: ``try_consume(n, now + time_until(n, now))``
+        succeeds. Measured from ``now`` even when it lies before the latest time seen;
+        ``math.inf`` when the moment lies past the range of times."""
 
     def try_consume_many(
         self,
@@ -648,15 +655,16 @@ class LeakyBucket:
 
     def next_departure(self) -> float | None:
         """When the head item may leave (seconds on the object's clock, rounded up to the
-        nanosecond), or None when the queue is empty."""
+        nanosecond, then to the least float that converts back to it or later, so that
+        ``dequeue(next_departure())`` takes the head), or None when the queue is empty."""
 
     def schedule_many(
         self, sizes: npt.ArrayLike, times: npt.ArrayLike | None = None
     ) -> npt.NDArray[np.float64]:
         """The self-draining form: schedule packets of ``sizes`` bytes arriving at ``times``
         (float64 seconds, or one clock reading) on the same link, each leaving by itself at its
-        start time; their departure times in seconds, rounded up to the nanosecond (NaN for a
-        packet dropped by a limit). The limits count the queued items plus the scheduled packets
+        start time; their departure times in seconds, rounded up as :meth:`next_departure`
+        (NaN for a packet dropped by a limit). The limits count the queued items plus the scheduled packets
         whose departure is still after each arrival. The GIL is released."""
 
     def __len__(self) -> int: ...
