@@ -317,6 +317,19 @@ def test_leaky_bucket_limits_and_sizes() -> None:
         one.enqueue("z", -1)
 
 
+def test_zero_byte_packets_stop_at_the_byte_limit() -> None:
+    """``limit`` caps the packets held too: a flood of zero-byte packets is dropped past it."""
+    lb = LeakyBucket(rate=1000, limit=3000)
+    verdicts = [lb.enqueue(object(), size=0, now=0.0) for _ in range(5000)]
+    assert verdicts.count(Verdict.ENQUEUED) == 3000
+    assert verdicts[3000:] == [Verdict.DROPPED] * 2000
+    assert len(lb) == 3000
+    # The self-draining form: zero-byte packets held behind a busy link stop at the limit.
+    lb = LeakyBucket(rate=1000, limit=10)
+    dep = lb.schedule_many(np.array([10] + [0] * 100), np.zeros(101))
+    assert int(np.isfinite(dep).sum()) == 11
+
+
 def schedule_model(
     rate: Fraction, rows: list[tuple[int, int]], limit: int | None, plimit: int | None
 ) -> list[int | None]:
@@ -326,9 +339,11 @@ def schedule_model(
     for ns, size in rows:
         t = Fraction(ns, NS)
         held = [(s, b) for s, b in held if s > t]
-        if (limit is not None and sum(b for _, b in held) + size > limit) or (
-            plimit is not None and len(held) >= plimit
-        ):
+        if (
+            (limit is not None and sum(b for _, b in held) + size > limit)
+            or (plimit is not None and len(held) >= plimit)
+            or (limit is not None and len(held) >= limit)
+        ):  # the byte limit caps packets too
             out.append(None)
             continue
         start = max(t, free)

@@ -633,7 +633,10 @@ class LeakyBucket:
     exactly (integer units of 1/p ns for rate = p/q bytes per ns), so the schedule never drifts.
     The schedule is fixed on arrival: a late :meth:`dequeue` does not push later packets back.
     An arrival that would take the bytes held past ``limit`` or the packets held past
-    ``packet_limit`` is dropped and does not touch the schedule. With both None the queue still
+    ``packet_limit`` is dropped and does not touch the schedule. ``limit`` also caps the packets
+    held at ``limit`` packets (a packet holds memory however short it is, so zero-byte packets
+    cannot grow the queue without bound; packets of a byte or more reach the byte limit
+    first). With both None the queue still
     holds at most 10,240 items (memory stays bounded under a flood); :meth:`schedule_many` holds
     no items and has no default bound.
     """
@@ -678,7 +681,7 @@ class LeakyBucket:
 
     @property
     def limit(self) -> int | None:
-        """Bytes held at most (None: unlimited)."""
+        """Bytes held at most, and packets held at most (None: unlimited)."""
 
     @property
     def packet_limit(self) -> int | None:
@@ -1070,7 +1073,9 @@ class RedQueue:
       ``Verdict.MARKED`` (set CE on it). In the forced region ECN-capable packets are dropped
       too unless ``harddrop=False``.
     - A packet RED lets in is still dropped (overlimit) if the queue would exceed ``limit``
-      (packets, or bytes with ``bytes_mode``; default ``ceil(4 * max_th)``).
+      (packets, or bytes with ``bytes_mode``; default ``ceil(4 * max_th)``). With
+      ``bytes_mode`` the queue also holds at most ``limit`` packets, so that zero-byte packets
+      cannot queue without bound (packets of a byte or more reach the byte limit first).
 
     ``adaptive=True`` is Adaptive RED (Floyd, Gummadi, Shenker 2001): every ``adapt_interval``
     seconds, with the band ``[min_th + 0.4 d, min_th + 0.6 d]`` (``d = max_th - min_th``),
@@ -1159,7 +1164,7 @@ class RedQueue:
 
     @property
     def limit(self) -> int:
-        """Capacity, packets (or bytes with ``bytes_mode``)."""
+        """Capacity, packets (or bytes with ``bytes_mode``, and then packets too)."""
 
     @property
     def min_th(self) -> float: ...
