@@ -551,7 +551,7 @@ def test_waiting_time_until_always_lands(
         return Gcra(Fraction(round(NS / rate), NS), Fraction(round((burst - 1) * NS / rate), NS))
 
     obj, twin = make(), make()
-    top = math.floor(burst) if kind == "tb" else obj.burst  # type: ignore[union-attr]
+    top = math.floor(burst) if isinstance(obj, TokenBucket) else obj.burst
     n = max(1, round(top * share))
     # Empty it at start, then ask at now.
     assert obj.try_consume(top, start) and twin.try_consume(top, start)

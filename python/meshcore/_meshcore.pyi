@@ -667,8 +667,8 @@ class LeakyBucket:
         """The self-draining form: schedule packets of ``sizes`` bytes arriving at ``times``
         (float64 seconds, or one clock reading) on the same link, each leaving by itself at its
         start time; their departure times in seconds, rounded up as :meth:`next_departure`
-        (NaN for a packet dropped by a limit). The limits count the queued items plus the scheduled packets
-        whose departure is still after each arrival. The GIL is released."""
+        (NaN for a packet dropped by a limit). The limits count the queued items plus the
+        scheduled packets whose departure is still after each arrival. The GIL is released."""
 
     def __len__(self) -> int: ...
     @property
