@@ -1244,7 +1244,8 @@ class CoDel:
     def dropping(self) -> bool: ...
     @property
     def drop_next(self) -> float:
-        """When the next drop is due while dropping (seconds)."""
+        """When the next drop is due while dropping (seconds, rounded up to the least float
+        that converts back to it or later, so that a dequeue at ``drop_next`` is due)."""
 
     @property
     def target(self) -> float: ...
