@@ -157,7 +157,8 @@ impl Fluid {
         self.level >= units
     }
 
-    /// Nanoseconds until the level holds `units` (0 if it does now; `u64::MAX` if never).
+    /// Nanoseconds until the level holds `units` (0 if it does now; `u64::MAX` if never, or
+    /// if the wait does not fit a u64).
     pub fn wait_ns(&self, units: u128) -> u64 {
         if self.level >= units {
             0
