@@ -317,6 +317,19 @@ def test_leaky_bucket_limits_and_sizes() -> None:
         one.enqueue("z", -1)
 
 
+def test_zero_byte_packets_stop_at_the_byte_limit() -> None:
+    """``limit`` caps the packets held too: a flood of zero-byte packets is dropped past it."""
+    lb = LeakyBucket(rate=1000, limit=3000)
+    verdicts = [lb.enqueue(object(), size=0, now=0.0) for _ in range(5000)]
+    assert verdicts.count(Verdict.ENQUEUED) == 3000
+    assert verdicts[3000:] == [Verdict.DROPPED] * 2000
+    assert len(lb) == 3000
+    # The self-draining form: zero-byte packets held behind a busy link stop at the limit.
+    lb = LeakyBucket(rate=1000, limit=10)
+    dep = lb.schedule_many(np.array([10] + [0] * 100), np.zeros(101))
+    assert int(np.isfinite(dep).sum()) == 11
+
+
 def schedule_model(
     rate: Fraction, rows: list[tuple[int, int]], limit: int | None, plimit: int | None
 ) -> list[int | None]:
@@ -326,9 +339,11 @@ def schedule_model(
     for ns, size in rows:
         t = Fraction(ns, NS)
         held = [(s, b) for s, b in held if s > t]
-        if (limit is not None and sum(b for _, b in held) + size > limit) or (
-            plimit is not None and len(held) >= plimit
-        ):
+        if (
+            (limit is not None and sum(b for _, b in held) + size > limit)
+            or (plimit is not None and len(held) >= plimit)
+            or (limit is not None and len(held) >= limit)
+        ):  # the byte limit caps packets too
             out.append(None)
             continue
         start = max(t, free)
@@ -526,3 +541,92 @@ def test_numpy_integers_as_parameters() -> None:
     assert Gcra(np.float64(0.5), np.int32(2)).burst == 5
     with pytest.raises(ConfigError, match="below 2\\*\\*128, got -1"):
         TokenBucket(np.int64(-1), 1)
+
+
+def ns_of(seconds: float) -> int:
+    """The nanosecond meshcore reads ``seconds`` as (nearest, halves up)."""
+    return math.floor(Fraction(seconds * 1e9) + Fraction(1, 2))
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.sampled_from(["tb", "gcra"]),
+    rates,
+    bursts,
+    st.integers(0, 9 * 10**18),
+    st.integers(0, 10**12),
+    st.floats(0, 1),
+)
+def test_waiting_time_until_always_lands(
+    kind: str, rate: Fraction, burst: Fraction, t0: int, gap: int, share: float
+) -> None:
+    """``try_consume(n, now + time_until(n, now))`` succeeds at any time up to 9e9 s (where
+    float times are hundreds of nanoseconds apart), and the wait is the least float that does:
+    at or above the exact wait, and one float step less either falls short of the exact wait
+    or does not land."""
+    burst = max(burst, Fraction(1))
+    now = min((t0 + gap) / NS, 9e9)
+    start = min(t0 / NS, now)
+
+    def make() -> TokenBucket | Gcra:
+        if kind == "tb":
+            return TokenBucket(rate, burst)
+        # T = 1 / rate and tau = (burst - 1) T, rounded to the ns (the model uses the same).
+        return Gcra(Fraction(round(NS / rate), NS), Fraction(round((burst - 1) * NS / rate), NS))
+
+    obj, twin = make(), make()
+    top = math.floor(burst) if isinstance(obj, TokenBucket) else obj.burst
+    n = max(1, round(top * share))
+    # Empty it at start, then ask at now.
+    assert obj.try_consume(top, start) and twin.try_consume(top, start)
+    if kind == "tb":
+        model = TBModel(rate, burst)
+        model.consume(top, ns_of(start))
+        exact = model.wait_ns(n, ns_of(now))
+    else:
+        g = obj
+        assert isinstance(g, Gcra)
+        interval, tol = round(g.interval * NS), round(g.tolerance * NS)
+        tat = ns_of(start) + top * interval
+        exact = max(0, tat + (n - 1) * interval - tol - ns_of(now))
+    w = obj.time_until(n, now)
+    assert math.isfinite(w)
+    assert Fraction(w) >= Fraction(exact, NS)
+    if w > 0:
+        below = math.nextafter(w, 0.0)
+        if Fraction(below) >= Fraction(exact, NS):
+            assert not twin.try_consume(n, now + below)
+    assert obj.try_consume(n, now + w)
+
+
+@pytest.mark.parametrize("kind", ["tb", "gcra"])
+def test_time_until_from_a_time_before_the_latest_counts_from_it(kind: str) -> None:
+    obj = TokenBucket(1, 1) if kind == "tb" else Gcra(1, 0)
+    assert obj.try_consume(1, now=10.0)
+    # 5.0 counts as 10.0 (the clock never goes back), but the wait is measured from 5.0.
+    assert obj.time_until(1, now=5.0) == 6.0
+    assert not obj.try_consume(1, now=10.999999999)
+    assert obj.try_consume(1, now=5.0 + 6.0)
+
+
+def test_a_wait_too_long_for_the_clock_is_infinite() -> None:
+    tb = TokenBucket(Fraction(1, 10**9), 19)
+    assert tb.try_consume(19, now=0.0)
+    assert tb.time_until(19, now=0.0) == math.inf  # 1.9e10 s: past 2**64 ns
+    g = Gcra(1e9, 9e9)  # 10 cells of 1e9 s each
+    assert g.try_consume(10, now=0.0)
+    assert g.time_until(10, now=0.0) == math.inf  # 1.9e10 s
+
+
+def test_departures_at_large_times_are_reached() -> None:
+    """next_departure and schedule_many give float times that convert to the departure or later,
+    so that dequeue(next_departure()) takes the head even where floats are 477 ns apart."""
+    lb = LeakyBucket(1000)
+    assert lb.enqueue("a", 1, now=4e9) is Verdict.ENQUEUED
+    assert lb.enqueue("b", 1, now=4e9) is Verdict.ENQUEUED
+    assert lb.dequeue(4e9) == "a"
+    t = lb.next_departure()
+    assert t is not None and ns_of(t) >= 4 * 10**18 + 10**6
+    assert lb.dequeue(t) == "b"
+    dep = LeakyBucket(1000).schedule_many([1, 1, 1], [4e9, 4e9, 4e9])
+    assert [ns_of(x) >= 4 * 10**18 + i * 10**6 for i, x in enumerate(dep)] == [True] * 3

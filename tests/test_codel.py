@@ -150,6 +150,21 @@ def test_control_law_timing() -> None:
     assert len(drops) > 20
 
 
+def test_a_dequeue_at_drop_next_is_due_at_large_times() -> None:
+    """Around 4e9 s floats are 477 ns apart: drop_next still reads as a time at or after the
+    deadline, so a dequeue then drops."""
+    for k in range(20):
+        start = 4e9 + k * 0.0123
+        q = CoDel(mtu=0)
+        for i in range(10):
+            q.enqueue(i, 100, now=start)
+        q.dequeue(start + 0.01)  # above target: the interval starts
+        q.dequeue(start + 0.111)  # a whole interval above: the dropping state, count 1
+        assert q.dropping and q.count == 1
+        q.dequeue(q.drop_next)
+        assert q.count == 2, k
+
+
 def test_below_target_never_drops() -> None:
     q = CoDel()
     for k in range(5000):

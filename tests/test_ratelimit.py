@@ -196,6 +196,21 @@ def test_acquire_sleeps_exactly_what_is_missing() -> None:
     assert clock.t == pytest.approx(0.4)
 
 
+def test_acquire_ends_where_float_times_are_coarse() -> None:
+    """At 4e9 s floats are 477 ns apart: each wait still brings the clock to the token."""
+    clock = FakeTime()
+    clock.t = 4000000000.00013
+    lim = RateLimiter(1000, 1, clock=clock, sleep=clock.sleep)
+
+    async def run() -> None:
+        for _ in range(5):
+            await asyncio.wait_for(lim.acquire("k"), timeout=5)
+
+    asyncio.run(run())
+    assert len(clock.slept) == 4  # one sleep per token after the first, no retries
+    assert clock.t == pytest.approx(4000000000.00413, abs=2e-6)
+
+
 def test_acquire_serves_waiters_in_arrival_order() -> None:
     clock = FakeTime()
     lim = RateLimiter(1, 3, clock=clock, sleep=clock.sleep)

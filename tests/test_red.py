@@ -24,8 +24,9 @@ RULES = ["fj", "linux", "wait", "geometric"]
 
 
 def pinned(level: int, **kw: object) -> RedQueue:
-    """A queue whose probes all see ``avg == level``."""
-    args: dict[str, object] = {"w_q": 1.0, "bytes_mode": True, "limit": 1000}
+    """A queue whose probes all see ``avg == level`` (the limit, which in byte mode caps the
+    packets too, is above the zero-byte probes the tests send)."""
+    args: dict[str, object] = {"w_q": 1.0, "bytes_mode": True, "limit": 10**6}
     args.update(kw)
     q = RedQueue(MIN_TH, MAX_TH, MAX_P, **args)  # type: ignore[arg-type]
     if level:
@@ -159,6 +160,20 @@ def test_defaults_and_limit() -> None:
         b.enqueue(object())
     with pytest.raises(ConfigError, match="size"):
         q.enqueue(1, size=-1)
+
+
+def test_zero_byte_packets_stop_at_the_byte_limit() -> None:
+    """In byte mode the limit caps the packets too: zero-byte packets are dropped (overlimit)
+    once ``limit`` packets are held, in the batch and one by one alike."""
+    q = RedQueue(5, 15, 0.1, bytes_mode=True)  # limit = 60 bytes, and so 60 packets
+    v = q.enqueue_many(np.zeros(10**6, np.int64), np.zeros(10**6))
+    assert len(q) == 60 and q.backlog == 0
+    assert (v[60:] == Verdict.DROPPED).all()
+    assert q.stats()["overlimit_drops"] == 10**6 - 60
+    one = RedQueue(5, 15, 0.1, bytes_mode=True)
+    verdicts = [one.enqueue(object(), size=0, now=0.0) for _ in range(100)]
+    assert verdicts[60:] == [Verdict.DROPPED] * 40 and len(one) == 60
+    assert v[:100].tolist() == [int(x) for x in verdicts]
 
 
 def test_static_curve() -> None:

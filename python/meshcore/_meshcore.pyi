@@ -565,7 +565,11 @@ class TokenBucket:
 
     def time_until(self, n: int = 1, now: float | None = None) -> float:
         """Seconds from ``now`` until ``n`` tokens are there (0.0 if they are now), rounded up
-        to the nanosecond: ``try_consume(n, now + time_until(n, now))`` succeeds."""
+        so that ``try_consume(n, now + time_until(n, now))`` succeeds: the least float at or
+        above the exact wait whose float sum with ``now`` reaches the moment (far from 0 floats
+        are coarse, 477 ns apart at 4e9 s). A ``now`` before the latest time seen counts as
+        that time, but the wait is measured from ``now``. ``math.inf`` when the moment lies
+        past the range of times (9.2e9 s, or a wait of 2**64 ns or more)."""
 
     def try_consume_many(
         self,
@@ -604,7 +608,10 @@ class Gcra:
         """Whether cost ``n`` conforms at ``now``; if so the TAT moves on by ``n * interval``."""
 
     def time_until(self, n: int = 1, now: float | None = None) -> float:
-        """Seconds from ``now`` until cost ``n`` conforms (0.0 if it does now)."""
+        """Seconds from ``now`` until cost ``n`` conforms (0.0 if it does now), rounded as
+        :meth:`TokenBucket.time_until` rounds it: ``try_consume(n, now + time_until(n, now))``
+        succeeds. Measured from ``now`` even when it lies before the latest time seen;
+        ``math.inf`` when the moment lies past the range of times."""
 
     def try_consume_many(
         self,
@@ -636,7 +643,10 @@ class LeakyBucket:
     exactly (integer units of 1/p ns for rate = p/q bytes per ns), so the schedule never drifts.
     The schedule is fixed on arrival: a late :meth:`dequeue` does not push later packets back.
     An arrival that would take the bytes held past ``limit`` or the packets held past
-    ``packet_limit`` is dropped and does not touch the schedule. With both None the queue still
+    ``packet_limit`` is dropped and does not touch the schedule. ``limit`` also caps the packets
+    held at ``limit`` packets (a packet holds memory however short it is, so zero-byte packets
+    cannot grow the queue without bound; packets of a byte or more reach the byte limit
+    first). With both None the queue still
     holds at most 10,240 items (memory stays bounded under a flood); :meth:`schedule_many` holds
     no items and has no default bound.
     """
@@ -658,16 +668,17 @@ class LeakyBucket:
 
     def next_departure(self) -> float | None:
         """When the head item may leave (seconds on the object's clock, rounded up to the
-        nanosecond), or None when the queue is empty."""
+        nanosecond, then to the least float that converts back to it or later, so that
+        ``dequeue(next_departure())`` takes the head), or None when the queue is empty."""
 
     def schedule_many(
         self, sizes: npt.ArrayLike, times: npt.ArrayLike | None = None
     ) -> npt.NDArray[np.float64]:
         """The self-draining form: schedule packets of ``sizes`` bytes arriving at ``times``
         (float64 seconds, or one clock reading) on the same link, each leaving by itself at its
-        start time; their departure times in seconds, rounded up to the nanosecond (NaN for a
-        packet dropped by a limit). The limits count the queued items plus the scheduled packets
-        whose departure is still after each arrival. The GIL is released."""
+        start time; their departure times in seconds, rounded up as :meth:`next_departure`
+        (NaN for a packet dropped by a limit). The limits count the queued items plus the
+        scheduled packets whose departure is still after each arrival. The GIL is released."""
 
     def __len__(self) -> int: ...
     @property
@@ -680,7 +691,7 @@ class LeakyBucket:
 
     @property
     def limit(self) -> int | None:
-        """Bytes held at most (None: unlimited)."""
+        """Bytes held at most, and packets held at most (None: unlimited)."""
 
     @property
     def packet_limit(self) -> int | None:
@@ -1072,7 +1083,9 @@ class RedQueue:
       ``Verdict.MARKED`` (set CE on it). In the forced region ECN-capable packets are dropped
       too unless ``harddrop=False``.
     - A packet RED lets in is still dropped (overlimit) if the queue would exceed ``limit``
-      (packets, or bytes with ``bytes_mode``; default ``ceil(4 * max_th)``).
+      (packets, or bytes with ``bytes_mode``; default ``ceil(4 * max_th)``). With
+      ``bytes_mode`` the queue also holds at most ``limit`` packets, so that zero-byte packets
+      cannot queue without bound (packets of a byte or more reach the byte limit first).
 
     ``adaptive=True`` is Adaptive RED (Floyd, Gummadi, Shenker 2001): every ``adapt_interval``
     seconds, with the band ``[min_th + 0.4 d, min_th + 0.6 d]`` (``d = max_th - min_th``),
@@ -1161,7 +1174,7 @@ class RedQueue:
 
     @property
     def limit(self) -> int:
-        """Capacity, packets (or bytes with ``bytes_mode``)."""
+        """Capacity, packets (or bytes with ``bytes_mode``, and then packets too)."""
 
     @property
     def min_th(self) -> float: ...
@@ -1241,7 +1254,8 @@ class CoDel:
     def dropping(self) -> bool: ...
     @property
     def drop_next(self) -> float:
-        """When the next drop is due while dropping (seconds)."""
+        """When the next drop is due while dropping (seconds, rounded up to the least float
+        that converts back to it or later, so that a dequeue at ``drop_next`` is due)."""
 
     @property
     def target(self) -> float: ...

@@ -14,8 +14,8 @@ use crate::red::contiguous;
 use meshcore_core::queue::bucket::{all_at_most, CostRow, Gcra, TokenBucket};
 use meshcore_core::queue::shaper::LeakyBucket;
 use meshcore_core::queue::{
-    all_seconds, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, prefetch_rows, Nanos,
-    Ratio, Verdict, NANOS_PER_SEC,
+    all_seconds, nanos_checked_into, nanos_of_seconds, nanos_to_seconds, prefetch_rows,
+    seconds_at_least, wait_seconds, Nanos, Ratio, Verdict, NANOS_PER_SEC,
 };
 use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
@@ -345,6 +345,16 @@ fn seconds_arg(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<N
         .ok_or_else(|| config(py, format!("{what} must be below 9.2e9 seconds, got {obj}")))
 }
 
+/// A wait of `ns` nanoseconds from `now` (float seconds, `now_ns` nanoseconds) as float
+/// seconds such that `now + wait` reaches the moment (infinity when `ns` is `u64::MAX`, the
+/// core's answer for a wait that does not fit, or the moment is past the range of times).
+fn wait_from(now: f64, now_ns: Nanos, ns: u64) -> f64 {
+    if ns == u64::MAX {
+        return f64::INFINITY;
+    }
+    wait_seconds(now, now_ns, u128::from(now_ns) + u128::from(ns))
+}
+
 /// Whether every answer is yes (one branch-free pass).
 fn all_true(out: &[bool]) -> bool {
     out.iter().fold(true, |all, &o| all & o)
@@ -520,13 +530,13 @@ impl PyTokenBucket {
 
     #[pyo3(signature = (n = 1, now = None))]
     fn time_until(&self, py: Python<'_>, n: i64, now: Option<f64>) -> PyResult<f64> {
-        let t = self.clock.now(py, now)?;
+        let (secs, t) = self.clock.now_seconds(py, now)?;
         let n = count(py, n, "n")?;
         let ns = self
             .inner
             .write_one(py, move |tb| tb.time_until(n, t))?
             .map_err(|e| clock::config_error(py, &e))?;
-        Ok(nanos_to_seconds(ns))
+        Ok(wait_from(secs, t, ns))
     }
 
     #[pyo3(signature = (costs, times = None, out = None))]
@@ -608,13 +618,13 @@ impl PyGcra {
 
     #[pyo3(signature = (n = 1, now = None))]
     fn time_until(&self, py: Python<'_>, n: i64, now: Option<f64>) -> PyResult<f64> {
-        let t = self.clock.now(py, now)?;
+        let (secs, t) = self.clock.now_seconds(py, now)?;
         let n = count(py, n, "n")?;
         let ns = self
             .inner
             .write_one(py, move |g| g.time_until(n, t))?
             .map_err(|e| clock::config_error(py, &e))?;
-        Ok(nanos_to_seconds(ns))
+        Ok(wait_from(secs, t, ns))
     }
 
     #[pyo3(signature = (costs, times = None, out = None))]
@@ -749,7 +759,7 @@ impl PyLeakyBucket {
         Ok(self
             .inner
             .read(py, LeakyBucket::next_departure)?
-            .map(nanos_to_seconds))
+            .map(seconds_at_least))
     }
 
     fn __len__(&self, py: Python<'_>) -> PyResult<usize> {
@@ -803,7 +813,7 @@ impl PyLeakyBucket {
                 for ((i, size), o) in it.enumerate().zip(o.iter_mut()) {
                     *o = lb
                         .schedule(size, ts.at(i))
-                        .map_or(f64::NAN, nanos_to_seconds);
+                        .map_or(f64::NAN, seconds_at_least);
                 }
             };
             match s {

@@ -6,7 +6,9 @@
 //! nanoseconds once, here; the core never sees a float time.
 
 use crate::error::{raise, Exc};
-use meshcore_core::queue::{seconds_to_nanos, Color, Nanos, ParamError, Ratio, Verdict};
+use meshcore_core::queue::{
+    nanos_to_seconds, seconds_to_nanos, Color, Nanos, ParamError, Ratio, Verdict,
+};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt};
@@ -70,6 +72,27 @@ impl Clock {
                 Clock::Call(f) => {
                     let s: f64 = f.bind(py).call0()?.extract()?;
                     nanos(py, s, "clock()")
+                }
+            },
+        }
+    }
+
+    /// As [`now`](Self::now), with the time in float seconds as the caller has it: the
+    /// argument, the callable's reading, or the monotonic reading as `time.monotonic()` gives
+    /// it. A wait returned to the caller is measured from this float ([`wait_seconds`]).
+    ///
+    /// [`wait_seconds`]: meshcore_core::queue::wait_seconds
+    pub fn now_seconds(&self, py: Python<'_>, now: Option<f64>) -> PyResult<(f64, Nanos)> {
+        match now {
+            Some(s) => Ok((s, nanos(py, s, "now")?)),
+            None => match self {
+                Clock::Monotonic => {
+                    let ns = monotonic_ns();
+                    Ok((nanos_to_seconds(ns), ns))
+                }
+                Clock::Call(f) => {
+                    let s: f64 = f.bind(py).call0()?.extract()?;
+                    Ok((s, nanos(py, s, "clock()")?))
                 }
             },
         }

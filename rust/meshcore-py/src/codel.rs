@@ -8,7 +8,7 @@ use crate::convert::py_bool;
 use crate::lock::Locked;
 use crate::red::{item_object, item_size, Arrivals, Item};
 use meshcore_core::queue::codel::{Codel, CodelConfig, Delivered};
-use meshcore_core::queue::{nanos_to_seconds, Verdict};
+use meshcore_core::queue::{nanos_to_seconds, seconds_at_least, Verdict};
 use numpy::{PyArray1, PyArrayMethods};
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyTuple};
@@ -169,7 +169,8 @@ impl PyCodel {
 
     #[getter]
     fn drop_next(&self, py: Python<'_>) -> PyResult<f64> {
-        self.inner.read(py, |q| nanos_to_seconds(q.drop_next()))
+        // A deadline: rounded so that a dequeue at this float time is at or after it.
+        self.inner.read(py, |q| seconds_at_least(q.drop_next()))
     }
 
     #[getter]

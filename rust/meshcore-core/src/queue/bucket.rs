@@ -157,7 +157,8 @@ impl Fluid {
         self.level >= units
     }
 
-    /// Nanoseconds until the level holds `units` (0 if it does now; `u64::MAX` if never).
+    /// Nanoseconds until the level holds `units` (0 if it does now; `u64::MAX` if never, or
+    /// if the wait does not fit a u64).
     pub fn wait_ns(&self, units: u128) -> u64 {
         if self.level >= units {
             0
@@ -745,11 +746,18 @@ impl TokenBucket {
         self.bucket.level() as f64 / self.unit as f64
     }
 
-    /// Nanoseconds from `now` until `n` tokens are there (0 if they are now).
+    /// Nanoseconds from `now` until `n` tokens are there (0 if they are now; `u64::MAX` when
+    /// the wait does not fit). A `now` before the latest time seen counts as that time, as in
+    /// [`try_consume`](Self::try_consume), but the wait is still measured from `now`.
     pub fn time_until(&mut self, n: u64, now: Nanos) -> Result<Nanos, ParamError> {
         self.check_cost(n)?;
         self.advance(now);
-        Ok(self.bucket.wait_ns(u128::from(n) * self.unit))
+        let wait = self.bucket.wait_ns(u128::from(n) * self.unit);
+        // advance() left last >= now.
+        Ok(match wait {
+            0 | u64::MAX => wait,
+            w => w.saturating_add(self.last - now),
+        })
     }
 }
 
@@ -897,15 +905,20 @@ impl Gcra {
         self.last = last;
     }
 
-    /// Nanoseconds from `now` until cost `n` conforms (0 if it does now).
+    /// Nanoseconds from `now` until cost `n` conforms (0 if it does now; `u64::MAX` when the
+    /// wait does not fit). A `now` before the latest time seen counts as that time, as in
+    /// [`try_consume`](Self::try_consume), but the wait is still measured from `now`.
     pub fn time_until(&mut self, n: u64, now: Nanos) -> Result<Nanos, ParamError> {
         self.check_cost(n)?;
         self.last = self.last.max(now);
         if n == 0 {
             return Ok(0);
         }
-        let wait = self.earliest(n).saturating_sub(u128::from(self.last));
-        Ok(u64::try_from(wait).unwrap_or(u64::MAX))
+        let earliest = self.earliest(n);
+        if earliest <= u128::from(self.last) {
+            return Ok(0);
+        }
+        Ok(u64::try_from(earliest - u128::from(now)).unwrap_or(u64::MAX))
     }
 }
 
@@ -1372,5 +1385,41 @@ mod tests {
         assert_eq!(g.try_consume(1, 1050), Ok(true));
         assert!(g.try_consume(4, 5000).is_err());
         assert_eq!(g.time_until(0, 0), Ok(0));
+    }
+
+    /// A `now` before the latest time seen counts as that time, but the wait is measured from
+    /// `now`: trying again at `now + wait` succeeds.
+    #[test]
+    fn waits_from_a_time_before_the_latest_count_from_now() {
+        let mut tb = TokenBucket::new(r(1, 1), r(1, 1)).unwrap();
+        assert_eq!(tb.try_consume(1, 10 * S), Ok(true));
+        assert_eq!(tb.time_until(1, 5 * S), Ok(6 * S));
+        assert_eq!(tb.try_consume(1, 11 * S - 1), Ok(false));
+        assert_eq!(tb.try_consume(1, 11 * S), Ok(true));
+        // Tokens there now are there at any earlier time too.
+        let mut tb = TokenBucket::new(r(1, 1), r(2, 1)).unwrap();
+        assert_eq!(tb.try_consume(1, 10 * S), Ok(true));
+        assert_eq!(tb.time_until(1, 5 * S), Ok(0));
+        let mut g = Gcra::new(S, 0).unwrap();
+        assert_eq!(g.try_consume(1, 10 * S), Ok(true));
+        assert_eq!(g.time_until(1, 5 * S), Ok(6 * S));
+        assert_eq!(g.try_consume(1, 11 * S - 1), Ok(false));
+        assert_eq!(g.try_consume(1, 11 * S), Ok(true));
+        let mut g = Gcra::new(S, S).unwrap();
+        assert_eq!(g.try_consume(1, 10 * S), Ok(true));
+        assert_eq!(g.time_until(1, 5 * S), Ok(0));
+    }
+
+    /// A wait past 2**64 ns is `u64::MAX`, never a shorter wait.
+    #[test]
+    fn waits_past_u64_are_max() {
+        // 1e-9 token/s: 19 tokens take 1.9e19 ns.
+        let mut tb = TokenBucket::new(r(1, 1_000_000_000), r(19, 1)).unwrap();
+        assert_eq!(tb.try_consume(19, 0), Ok(true));
+        assert_eq!(tb.time_until(19, 0), Ok(u64::MAX));
+        // Measured from an earlier now, a wait that fits from the latest time may not.
+        let mut tb = TokenBucket::new(r(1, 1), r(1, 1)).unwrap();
+        assert_eq!(tb.try_consume(1, u64::MAX - S / 2), Ok(true));
+        assert_eq!(tb.time_until(1, 0), Ok(u64::MAX));
     }
 }

@@ -245,7 +245,10 @@ impl<T> Codel<T> {
             }
             self.dropping = true;
             let delta = self.count - self.lastcount;
-            let recent = now < self.drop_next || now - self.drop_next < 16 * self.cfg.interval;
+            // Saturating: the constructor takes intervals up to 2**64 ns, and 16 of them may
+            // not fit (then every earlier state is recent).
+            let recent =
+                now < self.drop_next || now - self.drop_next < self.cfg.interval.saturating_mul(16);
             self.count = if delta > 1 && recent { delta } else { 1 };
             self.drop_next = self.control_law(now, self.count);
             self.lastcount = self.count;
@@ -302,6 +305,30 @@ mod tests {
     use super::*;
 
     const MS: u64 = 1_000_000;
+
+    /// An interval of 2**60 ns or more (16 of them overflow a u64): entering the dropping
+    /// state checks the re-entry rule without overflow, and drops as the control law says.
+    #[test]
+    fn huge_intervals_enter_the_dropping_state() {
+        for interval in [1 << 60, 1 << 62, u64::MAX / 2, u64::MAX] {
+            let mut q = Codel::new(CodelConfig {
+                interval,
+                mtu: 0,
+                ..CodelConfig::default()
+            })
+            .unwrap();
+            for i in 0..4 {
+                q.enqueue(i, 1500, false, 0).unwrap();
+            }
+            let mut dropped = Vec::new();
+            // Above target: first_above_time = now + interval (saturating).
+            assert!(q.dequeue(10 * MS, &mut dropped).is_some());
+            let at = (10 * MS).saturating_add(interval);
+            assert!(q.dequeue(at, &mut dropped).is_some());
+            assert!(q.dropping(), "{interval}");
+            assert_eq!((dropped, q.count()), (vec![1], 1));
+        }
+    }
 
     /// A queue filled with `n` 1500-byte packets at t = 0, drained one packet per `gap`: the
     /// times (and counts) of the drops.

@@ -9,10 +9,12 @@
 //!   it prints as (`0.1` is 1/10, not the binary fraction nearest to it), which is what a user who
 //!   writes `rate=0.1` means.
 //! - [`seconds_to_nanos`]: the one conversion of a time in seconds to [`Nanos`] (rounded to the
-//!   nearest nanosecond).
+//!   nearest nanosecond); [`wait_seconds`] and [`seconds_at_least`] go back for waits and
+//!   deadlines, rounding so that the float a caller adds up converts to the moment or later.
 //! - [`Verdict`] (enqueued / dropped / marked) and [`Color`] (green / yellow / red).
 //! - [`ParamError`]: a refused parameter, with a message that names it.
 
+use std::cmp::Ordering;
 use std::fmt;
 
 pub mod codel;
@@ -355,6 +357,113 @@ pub fn nanos_to_seconds(ns: Nanos) -> f64 {
     }
 }
 
+/// Exactly how `seconds` (finite, >= 0) compares with `ns` nanoseconds.
+fn cmp_seconds_nanos(seconds: f64, ns: u64) -> Ordering {
+    // seconds = m 2**e exactly, with m < 2**53; compare m 1e9 2**e with ns in integers.
+    let bits = seconds.to_bits();
+    let (frac, biased) = (bits & ((1 << 52) - 1), (bits >> 52) & 0x7ff);
+    let (m, e) = if biased == 0 {
+        (frac, -1074)
+    } else {
+        // biased < 2047 for a finite float.
+        (frac | 1 << 52, i32::try_from(biased).unwrap_or(0) - 1075)
+    };
+    // Below 2**83.
+    let lhs = u128::from(m) * u128::from(NANOS_PER_SEC);
+    let ns = u128::from(ns);
+    if lhs == 0 || ns == 0 {
+        return lhs.cmp(&ns);
+    }
+    let k = e.unsigned_abs();
+    if e >= 0 {
+        // lhs 2**e >= 2**128 > ns when the shift would overflow.
+        if lhs.leading_zeros() <= k {
+            Ordering::Greater
+        } else {
+            (lhs << k).cmp(&ns)
+        }
+    } else if ns.leading_zeros() <= k {
+        // ns 2**k >= 2**128 > lhs.
+        Ordering::Less
+    } else {
+        lhs.cmp(&(ns << k))
+    }
+}
+
+/// The next float up from `x` (finite, >= +0; the positive floats are ordered as their bits).
+fn step_up(x: f64) -> f64 {
+    f64::from_bits(x.to_bits() + 1)
+}
+
+/// The wait in float seconds for a moment `target` (ns) seen from `now` (float seconds, whose
+/// nanosecond is `now_ns`): the least float `w` at or above the exact wait `(target - now_ns)`
+/// ns for which the float sum `now + w` converts ([`seconds_to_nanos`]) to `target` or later, so
+/// that a caller who adds the wait to its time lands on or after the moment, however coarse
+/// float times are at `now` (at 4e9 s they are 477 ns apart). 0 when `target <= now_ns`;
+/// infinity when no accepted time reaches `target` (past 9.2e9 s).
+pub fn wait_seconds(now: f64, now_ns: Nanos, target: u128) -> f64 {
+    let Some(wait) = target.checked_sub(u128::from(now_ns)).filter(|&w| w > 0) else {
+        return 0.0;
+    };
+    let Ok(wait) = u64::try_from(wait) else {
+        return f64::INFINITY;
+    };
+    // Whether a time converts to the target or later.
+    let reaches = |t: f64| {
+        let (ns, ok) = nanos_checked(t);
+        ok && u128::from(ns) >= target
+    };
+    let lands = |w: f64| reaches(now + w);
+    // The least float at or above the exact wait (the nearest one may be just below it).
+    let mut lo = nanos_to_seconds(wait);
+    while cmp_seconds_nanos(lo, wait) == Ordering::Less {
+        lo = step_up(lo);
+    }
+    if lands(lo) {
+        return lo;
+    }
+    // A wait that lands: from `now` to a float time that converts to `target` or later (the
+    // nearest float to it, or a few float steps on; none past the range). The difference is
+    // exact when that time is at most 2 now (Sterbenz), else above `now`, so that a few more
+    // steps of the wait move the sum.
+    let mut at = nanos_to_seconds(u64::try_from(target).unwrap_or(u64::MAX));
+    let mut steps = 0;
+    while !reaches(at) {
+        if steps == 8 {
+            return f64::INFINITY;
+        }
+        at = step_up(at);
+        steps += 1;
+    }
+    let mut hi = lo.max(at - now);
+    while !lands(hi) {
+        if steps == 16 {
+            return f64::INFINITY;
+        }
+        hi = step_up(hi);
+        steps += 1;
+    }
+    // `now + w` and its nanosecond grow with w, and every wait below hi is in range, so the
+    // waits that land are those from some float on: find it between lo (not) and hi (lands).
+    // Positive floats are ordered as their bits.
+    let (mut a, mut b) = (lo.to_bits(), hi.to_bits());
+    while b - a > 1 {
+        let m = a + (b - a) / 2;
+        if lands(f64::from_bits(m)) {
+            b = m;
+        } else {
+            a = m;
+        }
+    }
+    f64::from_bits(b)
+}
+
+/// The time `ns` as float seconds for a caller to wait until: the least float at or above it
+/// that [`seconds_to_nanos`] converts to `ns` or later ([`wait_seconds`] from time 0).
+pub fn seconds_at_least(ns: Nanos) -> f64 {
+    wait_seconds(0.0, 0, u128::from(ns))
+}
+
 /// What a queue did with an arriving packet.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 #[repr(u8)]
@@ -601,6 +710,85 @@ mod tests {
                 }
             }
         }
+    }
+
+    #[test]
+    fn seconds_compare_exactly_with_nanos() {
+        use std::cmp::Ordering::{Equal, Greater, Less};
+        // 0.1 is 0.1000000000000000055..., 0.3 is 0.2999999999999999888...
+        assert_eq!(cmp_seconds_nanos(0.1, 100_000_000), Greater);
+        assert_eq!(cmp_seconds_nanos(0.3, 300_000_000), Less);
+        assert_eq!(cmp_seconds_nanos(1.0, NANOS_PER_SEC), Equal);
+        assert_eq!(cmp_seconds_nanos(0.0, 0), Equal);
+        assert_eq!(cmp_seconds_nanos(5e-324, 0), Greater);
+        assert_eq!(cmp_seconds_nanos(5e-324, 1), Less);
+        assert_eq!(cmp_seconds_nanos(1e300, u64::MAX), Greater);
+        assert_eq!(cmp_seconds_nanos(1.8e10, u64::MAX), Less);
+        assert_eq!(cmp_seconds_nanos(4e9, 4_000_000_000_000_000_000), Equal);
+    }
+
+    /// `wait_seconds` gives the least float at or above the exact wait whose sum with `now`
+    /// converts to the target or later, at every scale of `now` (the float sum rounds to
+    /// hundreds of nanoseconds at 4e9 s).
+    #[test]
+    #[allow(clippy::float_cmp)] // exact answers: 0 and infinity
+    fn waits_land_on_their_target() {
+        let mut rng = Rng::new(4);
+        let check = |now: f64, wait: u64| {
+            let now_ns = nanos_of_seconds(now).unwrap();
+            let target = u128::from(now_ns) + u128::from(wait);
+            let w = wait_seconds(now, now_ns, target);
+            if wait == 0 {
+                assert_eq!(w, 0.0);
+                return;
+            }
+            let lands =
+                |w: f64| nanos_of_seconds(now + w).is_some_and(|ns| u128::from(ns) >= target);
+            if !w.is_finite() {
+                // Only when the target lies past the range of times.
+                assert!(target > 9_199_999_000_000_000_000, "{now:e} {wait}");
+                return;
+            }
+            assert!(lands(w), "{now:e} {wait} {w:e}");
+            assert_ne!(cmp_seconds_nanos(w, wait), Ordering::Less, "{now:e} {wait}");
+            let below = f64::from_bits(w.to_bits() - 1);
+            assert!(cmp_seconds_nanos(below, wait) == Ordering::Less || !lands(below));
+        };
+        // 1 ms at 1000 tokens/s, seen 130 ns after the bucket emptied, at 4e9 s.
+        check(4_000_000_000.000_13, 999_870);
+        for _ in 0..20_000 {
+            let bits = rng.next_u64();
+            #[allow(clippy::cast_precision_loss)]
+            let now = (bits >> 11) as f64 / (1u64 << 53) as f64 * 10f64.powi((bits % 11) as i32);
+            let now = now.min(9.19e9);
+            let wait = match rng.next_u64() % 4 {
+                0 => rng.next_u64() % 1000,
+                1 => rng.next_u64() % 10_000_000,
+                2 => rng.next_u64() % (1 << 50),
+                _ => rng.next_u64() % (1 << 62),
+            };
+            check(now, wait);
+        }
+        // Deadlines from 0: the least float at or above, converting to the time or later.
+        for ns in [
+            0,
+            1,
+            3,
+            100_000_000,
+            300_000_000,
+            1 << 53,
+            (1 << 53) + 1,
+            4_000_000_000_000_000_130,
+        ] {
+            let s = seconds_at_least(ns);
+            assert!(nanos_of_seconds(s).unwrap() >= ns, "{ns}");
+            assert_ne!(cmp_seconds_nanos(s, ns), Ordering::Less, "{ns}");
+        }
+        assert_eq!(seconds_at_least(9_300_000_000_000_000_000), f64::INFINITY);
+        assert_eq!(
+            wait_seconds(1.0, NANOS_PER_SEC, u128::from(u64::MAX) + 7),
+            f64::INFINITY
+        );
     }
 
     #[test]

@@ -16,7 +16,9 @@
 //!    CE when ECN is on and the packet is ECN-capable; `count <- 0` after a mark.
 //! 4. Forced region (above): dropped (`count <- 0`), or CE-marked when ECN is on, the packet is
 //!    ECN-capable and `harddrop` is off.
-//! 5. A packet that RED lets in is still dropped when the queue would exceed `limit`.
+//! 5. A packet that RED lets in is still dropped when the queue would exceed `limit` (in byte
+//!    mode: bytes, and also when it already holds `limit` packets, so that zero-byte packets
+//!    cannot queue without bound).
 //!
 //! Adaptive RED (Floyd, Gummadi, Shenker 2001) adjusts `max_p` on a timer of period
 //! `adapt_interval` started by the first call. Ticks are evaluated lazily at the next call, each
@@ -24,7 +26,7 @@
 //! of a real timer.
 //!
 //! Invariants: `len`/`backlog` count exactly the queued entries; `backlog <= limit` in byte
-//! mode, `len <= limit` in packet mode; `max_p` stays in [0.01, 0.5] when adaptive; time going
+//! mode, `len <= limit` in both modes; `max_p` stays in [0.01, 0.5] when adaptive; time going
 //! backwards counts as no time elapsed.
 
 use super::{Nanos, ParamError, Verdict};
@@ -520,7 +522,9 @@ impl<T> RedQueue<T> {
             }
         };
         let need = if bytes { u64::from(size) } else { 1 };
-        if q + need > self.limit {
+        // In byte mode the limit caps the packets too (zero-byte packets would else queue
+        // without bound); packets of a byte or more reach the byte limit first.
+        if q + need > self.limit || (bytes && self.items.len() as u64 >= self.limit) {
             s.overlimit_drops += 1;
             return Err(item);
         }
@@ -753,7 +757,7 @@ impl<T: Default> RedQueue<T> {
             };
             let size = sizes[i];
             let over = if BYTES {
-                backlog + u64::from(size) > limit
+                backlog + u64::from(size) > limit || len as u64 >= limit
             } else {
                 len_f >= limit_f
             };
@@ -842,12 +846,13 @@ mod tests {
     }
 
     /// Arrivals with the average pinned at `level` (byte mode, w_q = 1, zero-size probes behind
-    /// one packet of `level` bytes); the gaps between drops.
+    /// one packet of `level` bytes); the gaps between drops. The limit (which caps the packets
+    /// too) is above the probes.
     fn gaps(rule: CountRule, level: u32, n: usize) -> Vec<usize> {
         let mut q = RedQueue::new(RedConfig {
             bytes_mode: true,
             count_rule: rule,
-            limit: Some(100),
+            limit: Some(1 << 20),
             ..cfg()
         })
         .unwrap();
@@ -973,11 +978,11 @@ mod tests {
             q.enqueue(0, level, false, 0).unwrap();
             assert_eq!(q.enqueue(1, 0, ect, 0).map_err(|_| ()), want);
         }
-        // Early region with ECN: marks, never drops.
+        // Early region with ECN: marks, never drops (the limit caps packets too: 1000 probes).
         let mut q = RedQueue::new(RedConfig {
             bytes_mode: true,
             ecn: true,
-            limit: Some(100),
+            limit: Some(10_000),
             ..cfg()
         })
         .unwrap();
@@ -1044,6 +1049,47 @@ mod tests {
         assert_eq!(q.stats().overlimit_drops, 58);
         assert_eq!(q.dequeue(0), Some(0));
         assert_eq!(q.len(), 41);
+    }
+
+    /// In byte mode the limit caps the packets too: zero-byte packets stop at `limit`, in
+    /// `enqueue` and in the batch loop alike.
+    #[test]
+    fn zero_byte_packets_stop_at_the_limit() {
+        let cfg = RedConfig {
+            min_th: 5.0,
+            max_th: 15.0,
+            max_p: 0.1,
+            bytes_mode: true,
+            ..RedConfig::default()
+        };
+        let mut q = RedQueue::new(cfg.clone()).unwrap();
+        assert_eq!(q.limit(), 60);
+        let ok = (0..1000)
+            .filter(|&i| q.enqueue(i, 0, false, 0).is_ok())
+            .count();
+        assert_eq!((ok, q.len()), (60, 60));
+        assert_eq!(q.stats().overlimit_drops, 940);
+        // The batch loop, against enqueue row by row, with sizes 0 and 1 mixed.
+        let mut r = Rng::new(9);
+        for case in 0..50 {
+            let n = 1 + r.below(3 * RUN as u64) as usize;
+            let sizes: Vec<u32> = (0..n).map(|_| u32::from(r.below(4) == 0)).collect();
+            let times: Vec<Nanos> = (0..n as u64).map(|i| i * r.below(3)).collect();
+            let mut fast = RedQueue::<u8>::new(cfg.clone()).unwrap();
+            let mut slow = RedQueue::<u8>::new(cfg.clone()).unwrap();
+            let mut out = vec![9u8; n];
+            fast.enqueue_sizes(&sizes, &times, None, &mut out);
+            for i in 0..n {
+                let want = match slow.enqueue(0, sizes[i], false, times[i]) {
+                    Ok(v) => v as u8,
+                    Err(_) => Verdict::Dropped as u8,
+                };
+                assert_eq!(out[i], want, "case {case}, row {i}");
+            }
+            assert!(fast.len() <= 60);
+            assert_eq!(fast.stats(), slow.stats(), "case {case}");
+            assert_eq!((fast.len(), fast.backlog()), (slow.len(), slow.backlog()));
+        }
     }
 
     #[test]

@@ -16,6 +16,8 @@
 //! Limits (`limit` bytes, `packet_limit` packets) count the packets held: queued items not yet
 //! dequeued, plus self-draining packets whose start time is still after the arrival. An arrival
 //! that would take either count past its limit is dropped and does not touch the schedule.
+//! `limit` also caps the packets held at `limit` packets, so that zero-byte packets cannot
+//! grow the queue without bound (as each holds memory however short it is).
 //! Time going backwards counts as no time elapsed.
 
 use super::{Nanos, ParamError, Ratio, NANOS_PER_SEC};
@@ -151,7 +153,11 @@ impl<T> LeakyBucket<T> {
         let over_bytes = self
             .limit
             .is_some_and(|l| self.held_bytes + u128::from(size) > u128::from(l));
-        if over_bytes || self.packet_limit.is_some_and(|l| packets >= l) {
+        // A byte limit also caps the packets held at `limit` (zero-byte packets would else
+        // grow the queue without bound); packets of a byte or more never reach that cap first.
+        let over_packets = self.packet_limit.is_some_and(|l| packets >= l)
+            || self.limit.is_some_and(|l| packets >= l);
+        if over_bytes || over_packets {
             return None;
         }
         let start = self.free_at.max(t);
@@ -243,6 +249,28 @@ mod tests {
         for i in 0..=DEFAULT_HELD {
             assert_eq!(big.enqueue(u32::try_from(i).unwrap(), 1, 0), Ok(()));
         }
+    }
+
+    /// A byte limit caps the packets held at `limit`: zero-byte packets cannot pile up, in
+    /// the queue or in the self-draining schedule (behind a busy link).
+    #[test]
+    fn zero_byte_packets_stop_at_the_byte_limit() {
+        let mut lb: LeakyBucket<u32> =
+            LeakyBucket::new(Ratio::integer(1000), Some(3000), None).unwrap();
+        let ok = (0..5000).filter(|&i| lb.enqueue(i, 0, 0).is_ok()).count();
+        assert_eq!((ok, lb.len()), (3000, 3000));
+        let mut lb: LeakyBucket<u32> =
+            LeakyBucket::new(Ratio::integer(1000), Some(10), None).unwrap();
+        // A 10-byte packet takes the link for 10 ms (it has started, so it is not held);
+        // zero-byte ones wait behind it, held until then: 10 of them at most.
+        assert_eq!(lb.schedule(10, 0), Some(0));
+        let ok = (0..100).filter(|_| lb.schedule(0, 0).is_some()).count();
+        assert_eq!(ok, 10);
+        // An explicit packet limit still applies below it.
+        let mut lb: LeakyBucket<u32> =
+            LeakyBucket::new(Ratio::integer(1000), Some(3000), Some(7)).unwrap();
+        let ok = (0..100).filter(|&i| lb.enqueue(i, 0, 0).is_ok()).count();
+        assert_eq!(ok, 7);
     }
 
     #[test]
