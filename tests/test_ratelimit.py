@@ -107,22 +107,24 @@ def _hammer(work: list[threading.Thread]) -> None:
 
 
 def test_threads_share_one_bucket_per_key() -> None:
-    # No refill to speak of: across all threads, one key admits exactly its burst (a second
-    # bucket made for the same key by a racing thread would admit more).
-    lim = RateLimiter(1e-9, 500, clock=lambda: 1.0)
-    admitted = [0] * 6
+    # No refill to speak of: across all threads, each key admits exactly its burst (a second
+    # bucket made for a new key by a racing thread would admit more). Many new keys, each
+    # met by every thread at about the same time, so that the creation races.
+    lim = RateLimiter(1e-9, 3, clock=lambda: 1.0)
+    admitted = [0] * 4
     errors: list[BaseException] = []
 
     def take(i: int) -> None:
         try:
-            for _ in range(400):
-                admitted[i] += lim.try_acquire(("flow", 7))
+            for key in range(3000):
+                for _ in range(2):
+                    admitted[i] += lim.try_acquire(("flow", key))
         except BaseException as e:  # reported below
             errors.append(e)
 
-    _hammer([threading.Thread(target=take, args=(i,)) for i in range(6)])
+    _hammer([threading.Thread(target=take, args=(i,)) for i in range(4)])
     assert errors == []
-    assert sum(admitted) == 500
+    assert sum(admitted) == 3 * 3000
 
 
 def test_threads_evicting_keys_never_fail() -> None:

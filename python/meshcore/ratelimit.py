@@ -12,7 +12,6 @@ above the number of keys active within that time.
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections import OrderedDict
 from collections.abc import Awaitable, Callable, Hashable
 
@@ -48,7 +47,6 @@ class RateLimiter:
         "_buckets",
         "_burst",
         "_clock",
-        "_guard",
         "_locks",
         "_max_keys",
         "_rate",
@@ -74,8 +72,6 @@ class RateLimiter:
         self._max_keys = max_keys
         self._sleep: Callable[[float], Awaitable[object]] = sleep or asyncio.sleep
         self._buckets: OrderedDict[Hashable, TokenBucket] = OrderedDict()
-        # Guards the key map (looked up, reordered and trimmed together) across threads.
-        self._guard = threading.RLock()
         # Per key with waiters: a FIFO lock and the number of waiters, so waiters on a key are
         # served in arrival order and the entry goes when the last one leaves.
         self._locks: dict[Hashable, _Waiters] = {}
@@ -98,37 +94,50 @@ class RateLimiter:
     def bucket(self, key: Hashable) -> TokenBucket:
         """The bucket of ``key``, created full if it is new (which may forget the least recently
         used key) and marked most recently used."""
-        with self._guard:
-            return self._bucket(key)
-
-    def _bucket(self, key: Hashable) -> TokenBucket:
-        # The guard is held.
-        buckets = self._buckets
-        b = buckets.get(key)
+        b = self._buckets.get(key)
         if b is None:
-            b = TokenBucket(self._rate, self._burst, clock=self._clock)
-            buckets[key] = b
-            if len(buckets) > self._max_keys:
-                buckets.popitem(last=False)
-        else:
-            buckets.move_to_end(key)
+            return self._add(key, TokenBucket(self._rate, self._burst, clock=self._clock))
+        self._touch(key)
         return b
 
+    # Threads share the key map without a lock (one costs more than the bucket's own check):
+    # each step is one call into the dict's C code, atomic under the GIL, and the steps are
+    # ordered so that a race is harmless. A key has one bucket at a time (setdefault), a key
+    # pushed out between its lookup and its use answers from the bucket it had, and a trim
+    # that finds the map already trimmed is a no-op.
+
+    def _add(self, key: Hashable, new: TokenBucket) -> TokenBucket:
+        # `new`, or the bucket another thread added for `key` first.
+        buckets = self._buckets
+        b = buckets.setdefault(key, new)
+        if b is new:
+            while len(buckets) > self._max_keys:
+                try:
+                    buckets.popitem(last=False)
+                except KeyError:
+                    break
+        return b
+
+    def _touch(self, key: Hashable) -> None:
+        # A bare try (not contextlib.suppress, which costs a context manager a call).
+        try:  # noqa: SIM105
+            self._buckets.move_to_end(key)
+        except KeyError:
+            pass  # pushed out meanwhile
+
     def _take(self, key: Hashable, n: int, now: float | None) -> bool:
-        """``try_consume`` on ``key``'s bucket under the guard. A new key's bucket joins the map
-        only once the cost is accepted, so a cost above the burst neither adds the key nor
-        pushes out another."""
-        with self._guard:
-            b = self._buckets.get(key)
-            if b is not None:
-                self._buckets.move_to_end(key)
-                return b.try_consume(n, now)
-            b = TokenBucket(self._rate, self._burst, clock=self._clock)
-            ok = b.try_consume(n, now)
-            self._buckets[key] = b
-            if len(self._buckets) > self._max_keys:
-                self._buckets.popitem(last=False)
-            return ok
+        """``try_consume`` on ``key``'s bucket. A new key's bucket joins the map only once the
+        cost is accepted, so a cost above the burst neither adds the key nor pushes out
+        another."""
+        b = self._buckets.get(key)
+        if b is not None:
+            self._touch(key)
+            return b.try_consume(n, now)
+        new = TokenBucket(self._rate, self._burst, clock=self._clock)
+        ok = new.try_consume(n, now)
+        b = self._add(key, new)
+        # Another thread's bucket for the key came first: take from that one instead.
+        return ok if b is new else b.try_consume(n, now)
 
     def try_acquire(self, key: Hashable, n: int = 1, now: float | None = None) -> bool:
         """Take ``n`` tokens from ``key``'s bucket if they are there; never waits.
@@ -173,8 +182,7 @@ class RateLimiter:
 
     def forget(self, key: Hashable) -> None:
         """Drop ``key``'s bucket (its next use starts full). Unknown keys are ignored."""
-        with self._guard:
-            self._buckets.pop(key, None)
+        self._buckets.pop(key, None)
 
     def __len__(self) -> int:
         """The number of keys tracked."""
