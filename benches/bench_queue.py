@@ -409,6 +409,19 @@ def main(argv: list[str] | None = None) -> int:
     )
     tb = meshcore.TokenBucket(1e9, 1e6)
     tb_one_ns = per_element_ns(lambda: tb.try_consume_many(costs, out=out), batch)
+    # Context for the line above, in the same run: the same call on 65,536 rows that are already
+    # in cache (a router's batch, just parsed), and numpy only reading the two columns of the
+    # large batch (what streaming them from memory costs on this machine at this moment).
+    hot = 65_536
+    c_hot, t_hot, o_hot = costs[:hot].copy(), times[:hot].copy(), out[:hot].copy()
+    reps = max(1, batch // hot)
+
+    def tb_hot() -> None:
+        for _ in range(reps):
+            meshcore.TokenBucket(1e9, 1e6).try_consume_many(c_hot, t_hot, out=o_hot)
+
+    tb_hot_ns = per_element_ns(tb_hot, reps * hot)
+    read_ns = per_element_ns(lambda: (costs.sum(), times.sum()), batch)
     ones = np.ones(batch, np.int64)
     gcra_ns = per_element_ns(lambda: meshcore.Gcra(1e-9, 1e-3).try_consume_many(ones, times), batch)
     pyb = PyBucket(1e9, 1e6)
@@ -475,6 +488,8 @@ def main(argv: list[str] | None = None) -> int:
     )
     print(f"    ... with out=                               {tb_out_ns:7.2f}")
     print(f"    ... one clock reading for the batch         {tb_one_ns:7.2f}")
+    print(f"    ... {hot:,} rows already in cache, out=      {tb_hot_ns:7.2f}")
+    print(f"  numpy only reading costs and times (sum)      {read_ns:7.2f}  (memory floor)")
     print(f"  Gcra.try_consume_many, a time per row         {gcra_ns:7.2f}")
     print(
         f"  RedQueue.enqueue_many, one batch              {red_ns:7.2f}"
@@ -507,7 +522,8 @@ def main(argv: list[str] | None = None) -> int:
     target(
         "token bucket batch <= 2 ns/element",
         tb_ns <= 2,
-        f"{tb_ns:.2f} ns (a time per row), {tb_one_ns:.2f} ns (one clock reading)",
+        f"{tb_ns:.2f} ns (a time per row), {tb_one_ns:.2f} ns (one clock reading), "
+        f"{tb_hot_ns:.2f} ns (in cache); numpy reading the columns {read_ns:.2f} ns",
     )
     target("RED batch <= 12 ns/element", red_ns <= 12, f"{red_ns:.2f} ns")
     return 0
