@@ -154,12 +154,24 @@ pub fn prefetch_rows<T>(rows: &[T]) {
     {
         use core::arch::x86_64::{_mm_prefetch, _MM_HINT_T1};
         let (p, bytes) = (rows.as_ptr().cast::<i8>(), std::mem::size_of_val(rows));
-        // Every 64 bytes from the start, then the last byte (whose line a step from an
-        // unaligned start may miss). Addresses are only formed, never read.
+        // Every 64 bytes from the start (four lines a turn while four fit, which halves the
+        // loop's instructions), then the last byte (whose line a step from an unaligned
+        // start may miss). Addresses are only formed, never read.
         let mut at = 0;
-        while at < bytes {
+        while at + 256 <= bytes {
             #[allow(unsafe_code)]
             // SAFETY: a prefetch is a hint and never faults, whatever the address.
+            unsafe {
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(at));
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(at + 64));
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(at + 128));
+                _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(at + 192));
+            }
+            at += 256;
+        }
+        while at < bytes {
+            #[allow(unsafe_code)]
+            // SAFETY: as above.
             unsafe {
                 _mm_prefetch::<_MM_HINT_T1>(p.wrapping_add(at));
             }
