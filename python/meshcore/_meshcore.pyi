@@ -250,7 +250,8 @@ class RouteTable:
     Bad prefixes, addresses and values raise :class:`meshcore.RouteError`: a value outside
     0..2**32 - 2 names the value, a bad batch row its index. ``True`` and ``False`` are
     refused as addresses (RouteError) and as values (TypeError), although Python counts them as
-    ints; numpy integer scalars are accepted wherever an int is.
+    ints; in a batch, a bool column (or a bool in a list) is a TypeError naming the column.
+    numpy integer scalars are accepted wherever an int is.
     """
 
     def __init__(self) -> None: ...
@@ -306,8 +307,8 @@ class RouteTable:
     ) -> None:
         """Insert one route per row (addresses as for :meth:`lookup_many`, prefix lengths in
         bits, values in 0..2**32 - 2), each column one-dimensional of integers (a list or an
-        array of any integer dtype). All or nothing: a malformed column or a bad row raises
-        RouteError naming it, and the table is left unchanged."""
+        array of any integer dtype; bools raise TypeError). All or nothing: a malformed column
+        or a bad row raises RouteError naming it, and the table is left unchanged."""
 
     def update_many(
         self,
