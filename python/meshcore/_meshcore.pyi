@@ -464,12 +464,13 @@ class Classifier:
         rule matches. ``src`` and ``dst`` are both uint32 arrays (IPv4; 10.0.0.1 is
         0x0a000001, either byte order) or both (n, 16) uint8 arrays (IPv6, network byte
         order). ``sport``, ``dport`` and ``proto`` are integer arrays of any dtype (or lists,
-        empty ones too), checked against 0..65535 and 0..255 (a value out of range raises
-        RuleError naming its row), or one int (a protocol name too) for every row; bools, one
-        or an array of them, raise TypeError, as in :meth:`classify`. Contiguous uint32, uint8
-        rows, uint16 ports and uint8 protocols are read in place, not copied, so another
-        thread must not write to them meanwhile. With ``out`` (a writable, contiguous int64
-        array of one row per packet) the ids are written there and ``out`` is returned."""
+        empty ones too), checked against 0..65535 and 0..255 (a value out of range, however
+        large, raises RuleError naming its row), or one int (a protocol name too) for every
+        row; bools, one, an array of them or one in a list, raise TypeError, as in
+        :meth:`classify`. Contiguous uint32, uint8 rows, uint16 ports and uint8 protocols are
+        read in place, not copied, so another thread must not write to them meanwhile. With
+        ``out`` (a writable, contiguous int64 array of one row per packet) the ids are written
+        there and ``out`` is returned."""
 
     def classify_parsed(
         self,
