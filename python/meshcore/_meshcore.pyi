@@ -1144,8 +1144,9 @@ class RedQueue:
         """Offer a batch of packets in order, with the GIL released: sizes in bytes, arrival
         times in seconds (None: one clock reading for all), ECN capability (bool array; None:
         none), items (None: each packet is its size). Returns the verdict codes (0 enqueued,
-        1 dropped, 2 marked). Bad sizes or times raise ConfigError before any packet is
-        offered."""
+        1 dropped, 2 marked). Bad sizes or times raise ConfigError (naming the row of a size
+        out of range with its value) before any packet is offered; bools as sizes or times
+        raise TypeError."""
 
     def dequeue_many(self, n: int, now: float | None = None) -> list[Any]:
         """Up to ``n`` items from the head, in order."""
