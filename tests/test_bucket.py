@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -174,6 +175,28 @@ def test_burst_and_never_conforming_costs() -> None:
 def test_bad_parameters_raise_config_error(make: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-Infinity"), np.float32("nan")],
+)
+def test_non_finite_exact_numbers_are_refused_as_not_finite(value: object) -> None:
+    """A NaN or an infinity given as a Decimal (or numpy float32) is refused as a float one is,
+    not as an argument of the wrong type."""
+    makes: list[tuple[object, str]] = [
+        (lambda: TokenBucket(value, 1), "rate"),  # type: ignore[arg-type]
+        (lambda: TokenBucket(1, value), "burst"),  # type: ignore[arg-type]
+        (lambda: Gcra(value, 1), "interval"),  # type: ignore[arg-type]
+        (lambda: Gcra(1, value), "tolerance"),  # type: ignore[arg-type]
+        (lambda: LeakyBucket(value), "rate"),  # type: ignore[arg-type]
+    ]
+    for make, name in makes:
+        with pytest.raises(
+            ConfigError, match=rf"^{name} must be a finite number >= 0, got {value}$"
+        ):
+            make()  # type: ignore[operator]
+    assert TokenBucket(Decimal("2.5"), Decimal(1)).rate == 2.5
 
 
 def test_bad_batch_arguments() -> None:
