@@ -696,6 +696,23 @@ def test_classify_parsed_and_frames() -> None:
     assert c.classify_frames(b"", [0]).tolist() == []
 
 
+def test_frame_offsets_refuse_bools_with_type_error() -> None:
+    """numpy reads ``[0, True]`` as int64 ``[0, 1]``: offsets refuse bools by type."""
+    c = _frame_rules()
+    frame = meshcore.build_packet("10.0.0.1", "192.0.2.1")
+    assert len(frame) > 1
+    bad: list[tuple[object, str]] = [
+        ([0, True], r"a bool \(row 1\)"),
+        ((np.False_, len(frame)), r"a bool \(row 0\)"),
+        (np.array([False, True]), "an array of bool"),
+    ]
+    for offsets, got in bad:
+        with pytest.raises(
+            TypeError, match=f"^offsets must be a one-dimensional integer array, not {got}$"
+        ):
+            c.classify_frames(frame, offsets)  # type: ignore[arg-type]
+
+
 def test_frame_batches_refuse_bad_input() -> None:
     c = _frame_rules()
     frame = meshcore.build_packet("10.0.0.1", "192.0.2.1")

@@ -281,6 +281,29 @@ def test_non_finite_decimals_are_refused_as_not_finite(value: Decimal) -> None:
             make()  # type: ignore[operator]
 
 
+def test_color_batches_refuse_bools_with_type_error() -> None:
+    """numpy reads ``[0, True]`` as ``[0, 1]``, a yellow pre-colour: sizes, colours and times
+    refuse bools by type, and nothing is metered."""
+    m = SrTCM(1000, 1000, 0, color_aware=True)
+    with pytest.raises(
+        TypeError, match=r"^colors must be a one-dimensional integer array, not a bool \(row 1\)$"
+    ):
+        m.color_many([10, 10], [0.0, 0.0], [0, True])
+    with pytest.raises(
+        TypeError, match=r"^colors must be a one-dimensional integer array, not an array of bool$"
+    ):
+        m.color_many([10, 10], [0.0, 0.0], np.array([False, True]))
+    with pytest.raises(
+        TypeError, match=r"^sizes must be a one-dimensional integer array, not a bool \(row 0\)$"
+    ):
+        m.color_many([True, 10], [0.0, 0.0])
+    with pytest.raises(
+        TypeError, match=r"^times must be an array of seconds, not a bool \(row 1\)$"
+    ):
+        m.color_many([10, 10], [0.0, True])
+    assert m.color(1000, 0.0) is G  # C is still full
+
+
 def test_bad_arguments_and_batch_forms() -> None:
     m = SrTCM(1000, 1000, 0, color_aware=True)
     with pytest.raises(ConfigError, match="size must be >= 0 bytes"):

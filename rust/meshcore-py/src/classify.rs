@@ -693,11 +693,23 @@ fn offsets_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Offsets<'py>> {
         }
         return Ok(Offsets::Copied(r.as_array().to_vec()));
     }
+    // Bools are no offsets, although numpy casts them: a TypeError, as for the port columns.
+    let bools = |got: String| {
+        PyTypeError::new_err(format!(
+            "offsets must be a one-dimensional integer array, not {got}"
+        ))
+    };
+    if let Some(i) = convert::bool_row(obj)? {
+        return Err(bools(format!("a bool (row {i})")));
+    }
     let np = py.import("numpy")?;
     let arr = np
         .call_method1("asarray", (obj,))
         .map_err(|_| wrong())?
         .cast_into::<PyUntypedArray>()?;
+    if arr.dtype().kind() == b'b' {
+        return Err(bools("an array of bool".into()));
+    }
     if arr.ndim() != 1 || !(matches!(arr.dtype().kind(), b'i' | b'u') || arr.len() == 0) {
         return Err(wrong());
     }
