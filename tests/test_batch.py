@@ -140,6 +140,22 @@ def test_bad_offsets(offsets: list[object], message: str) -> None:
         parse_batch(b"x" * 100, offsets)  # type: ignore[arg-type]
 
 
+def test_bool_offsets_are_a_type_error() -> None:
+    """numpy reads ``[0, True]`` as ``[0, 1]``: bools are refused by type, as in
+    ``Classifier.classify_frames``."""
+    frame = tcp4_frame()
+    bad: list[tuple[object, str]] = [
+        ([0, True], r"a bool \(row 1\)"),
+        ((np.False_, len(frame)), r"a bool \(row 0\)"),
+        (np.array([False, True]), "an array of bool"),
+    ]
+    for offsets, got in bad:
+        with pytest.raises(
+            TypeError, match=f"^offsets must be a one-dimensional integer array, not {got}$"
+        ):
+            parse_batch(frame, offsets)  # type: ignore[arg-type]
+
+
 def test_out_array_is_filled_and_checked() -> None:
     frames = [tcp4_frame(sport=i) for i in range(10)]
     buf, offs = pack(frames)

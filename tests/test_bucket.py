@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import math
 import threading
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -174,6 +175,55 @@ def test_burst_and_never_conforming_costs() -> None:
 def test_bad_parameters_raise_config_error(make: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize(
+    "value",
+    [Decimal("NaN"), Decimal("sNaN"), Decimal("Infinity"), Decimal("-Infinity"), np.float32("nan")],
+)
+def test_non_finite_exact_numbers_are_refused_as_not_finite(value: object) -> None:
+    """A NaN or an infinity given as a Decimal (or numpy float32) is refused as a float one is,
+    not as an argument of the wrong type."""
+    makes: list[tuple[object, str]] = [
+        (lambda: TokenBucket(value, 1), "rate"),  # type: ignore[arg-type]
+        (lambda: TokenBucket(1, value), "burst"),  # type: ignore[arg-type]
+        (lambda: Gcra(value, 1), "interval"),  # type: ignore[arg-type]
+        (lambda: Gcra(1, value), "tolerance"),  # type: ignore[arg-type]
+        (lambda: LeakyBucket(value), "rate"),  # type: ignore[arg-type]
+    ]
+    for make, name in makes:
+        with pytest.raises(
+            ConfigError, match=rf"^{name} must be a finite number >= 0, got {value}$"
+        ):
+            make()  # type: ignore[operator]
+    assert TokenBucket(Decimal("2.5"), Decimal(1)).rate == 2.5
+
+
+def test_batch_columns_refuse_bools_with_type_error() -> None:
+    """numpy reads ``[1, True]`` as ``[1, 1]`` and ``[0.0, True]`` as ``[0.0, 1.0]``: costs,
+    sizes and times refuse bools by type, and the bucket is left unchanged."""
+    tb, g, lb = TokenBucket(10, 5), Gcra(0.1, 0.5), LeakyBucket(100)
+    for many in (tb.try_consume_many, g.try_consume_many):
+        for costs, got in (
+            ([1, True], r"a bool \(row 1\)"),
+            (np.array([True]), "an array of bool"),
+        ):
+            with pytest.raises(
+                TypeError, match=f"^costs must be a one-dimensional integer array, not {got}$"
+            ):
+                many(costs)
+        for times, got in (
+            ([0.0, True], r"a bool \(row 1\)"),
+            (np.array([True, False]), "an array of bool"),
+        ):
+            with pytest.raises(TypeError, match=f"^times must be an array of seconds, not {got}$"):
+                many([1, 1], times)
+    with pytest.raises(
+        TypeError, match=r"^sizes must be a one-dimensional integer array, not a bool \(row 0\)$"
+    ):
+        lb.schedule_many((np.True_, 10), [0.0, 0.0])  # type: ignore[arg-type]
+    assert tb.tokens(0.0) == 5 and g.try_consume_many([5], [0.0]).tolist() == [True]
+    assert len(lb) == 0
 
 
 def test_bad_batch_arguments() -> None:

@@ -597,6 +597,45 @@ def test_classify_many_refuses_bools_with_type_error() -> None:
     assert c.classify_many(a + 0x0A000000, a, 1, 1000, np.uint8(17)).tolist() == [1, 1]
 
 
+def test_classify_many_names_the_row_of_an_int_numpy_cannot_hold() -> None:
+    """A list with an int beyond int64 and uint64 (numpy holds it as an object, or the list as
+    float64) is read one int at a time: the first out of range is named with its row."""
+    c = _v4_rules()
+    a = np.zeros(3, np.uint32)
+    names = (("sport", 65535), ("dport", 65535), ("proto", 255))
+    for column, (name, top) in enumerate(names):
+        for big in (2**64, 2**64 + 5, 2**200, -(2**64), 2**63):
+            args: list[Any] = [a, a, 1, 1000, 17]
+            args[2 + column] = [1, 2, big]
+            with pytest.raises(RuleError, match=rf"^row 2: {name} {big} is outside 0\.\.={top}$"):
+                c.classify_many(*args)
+            args[2 + column] = [1, top + 1, big]
+            with pytest.raises(RuleError, match=rf"^row 1: {name} {top + 1} is outside"):
+                c.classify_many(*args)
+    with pytest.raises(RuleError, match=r"^sport must hold integers, not NoneType \(row 1\)$"):
+        c.classify_many(a, a, [1, None, 2**64], 1000, 17)  # type: ignore[arg-type]
+    with pytest.raises(RuleError, match=r"^sport must hold integers, not float64$"):
+        c.classify_many(a, a, [1, 2.5, 2**63], 1000, 17)
+    # In range, such a list is as good as any other.
+    ports = np.array([1, 1, 1], dtype=object)
+    assert c.classify_many(a + 0x0A000000, a, ports, [1000] * 3, 17).tolist() == [1, 1, 1]
+
+
+def test_classify_many_refuses_a_bool_in_a_list_with_type_error() -> None:
+    """numpy reads ``[1000, True]`` as int64 ``[1000, 1]``: the bool is found first."""
+    c = _v4_rules()
+    a = np.zeros(2, np.uint32)
+    for column in range(3):
+        for b in ([1000, True], (np.False_, 6), np.array([6, True], dtype=object)):
+            args: list[Any] = [a, a, 1, 1000, 17]
+            args[2 + column] = b
+            name = ("sport", "dport", "proto")[column]
+            with pytest.raises(
+                TypeError, match=rf"^{name} must be an int or an integer array, not a bool \(row"
+            ):
+                c.classify_many(*args)
+
+
 # ---------------------------------------------------------------------------------------------
 # Parsed rows and raw frames.
 
@@ -655,6 +694,23 @@ def test_classify_parsed_and_frames() -> None:
     ip = [meshcore.build_packet("10.0.0.1", "192.0.2.1", proto="tcp", dport=443, link="ip")]
     assert c.classify_frames(ip[0], [0, len(ip[0])], link="ip").tolist() == [1]
     assert c.classify_frames(b"", [0]).tolist() == []
+
+
+def test_frame_offsets_refuse_bools_with_type_error() -> None:
+    """numpy reads ``[0, True]`` as int64 ``[0, 1]``: offsets refuse bools by type."""
+    c = _frame_rules()
+    frame = meshcore.build_packet("10.0.0.1", "192.0.2.1")
+    assert len(frame) > 1
+    bad: list[tuple[object, str]] = [
+        ([0, True], r"a bool \(row 1\)"),
+        ((np.False_, len(frame)), r"a bool \(row 0\)"),
+        (np.array([False, True]), "an array of bool"),
+    ]
+    for offsets, got in bad:
+        with pytest.raises(
+            TypeError, match=f"^offsets must be a one-dimensional integer array, not {got}$"
+        ):
+            c.classify_frames(frame, offsets)  # type: ignore[arg-type]
 
 
 def test_frame_batches_refuse_bad_input() -> None:

@@ -312,3 +312,16 @@ def test_defaults_and_clock() -> None:
     t[0] = 2.0
     assert q.dequeue() == b"x" * 100
     assert "CoDel(target=0.005" in repr(q)
+
+
+def test_batch_sizes_out_of_range_show_their_value() -> None:
+    q = CoDel()
+    with pytest.raises(
+        ConfigError, match=r"^sizes\[1\] = 18446744073709551615 is outside 0\.\.2\*\*32$"
+    ):
+        q.enqueue_many(np.array([1, 2**64 - 1], np.uint64))
+    with pytest.raises(
+        TypeError, match=r"^sizes must be a one-dimensional int64 array, not a bool \(row 0\)$"
+    ):
+        q.enqueue_many([True, 1])
+    assert len(q) == 0

@@ -3,6 +3,7 @@ one hand-computed vector per RFC."""
 
 from __future__ import annotations
 
+from decimal import Decimal
 from fractions import Fraction
 
 import numpy as np
@@ -263,6 +264,44 @@ def test_color_aware_never_upgrades_and_equals_blind_on_green(
 def test_bad_parameters(make_meter: object, message: str) -> None:
     with pytest.raises(ConfigError, match=message):
         make_meter()  # type: ignore[operator]
+
+
+@pytest.mark.parametrize("value", [Decimal("NaN"), Decimal("Infinity"), Decimal("-Infinity")])
+def test_non_finite_decimals_are_refused_as_not_finite(value: Decimal) -> None:
+    makes: list[tuple[object, str]] = [
+        (lambda: SrTCM(value, 1, 1), "cir"),
+        (lambda: SrTCM(1, 1, value), "ebs"),
+        (lambda: TrTCM(1, 1, value, 1), "pir"),
+        (lambda: TrTCM4115(1, 1, value, 1), "eir"),
+    ]
+    for make, name in makes:
+        with pytest.raises(
+            ConfigError, match=rf"^{name} must be a finite number >= 0, got {value}$"
+        ):
+            make()  # type: ignore[operator]
+
+
+def test_color_batches_refuse_bools_with_type_error() -> None:
+    """numpy reads ``[0, True]`` as ``[0, 1]``, a yellow pre-colour: sizes, colours and times
+    refuse bools by type, and nothing is metered."""
+    m = SrTCM(1000, 1000, 0, color_aware=True)
+    with pytest.raises(
+        TypeError, match=r"^colors must be a one-dimensional integer array, not a bool \(row 1\)$"
+    ):
+        m.color_many([10, 10], [0.0, 0.0], [0, True])
+    with pytest.raises(
+        TypeError, match=r"^colors must be a one-dimensional integer array, not an array of bool$"
+    ):
+        m.color_many([10, 10], [0.0, 0.0], np.array([False, True]))
+    with pytest.raises(
+        TypeError, match=r"^sizes must be a one-dimensional integer array, not a bool \(row 0\)$"
+    ):
+        m.color_many([True, 10], [0.0, 0.0])
+    with pytest.raises(
+        TypeError, match=r"^times must be an array of seconds, not a bool \(row 1\)$"
+    ):
+        m.color_many([10, 10], [0.0, True])
+    assert m.color(1000, 0.0) is G  # C is still full
 
 
 def test_bad_arguments_and_batch_forms() -> None:

@@ -471,6 +471,45 @@ def test_batch_items_and_errors() -> None:
     assert q.stats() == before and len(q) == 0
 
 
+def test_batch_sizes_out_of_range_show_their_value() -> None:
+    """A size numpy cannot cast to int64 as it is (uint64 from 2**63, Python ints beyond
+    uint64) is named with its real value, at the first bad row; bools are refused by type."""
+    q = RedQueue(1, 3, 0.1, w_q=1e-4, limit=4)
+    before = q.stats()
+    top = 2**64 - 1
+    bad: list[tuple[object, str]] = [
+        (np.array([1, top], np.uint64), rf"sizes\[1\] = {top}"),
+        (np.array([1, 2**63, 2**64 - 2], np.uint64), rf"sizes\[1\] = {2**63}"),
+        (np.array([2**32, top], np.uint64), rf"sizes\[0\] = {2**32}"),
+        (np.array([1, top], ">u8"), rf"sizes\[1\] = {top}"),
+        ([1, top], rf"sizes\[1\] = {top}"),  # numpy reads this list as uint64
+        ([1, 2**64], rf"sizes\[1\] = {2**64}"),  # and this one as objects
+        ([1, 2**32, -(2**70)], rf"sizes\[1\] = {2**32}"),
+        ([1, -(2**70)], rf"sizes\[1\] = {-(2**70)}"),
+    ]
+    for sizes, needle in bad:
+        with pytest.raises(ConfigError, match=rf"^{needle} is outside 0\.\.2\*\*32$"):
+            q.enqueue_many(sizes)  # type: ignore[arg-type]
+    with pytest.raises(
+        ConfigError, match=r"^sizes must be a one-dimensional int64 array, not object$"
+    ):
+        q.enqueue_many([1, None, 2**64])  # type: ignore[arg-type]
+    flags: list[tuple[object, str]] = [
+        (np.array([True, False]), "an array of bool"),
+        ([1, True], r"a bool \(row 1\)"),
+        (np.array([np.True_, 2**64], dtype=object), r"a bool \(row 0\)"),
+    ]
+    for sizes, got in flags:
+        with pytest.raises(
+            TypeError, match=f"^sizes must be a one-dimensional int64 array, not {got}$"
+        ):
+            q.enqueue_many(sizes)  # type: ignore[arg-type]
+    assert q.stats() == before and len(q) == 0
+    assert q.enqueue_many(np.array([1, 2**32 - 1], np.uint64)).tolist() == [0, 0]
+    assert q.enqueue_many(np.array([5, 6], dtype=object)).tolist() == [0, 0]
+    assert q.dequeue_many(4) == [1, 2**32 - 1, 5, 6]
+
+
 def test_injected_clock_and_sizes() -> None:
     t = [0.0]
 

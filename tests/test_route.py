@@ -576,8 +576,6 @@ def test_malformed_batches_and_packed_attributes_raise_route_error() -> None:
         t.insert_many(addrs, [8, 8], [[1, 2], [3]])
     with pytest.raises(RouteError, match="values"):
         t.insert_many(addrs, [8, 8], [1, None])  # type: ignore[arg-type]
-    with pytest.raises(RouteError, match="lengths"):
-        t.insert_many(addrs, np.array([True, False]), [1, 2])
 
     class Fake:
         packed = "10.0.0.1"
@@ -587,6 +585,45 @@ def test_malformed_batches_and_packed_attributes_raise_route_error() -> None:
     with pytest.raises(RouteError, match="packed"):
         t.parents(Fake())  # type: ignore[arg-type]
     assert len(t) == 0
+
+
+def test_batch_columns_refuse_bools_with_type_error() -> None:
+    """Bools are no addresses, lengths or values, although numpy reads them as 0 and 1: an
+    array of them, or one among the ints of a list, is a TypeError naming the column (and the
+    row), in every batch method, and the table is left unchanged."""
+    t = RouteTable()
+    t["9.0.0.0/8"] = 9
+    addrs = np.array([1 << 24, 2 << 24], np.uint32)
+    lengths, values = np.array([8, 8]), np.array([1, 2])
+    flags = np.array([True, False])
+    rows: list[tuple[object, str]] = [
+        (flags, "an array of bool"),
+        ([8, True], r"a bool \(row 1\)"),
+        ((np.True_, 8), r"a bool \(row 0\)"),
+        (np.array([8, True], dtype=object), r"a bool \(row 1\)"),
+    ]
+    for method in (t.insert_many, t.update_many):
+        with pytest.raises(
+            TypeError, match=r"^addresses must be a uint32 array .*not an array of bool$"
+        ):
+            method(flags, lengths, values)
+        for bad, got in rows:
+            with pytest.raises(
+                TypeError, match=f"^lengths must be a one-dimensional integer array, not {got}$"
+            ):
+                method(addrs, bad, values)  # type: ignore[arg-type]
+            with pytest.raises(
+                TypeError, match=f"^values must be a one-dimensional integer array, not {got}$"
+            ):
+                method(addrs, lengths, bad)  # type: ignore[arg-type]
+    with pytest.raises(
+        TypeError, match=r"^addresses must be a uint32 array .*not an array of bool$"
+    ):
+        t.lookup_many(flags)
+    assert list(t) == [("9.0.0.0/8", 9)]
+    # Integer columns of any dtype are still fine.
+    t.insert_many(addrs, np.array([8, 8], np.uint8), np.array([1, 2], np.int16))
+    assert t.lookup_many(addrs).tolist() == [1, 2]
 
 
 def test_address_and_value_types() -> None:

@@ -250,7 +250,8 @@ class RouteTable:
     Bad prefixes, addresses and values raise :class:`meshcore.RouteError`: a value outside
     0..2**32 - 2 names the value, a bad batch row its index. ``True`` and ``False`` are
     refused as addresses (RouteError) and as values (TypeError), although Python counts them as
-    ints; numpy integer scalars are accepted wherever an int is.
+    ints; in a batch, a bool column (or a bool in a list) is a TypeError naming the column.
+    numpy integer scalars are accepted wherever an int is.
     """
 
     def __init__(self) -> None: ...
@@ -306,8 +307,8 @@ class RouteTable:
     ) -> None:
         """Insert one route per row (addresses as for :meth:`lookup_many`, prefix lengths in
         bits, values in 0..2**32 - 2), each column one-dimensional of integers (a list or an
-        array of any integer dtype). All or nothing: a malformed column or a bad row raises
-        RouteError naming it, and the table is left unchanged."""
+        array of any integer dtype; bools raise TypeError). All or nothing: a malformed column
+        or a bad row raises RouteError naming it, and the table is left unchanged."""
 
     def update_many(
         self,
@@ -463,12 +464,13 @@ class Classifier:
         rule matches. ``src`` and ``dst`` are both uint32 arrays (IPv4; 10.0.0.1 is
         0x0a000001, either byte order) or both (n, 16) uint8 arrays (IPv6, network byte
         order). ``sport``, ``dport`` and ``proto`` are integer arrays of any dtype (or lists,
-        empty ones too), checked against 0..65535 and 0..255 (a value out of range raises
-        RuleError naming its row), or one int (a protocol name too) for every row; bools, one
-        or an array of them, raise TypeError, as in :meth:`classify`. Contiguous uint32, uint8
-        rows, uint16 ports and uint8 protocols are read in place, not copied, so another
-        thread must not write to them meanwhile. With ``out`` (a writable, contiguous int64
-        array of one row per packet) the ids are written there and ``out`` is returned."""
+        empty ones too), checked against 0..65535 and 0..255 (a value out of range, however
+        large, raises RuleError naming its row), or one int (a protocol name too) for every
+        row; bools, one, an array of them or one in a list, raise TypeError, as in
+        :meth:`classify`. Contiguous uint32, uint8 rows, uint16 ports and uint8 protocols are
+        read in place, not copied, so another thread must not write to them meanwhile. With
+        ``out`` (a writable, contiguous int64 array of one row per packet) the ids are written
+        there and ``out`` is returned."""
 
     def classify_parsed(
         self,
@@ -1142,8 +1144,9 @@ class RedQueue:
         """Offer a batch of packets in order, with the GIL released: sizes in bytes, arrival
         times in seconds (None: one clock reading for all), ECN capability (bool array; None:
         none), items (None: each packet is its size). Returns the verdict codes (0 enqueued,
-        1 dropped, 2 marked). Bad sizes or times raise ConfigError before any packet is
-        offered."""
+        1 dropped, 2 marked). Bad sizes or times raise ConfigError (naming the row of a size
+        out of range with its value) before any packet is offered; bools as sizes or times
+        raise TypeError."""
 
     def dequeue_many(self, n: int, now: float | None = None) -> list[Any]:
         """Up to ``n`` items from the head, in order."""

@@ -134,7 +134,16 @@ def parse_batch(
     :data:`PACKET_DTYPE` rows, is filled and returned instead of a new array: a polling loop
     that reuses it saves the allocation. Runs without the GIL.
     """
+    # numpy reads [0, True] as [0, 1]: bools are refused by type, as classify_frames does.
+    if isinstance(offsets, (list, tuple)):
+        for i, o in enumerate(offsets):
+            if isinstance(o, (bool, np.bool_)):
+                raise TypeError(
+                    f"offsets must be a one-dimensional integer array, not a bool (row {i})"
+                )
     offs = np.asarray(offsets)
+    if offs.dtype.kind == "b":
+        raise TypeError("offsets must be a one-dimensional integer array, not an array of bool")
     if offs.ndim != 1 or not (offs.dtype.kind in "iu" or offs.size == 0):
         raise PacketError("offsets must be a one-dimensional integer array of N + 1 entries")
     if offs.dtype.kind == "u" and offs.size and int(offs.max()) > np.iinfo(np.int64).max:

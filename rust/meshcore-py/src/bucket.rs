@@ -7,7 +7,7 @@
 //! out under the lock and released after it.
 
 use crate::clock::{self, Clock};
-use crate::convert::bytes_len;
+use crate::convert::{bool_row, bytes_len};
 use crate::error::{raise, Exc};
 use crate::lock::Locked;
 use crate::red::contiguous;
@@ -21,6 +21,7 @@ use numpy::{
     Element, PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
     PyUntypedArrayMethods,
 };
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 
 fn config(py: Python<'_>, msg: impl Into<String>) -> PyErr {
@@ -55,6 +56,15 @@ impl<'py> Ints<'py> {
             return Ok(Ints::U(a));
         }
         let py = obj.py();
+        // Bools are no counts or colours, although numpy casts them: a TypeError.
+        let bools = |got: String| {
+            PyTypeError::new_err(format!(
+                "{what} must be a one-dimensional integer array, not {got}"
+            ))
+        };
+        if let Some(i) = bool_row(obj)? {
+            return Err(bools(format!("a bool (row {i})")));
+        }
         let np = py.import("numpy")?;
         let arr = np
             .call_method1("asarray", (obj,))
@@ -67,6 +77,9 @@ impl<'py> Ints<'py> {
             })?;
         let dtype = arr.dtype();
         let (kind, size) = (dtype.kind(), dtype.itemsize());
+        if kind == b'b' {
+            return Err(bools("an array of bool".into()));
+        }
         // An empty list reads as float64: no rows, so no wrong kind of number either.
         let empty = arr.ndim() == 1 && arr.is_empty();
         if arr.ndim() != 1 || !(matches!(kind, b'i' | b'u') || empty) {
@@ -192,6 +205,19 @@ impl<'py> Times<'py> {
         };
         if let Some(a) = contiguous::<f64>(obj).filter(|a| a.len() == n) {
             return Ok(Times::Each(a));
+        }
+        // Bools are no times, although numpy casts them to 0.0 and 1.0: a TypeError.
+        let bools = |got: String| {
+            PyTypeError::new_err(format!("times must be an array of seconds, not {got}"))
+        };
+        if let Some(i) = bool_row(obj)? {
+            return Err(bools(format!("a bool (row {i})")));
+        }
+        if obj
+            .cast::<PyUntypedArray>()
+            .is_ok_and(|a| a.dtype().kind() == b'b')
+        {
+            return Err(bools("an array of bool".into()));
         }
         let a = py
             .import("numpy")?

@@ -410,6 +410,9 @@ where
             return Err(not_bools("an array of bool"));
         }
     }
+    if let Some(i) = convert::bool_row(obj)? {
+        return Err(not_bools(&format!("a bool (row {i})")));
+    }
     let array = match obj.cast::<PyUntypedArray>() {
         Ok(a) if a.ndim() == 0 => None,
         Ok(a) => Some(a.clone()),
@@ -484,6 +487,31 @@ where
                         .ok_or_else(|| row_out_of_range(i, v.to_string()))
                 })
                 .collect::<PyResult<_>>()?
+        }
+        // Python ints numpy holds as objects (a list with one of 2**64 or more, or below
+        // -2**63), or as float64 (a list with ints on both sides of int64's top), read one by
+        // one so that an out-of-range one is named with its row.
+        b'O' | b'f' if kind == b'O' || !obj.is_instance_of::<PyUntypedArray>() => {
+            let not_ints =
+                |got: String| rule_error(py, format!("{what} must hold integers, not {got}"));
+            let objects = np.call_method1("asarray", (obj, "object"))?;
+            let mut out = Vec::with_capacity(arr.len());
+            for (i, item) in objects.try_iter()?.enumerate() {
+                let item = item?;
+                if convert::is_bool(&item)? {
+                    return Err(not_bools(&format!("a bool (row {i})")));
+                }
+                let Some(int) = int_arg(&item)? else {
+                    return Err(if kind == b'O' {
+                        not_ints(format!("{} (row {i})", type_name(&item)?))
+                    } else {
+                        not_ints(arr.dtype().str()?.to_string())
+                    });
+                };
+                let v = int.extract::<u64>().ok().and_then(cast);
+                out.push(v.ok_or_else(|| row_out_of_range(i, int.to_string()))?);
+            }
+            out
         }
         _ => {
             return Err(rule_error(
@@ -665,11 +693,23 @@ fn offsets_arg<'py>(obj: &Bound<'py, PyAny>) -> PyResult<Offsets<'py>> {
         }
         return Ok(Offsets::Copied(r.as_array().to_vec()));
     }
+    // Bools are no offsets, although numpy casts them: a TypeError, as for the port columns.
+    let bools = |got: String| {
+        PyTypeError::new_err(format!(
+            "offsets must be a one-dimensional integer array, not {got}"
+        ))
+    };
+    if let Some(i) = convert::bool_row(obj)? {
+        return Err(bools(format!("a bool (row {i})")));
+    }
     let np = py.import("numpy")?;
     let arr = np
         .call_method1("asarray", (obj,))
         .map_err(|_| wrong())?
         .cast_into::<PyUntypedArray>()?;
+    if arr.dtype().kind() == b'b' {
+        return Err(bools("an array of bool".into()));
+    }
     if arr.ndim() != 1 || !(matches!(arr.dtype().kind(), b'i' | b'u') || arr.len() == 0) {
         return Err(wrong());
     }

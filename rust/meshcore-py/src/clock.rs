@@ -9,6 +9,7 @@ use crate::error::{raise, Exc};
 use meshcore_core::queue::{
     nanos_to_seconds, seconds_to_nanos, Color, Nanos, ParamError, Ratio, Verdict,
 };
+use pyo3::exceptions::{PyOverflowError, PyValueError};
 use pyo3::prelude::*;
 use pyo3::sync::PyOnceLock;
 use pyo3::types::{PyBool, PyFloat, PyInt};
@@ -122,8 +123,19 @@ pub fn ratio(py: Python<'_>, obj: &Bound<'_, PyAny>, what: &str) -> PyResult<Rat
     }
     let (num, den): (Bound<'_, PyAny>, Bound<'_, PyAny>) = if obj.is_instance_of::<PyInt>() {
         (obj.clone(), 1u8.into_pyobject(py)?.into_any())
-    } else if let Ok(pair) = obj.call_method0("as_integer_ratio") {
-        pair.extract()?
+    } else if obj.hasattr("as_integer_ratio")? {
+        match obj.call_method0("as_integer_ratio") {
+            Ok(pair) => pair.extract()?,
+            // A NaN or an infinity has no ratio (`Decimal`, numpy's float32): refused as a
+            // float one is.
+            Err(e)
+                if e.is_instance_of::<PyValueError>(py)
+                    || e.is_instance_of::<PyOverflowError>(py) =>
+            {
+                return Err(bad(format!("must be a finite number >= 0, got {obj}")));
+            }
+            Err(e) => return Err(e),
+        }
     } else if let Ok(int) = obj.call_method0("__index__") {
         // Integers of other types (numpy's).
         (int, 1u8.into_pyobject(py)?.into_any())

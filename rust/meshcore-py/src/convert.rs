@@ -8,7 +8,7 @@ use meshcore_core::wire::stack::LinkType;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyMemoryView, PyString};
+use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyList, PyMemoryView, PyString, PyTuple};
 use std::net::IpAddr;
 
 pub fn link(py: Python<'_>, name: &str) -> PyResult<LinkType> {
@@ -55,6 +55,33 @@ pub fn type_name(obj: &Bound<'_, PyAny>) -> PyResult<String> {
 pub enum Addr {
     V4(u32),
     V6(u128),
+}
+
+/// Whether `obj` is a bool, Python's or numpy's (`np.bool_`).
+pub fn is_bool(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
+    if obj.is_instance_of::<PyBool>() {
+        return Ok(true);
+    }
+    // (An int is no numpy bool: the common rows skip the lookup.)
+    if obj.is_instance_of::<PyInt>() {
+        return Ok(false);
+    }
+    obj.is_instance(&obj.py().import("numpy")?.getattr("bool_")?)
+}
+
+/// The first row of an integer column given as a list or tuple that is a bool: numpy reads
+/// `[8, True]` as int64 `[8, 1]` without a word, so a column that refuses a bool array
+/// looks at its rows before numpy does. None for anything else (arrays say so in their dtype).
+pub fn bool_row(obj: &Bound<'_, PyAny>) -> PyResult<Option<usize>> {
+    if !obj.is_instance_of::<PyList>() && !obj.is_instance_of::<PyTuple>() {
+        return Ok(None);
+    }
+    for (i, item) in obj.try_iter()?.enumerate() {
+        if is_bool(&item?)? {
+            return Ok(Some(i));
+        }
+    }
+    Ok(None)
 }
 
 /// An `int`, or an object with `__index__` (numpy integers) as one; None for anything else,

@@ -7,7 +7,7 @@
 
 use crate::bucket::CHUNK;
 use crate::clock::{self, config_error, Clock};
-use crate::convert::{bytes_len, py_bool};
+use crate::convert::{bool_row, bytes_len, int_arg, is_bool, py_bool};
 use crate::error::{raise, Exc};
 use crate::lock::{Locked, SMALL_BATCH};
 use meshcore_core::queue::bucket::all_at_most;
@@ -19,6 +19,7 @@ use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
     PyUntypedArrayMethods,
 };
+use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
 use pyo3::types::{PyDict, PyList};
 
@@ -93,6 +94,27 @@ fn column<'py, T: numpy::Element>(
     if let Some(a) = contiguous::<T>(obj) {
         return Ok(a);
     }
+    cast(&any_column(obj, what, dtype, kinds)?, dtype)
+}
+
+/// `arr` as a contiguous array of `dtype`.
+fn cast<'py, T: numpy::Element>(
+    arr: &Bound<'py, PyUntypedArray>,
+    dtype: &str,
+) -> PyResult<PyReadonlyArray1<'py, T>> {
+    let np = arr.py().import("numpy")?;
+    let a = np.call_method1("ascontiguousarray", (arr, dtype))?;
+    Ok(a.cast_into::<PyArray1<T>>()?.readonly())
+}
+
+/// `obj` as a one-dimensional numpy array of one of `kinds`, in its own dtype, or ConfigError
+/// naming `what` (TypeError for bools where `kinds` has no bool: numpy would cast them).
+fn any_column<'py>(
+    obj: &Bound<'py, PyAny>,
+    what: &str,
+    dtype: &str,
+    kinds: &[u8],
+) -> PyResult<Bound<'py, PyUntypedArray>> {
     let py = obj.py();
     let wrong = |detail: String| {
         raise(
@@ -101,6 +123,17 @@ fn column<'py, T: numpy::Element>(
             format!("{what} must be a one-dimensional {dtype} array{detail}"),
         )
     };
+    let no_bools = !kinds.contains(&b'b');
+    let bools = |got: String| {
+        PyTypeError::new_err(format!(
+            "{what} must be a one-dimensional {dtype} array, not {got}"
+        ))
+    };
+    if no_bools {
+        if let Some(i) = bool_row(obj)? {
+            return Err(bools(format!("a bool (row {i})")));
+        }
+    }
     let np = py.import("numpy")?;
     let arr = np
         .call_method1("asarray", (obj,))
@@ -109,12 +142,74 @@ fn column<'py, T: numpy::Element>(
     if arr.ndim() != 1 {
         return Err(wrong(format!(", not {}-dimensional", arr.ndim())));
     }
+    let kind = arr.dtype().kind();
+    if no_bools && kind == b'b' {
+        return Err(bools("an array of bool".into()));
+    }
     // An empty list reads as float64: no rows, so no wrong kind of value either.
-    if !kinds.contains(&arr.dtype().kind()) && !arr.is_empty() {
+    if !kinds.contains(&kind) && !arr.is_empty() {
         return Err(wrong(format!(", not {}", arr.dtype())));
     }
-    let a = np.call_method1("ascontiguousarray", (&arr, dtype))?;
-    Ok(a.cast_into::<PyArray1<T>>()?.readonly())
+    Ok(arr)
+}
+
+/// The `sizes` column as int64. A uint64 one is checked before the cast, which would show
+/// 2**64 - 1 as -1, and so is a list numpy reads as objects or float64 (one with an int
+/// beyond int64): its first size outside 0..2**32 is named as [`check`] names a bad row.
+fn sizes_column<'py>(obj: &Bound<'py, PyAny>) -> PyResult<PyReadonlyArray1<'py, i64>> {
+    if let Some(a) = contiguous::<i64>(obj) {
+        return Ok(a);
+    }
+    let py = obj.py();
+    let bad_row = |i: usize, size: &dyn std::fmt::Display| {
+        raise(
+            py,
+            Exc::Config,
+            format!("sizes[{i}] = {size} is outside 0..2**32"),
+        )
+    };
+    let arr = any_column(obj, "sizes", "int64", b"iuOf")?;
+    let dt = arr.dtype();
+    let not_ints = || {
+        raise(
+            py,
+            Exc::Config,
+            format!("sizes must be a one-dimensional int64 array, not {dt}"),
+        )
+    };
+    match dt.kind() {
+        b'u' if dt.itemsize() == 8 => {
+            let wide = cast::<u64>(&arr, "uint64")?;
+            let rows = wide.as_slice()?;
+            if let Some(i) = rows.iter().position(|&s| u32::try_from(s).is_err()) {
+                return Err(bad_row(i, &rows[i]));
+            }
+        }
+        // An empty list reads as float64; a float array is refused as such.
+        b'f' if arr.is_empty() => {}
+        b'f' if obj.is_instance_of::<PyUntypedArray>() => return Err(not_ints()),
+        b'O' | b'f' => {
+            let objects = py
+                .import("numpy")?
+                .call_method1("asarray", (obj, "object"))?;
+            for (i, item) in objects.try_iter()?.enumerate() {
+                let item = item?;
+                if is_bool(&item)? {
+                    return Err(PyTypeError::new_err(format!(
+                        "sizes must be a one-dimensional int64 array, not a bool (row {i})"
+                    )));
+                }
+                let Some(int) = int_arg(&item)? else {
+                    return Err(not_ints());
+                };
+                if int.extract::<u32>().is_err() {
+                    return Err(bad_row(i, &int));
+                }
+            }
+        }
+        _ => {}
+    }
+    cast(&arr, "int64")
 }
 
 impl<'py> Arrivals<'py> {
@@ -127,7 +222,7 @@ impl<'py> Arrivals<'py> {
         ecn_capable: Option<&Bound<'py, PyAny>>,
         items: Option<&Bound<'py, PyAny>>,
     ) -> PyResult<Arrivals<'py>> {
-        let sizes = column::<i64>(sizes, "sizes", "int64", b"iub")?;
+        let sizes = sizes_column(sizes)?;
         let n = sizes.len();
         let same_len = |what: &str, len: usize| {
             if len == n {

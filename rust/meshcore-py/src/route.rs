@@ -204,6 +204,16 @@ fn int_column(obj: &Bound<'_, PyAny>, what: &str, noun: &str, max: u64) -> PyRes
             format!("{what} must be a one-dimensional integer array{why}"),
         )
     };
+    // Bools are no lengths or values, although Python counts them as ints and numpy casts
+    // them: a TypeError, as for one value (`table[prefix] = True`) and in `classify_many`.
+    let bools = |got: String| {
+        PyTypeError::new_err(format!(
+            "{what} must be a one-dimensional integer array, not {got}"
+        ))
+    };
+    if let Some(i) = convert::bool_row(obj)? {
+        return Err(bools(format!("a bool (row {i})")));
+    }
     let np = py.import("numpy")?;
     let as_array = |dtype: Option<&str>| match np.call_method1("asarray", (obj, dtype)) {
         Ok(arr) => Ok(arr.cast_into::<PyUntypedArray>()?),
@@ -223,6 +233,7 @@ fn int_column(obj: &Bound<'_, PyAny>, what: &str, noun: &str, max: u64) -> PyRes
     }
     let dtype = arr.dtype();
     match dtype.kind() {
+        b'b' => Err(bools("an array of bool".into())),
         b'i' => {
             let a = np.call_method1("ascontiguousarray", (&arr, "int64"))?;
             let a = a.cast::<PyArray1<i64>>()?.readonly();
@@ -237,6 +248,9 @@ fn int_column(obj: &Bound<'_, PyAny>, what: &str, noun: &str, max: u64) -> PyRes
             let mut out = Vec::with_capacity(arr.len());
             for (i, item) in arr.try_iter()?.enumerate() {
                 let item = item?;
+                if convert::is_bool(&item)? {
+                    return Err(bools(format!("a bool (row {i})")));
+                }
                 let Some(int) = int_arg(&item)? else {
                     return Err(wrong(format!(
                         " (row {i} is a {}, not an int)",
@@ -269,6 +283,15 @@ fn address_batch(obj: &Bound<'_, PyAny>) -> PyResult<Batch> {
             "addresses must be a uint32 array (IPv4) or an (n, 16) uint8 array (IPv6)",
         )
     };
+    if let Ok(a) = obj.cast::<PyUntypedArray>() {
+        if a.dtype().kind() == b'b' {
+            // As for the other columns (and `classify_many`): bools are refused by type.
+            return Err(PyTypeError::new_err(
+                "addresses must be a uint32 array (IPv4) or an (n, 16) uint8 array (IPv6), \
+                 not an array of bool",
+            ));
+        }
+    }
     // uint32 in the other byte order ('>u4' here): one converting copy.
     let native;
     let obj = match obj.cast::<PyUntypedArray>() {
