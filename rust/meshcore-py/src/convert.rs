@@ -8,7 +8,9 @@ use meshcore_core::wire::stack::LinkType;
 use pyo3::buffer::PyBuffer;
 use pyo3::exceptions::PyTypeError;
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyByteArray, PyBytes, PyInt, PyList, PyMemoryView, PyString, PyTuple};
+use pyo3::types::{
+    PyBool, PyByteArray, PyBytes, PyFloat, PyInt, PyList, PyMemoryView, PyString, PyTuple,
+};
 use std::net::IpAddr;
 
 pub fn link(py: Python<'_>, name: &str) -> PyResult<LinkType> {
@@ -62,8 +64,8 @@ pub fn is_bool(obj: &Bound<'_, PyAny>) -> PyResult<bool> {
     if obj.is_instance_of::<PyBool>() {
         return Ok(true);
     }
-    // (An int is no numpy bool: the common rows skip the lookup.)
-    if obj.is_instance_of::<PyInt>() {
+    // (An int or a float is no numpy bool: the common rows skip the lookup.)
+    if obj.is_instance_of::<PyInt>() || obj.is_instance_of::<PyFloat>() {
         return Ok(false);
     }
     obj.is_instance(&obj.py().import("numpy")?.getattr("bool_")?)
