@@ -893,6 +893,11 @@ const LOOKUP_ORDER: [usize; FIELDS] = [
     PROTO,
 ];
 
+/// The fields whose cells are the top byte of a header part (for IPv4 the shallowest address
+/// cuts; for both families the protocol and the port cells), in the order of
+/// [`Prefilter::fused`]'s rows.
+const FUSED_FIELDS: [usize; 5] = [0, DEPTHS, PROTO, SPORT, DPORT];
+
 /// The cell of an exact port: its 16 bits mixed down to 8 (Fibonacci hashing), so that the
 /// few exact ports of a rule set spread over a 256-cell direct map.
 #[inline(always)]
@@ -949,9 +954,14 @@ struct Prefilter {
     /// part's [`step_parts`] word to the field's cell).
     steps: [(u8, u8, u8); FIELDS],
     nsteps: usize,
-    /// The first `ndirect` steps read direct maps, the rest hashed ones (so that the one-word
-    /// lookup runs two loops without a branch per step on the kind of map).
+    /// The first `ndirect` steps read direct maps, the rest hashed ones.
     ndirect: usize,
+    /// For one-word bitmaps: per field of [`FUSED_FIELDS`] with a direct map, and per cell,
+    /// the tables that field lets through (`pass1 | bitmap`; all ones for a field without a
+    /// direct map, and for a dropped one). The one-word lookup reads one word per field here
+    /// instead of walking the direct steps: no branch, no bounds check. Allocated with the
+    /// first table index, so an empty family costs nothing.
+    fused: Option<Box<[[u64; 256]; 5]>>,
     removed: usize,
 }
 
@@ -978,6 +988,7 @@ impl Prefilter {
             steps: [(0, 0, 0); FIELDS],
             nsteps: 0,
             ndirect: 0,
+            fused: None,
             removed: 0,
         }
     }
@@ -1107,7 +1118,30 @@ impl Prefilter {
                 self.filtered[f] = 0;
             }
         }
+        self.refill_fused();
         self.replan();
+    }
+
+    /// Recompute [`fused`](Self::fused) from the maps and `pass1` (one-word bitmaps only).
+    fn refill_fused(&mut self) {
+        if self.words != 1 {
+            return;
+        }
+        let mut fused = self
+            .fused
+            .take()
+            .unwrap_or_else(|| Box::new([[u64::MAX; 256]; 5]));
+        for (row, &f) in fused.iter_mut().zip(&FUSED_FIELDS) {
+            let map = &self.maps[f];
+            for (c, w) in row.iter_mut().enumerate() {
+                *w = if map.direct {
+                    self.pass1[f] | map.get1_direct(c as u32)
+                } else {
+                    u64::MAX
+                };
+            }
+        }
+        self.fused = Some(fused);
     }
 
     /// The fields that filter a table of this tuple, as a bit set.
@@ -1146,6 +1180,23 @@ impl Prefilter {
             }
         }
         self.pass1 = std::array::from_fn(|f| self.pass.get(f).map_or(0, |p| p[0]));
+        if self.words == 1 {
+            // Bit `t` of every cell becomes the field's pass bit: a new index has no entries
+            // yet, and `add` sets the bits of those that come.
+            match &mut self.fused {
+                Some(fused) => {
+                    for (row, &f) in fused.iter_mut().zip(&FUSED_FIELDS) {
+                        if self.maps[f].direct {
+                            let on = self.pass1[f] & bit;
+                            for w in row.iter_mut() {
+                                *w = (*w & !bit) | on;
+                            }
+                        }
+                    }
+                }
+                None => self.refill_fused(),
+            }
+        }
         if set & !self.planned() != 0 {
             self.replan();
         }
@@ -1176,6 +1227,13 @@ impl Prefilter {
             if set & (1 << f) != 0 {
                 let c = self.cell(f, &e.corner());
                 self.maps[f].set(c, t, self.words);
+                if let (Some(fused), Some(row)) =
+                    (&mut self.fused, FUSED_FIELDS.iter().position(|&g| g == f))
+                {
+                    if self.maps[f].direct {
+                        fused[row][c as usize] |= 1 << t;
+                    }
+                }
             }
         }
     }
@@ -1183,18 +1241,27 @@ impl Prefilter {
     /// Candidate tables for `k` when the bitmaps are one word wide (up to 63 tables).
     #[inline(always)]
     fn candidates1<A: Word>(&self, k: &Key<A>) -> u64 {
-        let parts = step_parts(k);
+        let Some(fused) = &self.fused else {
+            // No table index yet: no candidates.
+            return 0;
+        };
         let mut out = u64::MAX;
-        let (direct, hashed) = self.steps[..self.nsteps].split_at(self.ndirect);
-        for &(f, part, shift) in direct {
-            let cell = (parts[usize::from(part & 7)] >> shift) as u32;
-            let f = usize::from(f & 15);
-            out &= self.pass1[f] | self.maps[f].get1_direct(cell);
+        if self.ndirect > 0 {
+            // Every direct field at once (those not in use read all ones), in the order of
+            // FUSED_FIELDS; the address rows only where a cut is one byte (IPv4).
+            let top = |a: A| (a.hi64() >> 56) as usize;
+            if A::BITS == 32 {
+                out &= fused[0][top(k.src)] & fused[1][top(k.dst)];
+            }
+            out &= fused[2][usize::from(k.proto)]
+                & fused[3][port_cell(k.sport) as usize]
+                & fused[4][port_cell(k.dport) as usize];
             if out == 0 {
                 return 0;
             }
         }
-        for &(f, part, shift) in hashed {
+        let parts = step_parts(k);
+        for &(f, part, shift) in &self.steps[self.ndirect..self.nsteps] {
             let cell = (parts[usize::from(part & 7)] >> shift) as u32;
             let f = usize::from(f & 15);
             out &= self.pass1[f] | self.maps[f].get1_hashed(cell);
@@ -1238,6 +1305,10 @@ impl Prefilter {
     fn memory(&self) -> usize {
         self.maps.iter().map(CellMap::memory).sum::<usize>()
             + self.pass.iter().map(|p| p.capacity() * 8).sum::<usize>()
+            + self
+                .fused
+                .as_ref()
+                .map_or(0, |f| core::mem::size_of_val(&**f))
     }
 }
 
@@ -1987,6 +2058,81 @@ mod tests {
             differential(10 + seed as u64, config, widen_rule, widen_key);
         }
         differential(20, Config::for_width(128), widen_rule, widen_key);
+    }
+
+    /// The one-word lookup (the fused rows of the direct fields, then the hashed steps) names
+    /// the same candidate tables as the per-step lookup, and the fused rows stay what a refill
+    /// from the maps computes, through builds, inserts that add tables, removals and reindexes;
+    /// IPv4 (address rows in use) and IPv6 (protocol and port rows only).
+    #[test]
+    fn fused_rows_agree_with_steps() {
+        fn run<A: Word>(
+            seed: u64,
+            config: Config,
+            rule: impl Fn(&Rule<u32>) -> Rule<A>,
+            key: impl Fn(&Key<u32>) -> Key<A>,
+        ) -> bool {
+            let mut rng = Rng::new(seed);
+            let mut rules: Vec<Rule<A>> = (0..120)
+                .map(|i| {
+                    let p = rng.below(50) as u32;
+                    rule(&random_rule(&mut rng, i, p))
+                })
+                .collect();
+            let keys: Vec<Key<A>> = (0..300).map(|_| key(&random_key(&mut rng))).collect();
+            let mut fused_used = false;
+            let mut check = |t: &TupleMerge<A>| {
+                let f = &t.filter;
+                if f.words != 1 {
+                    return;
+                }
+                let mut again = f.clone();
+                again.fused = None;
+                again.refill_fused();
+                assert_eq!(f.fused, again.fused);
+                fused_used |= f.ndirect > 0;
+                let live = t
+                    .tables
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, tab)| tab.is_some())
+                    .fold(0u64, |acc, (i, _)| acc | 1 << i);
+                for k in &keys {
+                    let mut plain = [0u64];
+                    f.candidates(k, &mut plain);
+                    assert_eq!(f.candidates1(k) & live, plain[0] & live, "{k:?}");
+                }
+            };
+            let mut t = TupleMerge::build_with(rules.clone(), config);
+            check(&t);
+            for round in 0..300u32 {
+                if round % 3 == 0 && !rules.is_empty() {
+                    let r = rules.swap_remove(rng.below(rules.len() as u64) as usize);
+                    t.remove(r.id);
+                } else {
+                    let p = rng.below(50) as u32;
+                    let r = rule(&random_rule(&mut rng, 1000 + round, p));
+                    rules.push(r);
+                    t.insert(r);
+                }
+                if round % 25 == 0 {
+                    check(&t);
+                }
+            }
+            check(&t);
+            batch_agrees_with_scan(&t, &keys, &rules);
+            fused_used
+        }
+        let mut used = false;
+        for (seed, config) in CONFIGS.into_iter().enumerate() {
+            used |= run(60 + seed as u64, config, |r| *r, |k| *k);
+            used |= run(70 + seed as u64, config, widen_rule, widen_key);
+        }
+        assert!(used, "some state read the fused rows");
+        // An empty family has no rows and no candidates.
+        let t = TupleMerge::<u32>::new();
+        assert!(t.filter.fused.is_none());
+        assert_eq!(t.filter.candidates1(&random_key(&mut Rng::new(1))), 0);
     }
 
     /// Rules no tuple can tell apart share one long chain: inserted in any rank order and
