@@ -703,6 +703,12 @@ fn walk<A: Word>(tail: u32, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Opti
 
 /// Cell maps: cell keys to a bitmap of tables; an array indexed by the cell for cells of at
 /// most 8 bits, otherwise open-addressed.
+///
+/// An open-addressed map probes linearly from a key's home slot and never wraps: past the
+/// `homes` home slots lie [`SPILL`] more, and a key sits at most `keys.len() - GROUP_SLOTS`,
+/// so every group of [`GROUP_SLOTS`] keys a lookup reads before it finds its key lies inside
+/// the array (a key that would go further grows the map instead). Keys are never removed, so
+/// the slots from a key's home to the key are all occupied.
 #[derive(Debug, Clone, Default)]
 struct CellMap {
     direct: bool,
@@ -710,12 +716,20 @@ struct CellMap {
     /// empty direct map reads as all zero), so that maps of fields no entry uses, and those of
     /// an empty family, cost nothing.
     cells: usize,
+    /// Home slots of an open-addressed map (0 while it is empty: every lookup starts at slot 0
+    /// and finds no group there).
+    homes: usize,
     /// `cell + 1` (cells have at most 31 bits), 0 = empty.
     keys: Vec<u32>,
     /// `words` bitmap words per slot.
     bits: Vec<u64>,
     used: usize,
 }
+
+/// Slots of an open-addressed cell map past its last home slot.
+const SPILL: usize = 16;
+/// The multiplier that spreads cells over a map's home slots (Fibonacci hashing).
+const CELL_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl CellMap {
     fn new(cell_bits: u8) -> CellMap {
@@ -730,19 +744,25 @@ impl CellMap {
         }
     }
 
+    /// The home slot of `cell`.
     #[inline]
     fn slot(&self, cell: u32) -> usize {
-        let h = u64::from(cell).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        ((h * self.keys.len() as u64) >> 32) as usize
+        let h = u64::from(cell).wrapping_mul(CELL_HASH) >> 32;
+        ((h * self.homes as u64) >> 32) as usize
     }
 
-    #[inline]
-    fn step(&self, i: usize) -> usize {
-        if i + 1 == self.keys.len() {
-            0
-        } else {
-            i + 1
+    /// The slot holding `want` (a key, `cell + 1`), or the empty one where it would go, from
+    /// its home on; `None` when that would be past the last slot a key may take.
+    fn find_slot(&self, want: u32) -> Option<usize> {
+        let mut i = self.slot(want - 1);
+        while i + GROUP_SLOTS <= self.keys.len() {
+            let k = self.keys[i];
+            if k == want || k == 0 {
+                return Some(i);
+            }
+            i += 1;
         }
+        None
     }
 
     /// The bitmap of `cell`, if any table has an entry there.
@@ -752,21 +772,11 @@ impl CellMap {
             let at = cell as usize * words;
             return self.bits.get(at..at + words);
         }
-        if self.keys.is_empty() {
+        let i = self.find_slot(cell + 1)?;
+        if self.keys[i] == 0 {
             return None;
         }
-        let want = cell + 1;
-        let mut i = self.slot(cell);
-        loop {
-            let k = self.keys[i];
-            if k == want {
-                return Some(&self.bits[i * words..(i + 1) * words]);
-            }
-            if k == 0 {
-                return None;
-            }
-            i = self.step(i);
-        }
+        self.bits.get(i * words..(i + 1) * words)
     }
 
     /// The one-word bitmap of `cell` (zero if no table has an entry there), for a direct map
@@ -781,38 +791,23 @@ impl CellMap {
     #[inline(always)]
     fn get1_hashed(&self, cell: u32) -> u64 {
         debug_assert!(!self.direct);
-        if self.keys.is_empty() {
-            return 0;
-        }
         let want = cell + 1;
         let mut i = self.slot(cell);
-        loop {
-            // Four keys at a time, as in `Table::probe`; one at a time near the end.
-            if let Some(g) = self.keys.get(i..i + GROUP_SLOTS) {
-                let (hit, empty) = scan_keys(g, want);
-                let any = hit | empty;
-                if any != 0 {
-                    // Whether the first event is the key or an empty slot is as good as random
-                    // for a packet: select the bitmap or zero without a branch.
-                    let j = any.trailing_zeros() as usize;
-                    let keep = 0u64.wrapping_sub(u64::from(hit >> j & 1));
-                    return self.bits[i + j] & keep;
-                }
-                i += GROUP_SLOTS;
-                if i == self.keys.len() {
-                    i = 0;
-                }
-                continue;
+        // Four keys at a time, as in `Table::probe`. A group that does not fit in the array
+        // is past every key (see the type's invariant), and an empty map has none.
+        while let Some(g) = self.keys.get(i..i + GROUP_SLOTS) {
+            let (hit, empty) = scan_keys(g, want);
+            let any = hit | empty;
+            if any != 0 {
+                // Whether the first event is the key or an empty slot is as good as random
+                // for a packet: select the bitmap or zero without a branch.
+                let j = any.trailing_zeros() as usize;
+                let keep = 0u64.wrapping_sub(u64::from(hit >> j & 1));
+                return self.bits.get(i + j).map_or(0, |b| b & keep);
             }
-            let k = self.keys[i];
-            if k == want {
-                return self.bits[i];
-            }
-            if k == 0 {
-                return 0;
-            }
-            i = self.step(i);
+            i += GROUP_SLOTS;
         }
+        0
     }
 
     fn set(&mut self, cell: u32, table: u32, words: usize) {
@@ -824,23 +819,17 @@ impl CellMap {
             self.bits[cell as usize * words + table as usize / 64] |= 1 << (table % 64);
             return;
         }
-        if (self.used + 1) * 4 > self.keys.len() * 3 {
-            let old_keys = std::mem::take(&mut self.keys);
-            let old_bits = std::mem::take(&mut self.bits);
-            let cap = (old_keys.len() * 3 / 2).max(16);
-            self.keys = vec![0; cap];
-            self.bits = vec![0; cap * words];
-            for (i, &k) in old_keys.iter().enumerate().filter(|(_, &k)| k != 0) {
-                let j = self.place(k);
-                self.bits[j * words..(j + 1) * words]
-                    .copy_from_slice(&old_bits[i * words..(i + 1) * words]);
-            }
-        }
         let want = cell + 1;
-        let mut i = self.slot(cell);
-        while self.keys[i] != want && self.keys[i] != 0 {
-            i = self.step(i);
+        if (self.used + 1) * 4 > self.homes * 3 {
+            self.rehash((self.homes * 3 / 2).max(16), words);
         }
+        let i = loop {
+            match self.find_slot(want) {
+                Some(i) => break i,
+                // The run would pass the last slot: more homes spread it out.
+                None => self.rehash(self.homes * 3 / 2, words),
+            }
+        };
         if self.keys[i] == 0 {
             self.keys[i] = want;
             self.used += 1;
@@ -848,14 +837,26 @@ impl CellMap {
         self.bits[i * words + table as usize / 64] |= 1 << (table % 64);
     }
 
-    /// Where key `k` (already `cell + 1`) goes in a table being refilled.
-    fn place(&mut self, k: u32) -> usize {
-        let mut i = self.slot(k - 1);
-        while self.keys[i] != 0 {
-            i = self.step(i);
+    /// Move every key to a map of at least `homes` home slots (more if a run would pass the
+    /// last slot).
+    fn rehash(&mut self, mut homes: usize, words: usize) {
+        let old_keys = std::mem::take(&mut self.keys);
+        let old_bits = std::mem::take(&mut self.bits);
+        'fresh: loop {
+            self.homes = homes;
+            self.keys = vec![0; homes + SPILL];
+            self.bits = vec![0; (homes + SPILL) * words];
+            for (i, &k) in old_keys.iter().enumerate().filter(|(_, &k)| k != 0) {
+                let Some(j) = self.find_slot(k) else {
+                    homes = homes * 3 / 2;
+                    continue 'fresh;
+                };
+                self.keys[j] = k;
+                self.bits[j * words..(j + 1) * words]
+                    .copy_from_slice(&old_bits[i * words..(i + 1) * words]);
+            }
+            return;
         }
-        self.keys[i] = k;
-        i
     }
 
     fn memory(&self) -> usize {
@@ -1260,9 +1261,10 @@ impl Prefilter {
                 return 0;
             }
         }
-        let parts = step_parts(k);
+        // The hashed fields are address cuts (part 0 or 1).
+        let addrs = [k.src.hi64(), k.dst.hi64()];
         for &(f, part, shift) in &self.steps[self.ndirect..self.nsteps] {
-            let cell = (parts[usize::from(part & 7)] >> shift) as u32;
+            let cell = (addrs[usize::from(part & 1)] >> shift) as u32;
             let f = usize::from(f & 15);
             out &= self.pass1[f] | self.maps[f].get1_hashed(cell);
             if out == 0 {
@@ -2133,6 +2135,46 @@ mod tests {
         let t = TupleMerge::<u32>::new();
         assert!(t.filter.fused.is_none());
         assert_eq!(t.filter.candidates1(&random_key(&mut Rng::new(1))), 0);
+    }
+
+    /// An open-addressed cell map finds every key it was given, with every table bit, and no
+    /// other: empty, with one-word and wider bitmaps, and with keys whose homes crowd the last
+    /// slots whatever the map's size (their runs reach the end of the spill area, so the map
+    /// grows until they fit), never placing a key where a group of four would not fit.
+    #[test]
+    fn cell_maps_find_every_key() {
+        let crowded: Vec<u32> = (0u32..)
+            .filter(|&c| u64::from(c).wrapping_mul(CELL_HASH) >> 32 >= 0xffc0_0000)
+            .take(40)
+            .collect();
+        let mut rng = Rng::new(5);
+        let random: Vec<u32> = (0..400).map(|_| rng.below(1 << 24) as u32).collect();
+        for words in [1usize, 3] {
+            let mut m = CellMap::new(24);
+            assert!(!m.direct);
+            let mut want: HashMap<u32, Vec<u64>> = HashMap::new();
+            let check = |m: &CellMap, want: &HashMap<u32, Vec<u64>>| {
+                for c in crowded.iter().chain(&random).chain(&[0, 1, (1 << 24) - 1]) {
+                    let bits = want.get(c);
+                    assert_eq!(m.get(*c, words), bits.map(|b| &b[..]), "{c}");
+                    if words == 1 {
+                        assert_eq!(m.get1_hashed(*c), bits.map_or(0, |b| b[0]), "{c}");
+                    }
+                }
+                let last = m.keys.len().saturating_sub(GROUP_SLOTS - 1);
+                assert!(m.keys[last..].iter().all(|&k| k == 0));
+            };
+            check(&m, &want);
+            for (n, &c) in crowded.iter().chain(&random[..200]).enumerate() {
+                let t = (n * 7 % (64 * words)) as u32;
+                m.set(c, t, words);
+                want.entry(c).or_insert_with(|| vec![0; words])[t as usize / 64] |= 1 << (t % 64);
+                if n % 37 == 0 {
+                    check(&m, &want);
+                }
+            }
+            check(&m, &want);
+        }
     }
 
     /// Rules no tuple can tell apart share one long chain: inserted in any rank order and
