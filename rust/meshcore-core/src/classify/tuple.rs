@@ -26,8 +26,8 @@
 //!   by an O(entries) reindex that runs after a bulk build and, amortised, after updates that
 //!   broke the order (lookups stay correct meanwhile, only slower).
 //! - Buckets are Robin Hood open-addressed slots (a hash tag and the last entry of a circular
-//!   chain, 8 bytes) in an array at most three quarters full; entries live in one array with a
-//!   free list, so no allocation per rule or per bucket. A reindex renumbers the entries so
+//!   chain, 8 bytes) in an array whose home slots are at most three quarters full, with a few
+//!   spill slots after them so that runs never wrap; entries live in one array with a free list, so no allocation per rule or per bucket. A reindex renumbers the entries so
 //!   that each chain is contiguous in the order a lookup walks it.
 //!
 //! Invariants: every table's `best` (and `bests[t]`) is the minimum rank of its entries, and no
@@ -412,9 +412,15 @@ struct Table<A: Address> {
     entries: u32,
     /// Occupied slots.
     used: u32,
-    /// Any length (not a power of two): a hash picks its start by multiply-high.
+    /// Any number of home slots (not a power of two: a hash picks its home by multiply-high),
+    /// then [`SLOT_SPILL`] more. Runs go forward and never wrap; a bucket sits at most
+    /// `slots.len() - GROUP_SLOTS` (a run that would go further grows the table), so the last
+    /// slots are always empty and every group a probe reads fits in the array.
     slots: Vec<Slot>,
 }
+
+/// Slots of a table past its last home slot.
+const SLOT_SPILL: usize = 8;
 
 /// A table's cut of a packet or rule: what its buckets are keyed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,7 +452,7 @@ impl<A: Word> Table<A> {
             best: u64::MAX,
             entries: 0,
             used: 0,
-            slots: vec![EMPTY; 4],
+            slots: vec![EMPTY; 4 + SLOT_SPILL],
         }
     }
 
@@ -482,34 +488,37 @@ impl<A: Word> Table<A> {
         (h >> 40) as u32 & TAG_MASK
     }
 
+    /// The number of home slots.
+    #[inline]
+    fn homes(&self) -> usize {
+        self.slots.len() - SLOT_SPILL
+    }
+
     /// The home slot of a tag.
     #[inline]
     fn start(&self, tag: u32) -> usize {
-        ((u64::from(tag) * self.slots.len() as u64) >> 24) as usize
+        ((u64::from(tag) * self.homes() as u64) >> 24) as usize
     }
 
     /// How far slot `i`'s occupant sits past its home.
     #[inline]
     fn displacement(&self, i: usize, s: Slot) -> usize {
-        let home = self.start(s.tag());
-        if i >= home {
-            i - home
-        } else {
-            i + self.slots.len() - home
-        }
+        i - self.start(s.tag())
     }
 
     /// Place a new bucket (Robin Hood: an occupant nearer its home than the newcomer gives
     /// up its slot), so that a lookup for an absent key stops at the first occupant nearer
-    /// its home than the lookup has come.
-    fn place(&mut self, mut tag: u32, mut tail: u32) {
+    /// its home than the lookup has come. When the run would pass the last slot a bucket may
+    /// take, the bucket left over is returned (the others are in place) for [`grow`](Self::grow).
+    #[must_use]
+    fn place(&mut self, mut tag: u32, mut tail: u32) -> Option<(u32, u32)> {
         let mut i = self.start(tag);
         let mut d = 0;
-        loop {
+        while i + GROUP_SLOTS <= self.slots.len() {
             let here = self.slots[i];
             if here.tail == NIL {
                 self.slots[i] = Slot::new(tag, d, tail);
-                return;
+                return None;
             }
             let hd = self.displacement(i, here);
             if hd < d {
@@ -517,18 +526,10 @@ impl<A: Word> Table<A> {
                 (tag, tail) = (here.tag(), here.tail);
                 d = hd;
             }
-            i = self.step(i);
+            i += 1;
             d += 1;
         }
-    }
-
-    #[inline]
-    fn step(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() {
-            0
-        } else {
-            i + 1
-        }
+        Some((tag, tail))
     }
 
     /// The slot index holding the bucket for `cut`, or the empty slot where it would go.
@@ -544,7 +545,7 @@ impl<A: Word> Table<A> {
             if s.tag() == tag && self.cut_entry(&entries[s.tail as usize]) == *cut {
                 return Some(i);
             }
-            i = self.step(i);
+            i += 1;
             d += 1;
         }
     }
@@ -555,17 +556,33 @@ impl<A: Word> Table<A> {
             .map_or(0, |i| chain(self.slots[i].tail, entries).take(cap).count())
     }
 
-    fn grow(&mut self) {
-        let bigger = vec![EMPTY; self.slots.len() * 3 / 2 + 1];
-        let old = std::mem::replace(&mut self.slots, bigger);
-        for s in old.into_iter().filter(|s| s.tail != NIL) {
-            self.place(s.tag(), s.tail);
+    /// Move every bucket, and `extra` (one left over by [`place`](Self::place)), to a table
+    /// with more home slots (as many more as it takes for every run to fit).
+    fn grow(&mut self, extra: Option<(u32, u32)>) {
+        let buckets: Vec<(u32, u32)> = self
+            .slots
+            .iter()
+            .filter(|s| s.tail != NIL)
+            .map(|s| (s.tag(), s.tail))
+            .chain(extra)
+            .collect();
+        let mut homes = self.homes();
+        'fresh: loop {
+            homes = homes * 3 / 2 + 1;
+            self.slots = vec![EMPTY; homes + SLOT_SPILL];
+            for &(tag, tail) in &buckets {
+                if self.place(tag, tail).is_some() {
+                    continue 'fresh;
+                }
+            }
+            return;
         }
     }
 
-    /// Empty slot `i`, shifting the rest of its run back one place (no tombstones).
+    /// Empty slot `i`, shifting the rest of its run back one place (no tombstones; a run
+    /// ends before the last slot, which is always empty).
     fn vacate(&mut self, mut i: usize) {
-        let mut j = self.step(i);
+        let mut j = i + 1;
         loop {
             let s = self.slots[j];
             if s.tail == NIL {
@@ -577,7 +594,7 @@ impl<A: Word> Table<A> {
             }
             self.slots[i] = Slot::new(s.tag(), d - 1, s.tail);
             i = j;
-            j = self.step(j);
+            j += 1;
         }
         self.slots[i] = EMPTY;
         self.used -= 1;
@@ -605,11 +622,11 @@ impl<A: Word> Table<A> {
         let tag = Self::tag(Self::hash(&self.cut_key(k, kl4)));
         let mut i = self.start(tag);
         let mut want = tag << 8 | 1;
-        let n = self.slots.len();
         loop {
             // Four slots at a time without a branch per slot: which of them is a bucket of the
             // tag at its distance, and which ends the search (an occupant nearer its home, or
-            // an empty slot). Only the first such event counts. Near the end of the array, and
+            // an empty slot). Only the first such event counts. Every group that can hold a
+            // bucket fits in the array (the last slots are empty and end the search first);
             // near saturated distances, one slot at a time below.
             if let Some(g) = self
                 .slots
@@ -633,9 +650,6 @@ impl<A: Word> Table<A> {
                 };
                 i += j + 1;
                 want += j as u32 + 1;
-                if i == n {
-                    i = 0;
-                }
                 continue;
             }
             let s = self.slots[i];
@@ -647,7 +661,7 @@ impl<A: Word> Table<A> {
                 // Robin Hood order: past an occupant nearer its home, the key is absent.
                 return None;
             }
-            i = self.step(i);
+            i += 1;
             if want & 0xff == 0xff {
                 return self.probe_far(i, tag, k, best, entries);
             }
@@ -676,7 +690,7 @@ impl<A: Word> Table<A> {
                     return Some(found);
                 }
             }
-            i = self.step(i);
+            i += 1;
         }
     }
 }
@@ -1659,8 +1673,8 @@ impl<A: Word> TupleMerge<A> {
     fn link(&mut self, t: u32, idx: u32) {
         let entries = &mut self.entries;
         let tab = self.tables[t as usize].as_mut().expect("live table");
-        if (tab.used as usize + 1) * 4 > tab.slots.len() * 3 {
-            tab.grow();
+        if (tab.used as usize + 1) * 4 > tab.homes() * 3 {
+            tab.grow(None);
         }
         let cut = tab.cut_entry(&entries[idx as usize]);
         let h = Table::hash(&cut);
@@ -1686,7 +1700,9 @@ impl<A: Word> TupleMerge<A> {
             }
         } else {
             entries[idx as usize].next = idx;
-            tab.place(Table::<A>::tag(h), idx);
+            if let Some(left) = tab.place(Table::<A>::tag(h), idx) {
+                tab.grow(Some(left));
+            }
             tab.used += 1;
         }
         tab.entries += 1;
@@ -2297,6 +2313,70 @@ mod tests {
             };
             rules.push(r);
             t.insert(r);
+        }
+        check(&t, &rules);
+    }
+
+    /// Buckets whose tags all pick the last home slots (under test only eight tags exist, and
+    /// these all have the largest): their run would pass the end of the array, so the table
+    /// grows until it fits, and the last slots stay empty. Lookups, and removals that shift
+    /// the run back, still find every rule.
+    #[test]
+    fn runs_at_the_end_grow_the_table() {
+        let config = Config {
+            quantum: 1,
+            limit: 1,
+            cap: 32,
+        };
+        let rule = |id: u32| Rule {
+            id,
+            priority: id,
+            seq: u64::from(id),
+            src: Prefix::new(0x0a00_0000 | id, 32, false).unwrap(),
+            dst: Prefix::new(0x0b00_0000, 32, false).unwrap(),
+            sport: (0, 65535),
+            dport: (0, 65535),
+            proto_value: 6,
+            proto_mask: 0xff,
+        };
+        let key = |id: u32| Key {
+            src: 0x0a00_0000 | id,
+            dst: 0x0b00_0000,
+            sport: 1,
+            dport: 2,
+            proto: 6,
+        };
+        let probe = Table::<u32>::new(Tuple::of(&rule(0)).relaxed(1, 32));
+        let last_tag = |id: u32| {
+            let k = key(id);
+            let cut = probe.cut_key(&k, l4(k.sport, k.dport, k.proto));
+            Table::<u32>::tag(Table::<u32>::hash(&cut)) == TAG_MASK
+        };
+        let ids: Vec<u32> = (0..1 << 16).filter(|&id| last_tag(id)).take(300).collect();
+        assert_eq!(ids.len(), 300);
+        let mut rules: Vec<Rule<u32>> = ids[..200].iter().map(|&id| rule(id)).collect();
+        let mut t = TupleMerge::build_with(rules.clone(), config);
+        assert_eq!(t.tables(), 1);
+        let check = |t: &TupleMerge<u32>, rules: &[Rule<u32>]| {
+            for id in ids.iter().copied().chain(0..50) {
+                let k = key(id);
+                assert_eq!(t.classify(&k), linear_first_match(rules, &k), "{id}");
+            }
+            for tab in t.tables.iter().flatten() {
+                let end = tab.slots.len() - (GROUP_SLOTS - 1);
+                assert!(tab.slots[end..].iter().all(|s| s.tail == NIL));
+            }
+        };
+        check(&t, &rules);
+        let mut rng = Rng::new(3);
+        for _ in 0..100 {
+            let r = rules.swap_remove(rng.below(rules.len() as u64) as usize);
+            assert_eq!(t.remove(r.id), 1);
+        }
+        check(&t, &rules);
+        for &id in &ids[200..] {
+            rules.push(rule(id));
+            t.insert(rule(id));
         }
         check(&t, &rules);
     }
