@@ -27,15 +27,18 @@
 //!   broke the order (lookups stay correct meanwhile, only slower).
 //! - Buckets are Robin Hood open-addressed slots (a hash tag and the last entry of a circular
 //!   chain, 8 bytes) in an array whose home slots are at most three quarters full, with a few
-//!   spill slots after them so that runs never wrap; entries live in one array with a free list, so no allocation per rule or per bucket. A reindex renumbers the entries so
-//!   that each chain is contiguous in the order a lookup walks it.
+//!   spill slots after them so that runs never wrap; entries live in one array with a free
+//!   list, so no allocation per rule or per bucket. A reindex renumbers the entries so that
+//!   each chain is contiguous in the order a lookup walks it.
 //!
 //! Invariants: every table's `best` (and `bests[t]`) is the minimum rank of its entries, and no
 //! rank is `u64::MAX`; `inversions` counts the neighbouring live tables whose bests decrease
 //! with the index (none: lookups may stop early);
 //! chains are sorted by rank; each slot's chain holds exactly the entries whose fields, cut to
 //! the table's tuple, equal the slot's key; the prefilter has a bit for every (entry's cell,
-//! table) pair and may have more.
+//! table) pair and may have more, and with one-word bitmaps its fused rows are `pass1 | bitmap`
+//! of each direct field; no bucket and no cell-map key sits in the last `GROUP_SLOTS - 1` slots
+//! of its array.
 
 // The per-packet path (prefilter, candidate walk, table probe) is forced into one loop body:
 // each piece runs several times per packet and is small next to a call.
