@@ -26,16 +26,19 @@
 //!   by an O(entries) reindex that runs after a bulk build and, amortised, after updates that
 //!   broke the order (lookups stay correct meanwhile, only slower).
 //! - Buckets are Robin Hood open-addressed slots (a hash tag and the last entry of a circular
-//!   chain, 8 bytes) in an array at most three quarters full; entries live in one array with a
-//!   free list, so no allocation per rule or per bucket. A reindex renumbers the entries so
-//!   that each chain is contiguous in the order a lookup walks it.
+//!   chain, 8 bytes) in an array whose home slots are at most three quarters full, with a few
+//!   spill slots after them so that runs never wrap; entries live in one array with a free
+//!   list, so no allocation per rule or per bucket. A reindex renumbers the entries so that
+//!   each chain is contiguous in the order a lookup walks it.
 //!
 //! Invariants: every table's `best` (and `bests[t]`) is the minimum rank of its entries, and no
 //! rank is `u64::MAX`; `inversions` counts the neighbouring live tables whose bests decrease
 //! with the index (none: lookups may stop early);
 //! chains are sorted by rank; each slot's chain holds exactly the entries whose fields, cut to
 //! the table's tuple, equal the slot's key; the prefilter has a bit for every (entry's cell,
-//! table) pair and may have more.
+//! table) pair and may have more, and with one-word bitmaps its fused rows are `pass1 | bitmap`
+//! of each direct field; no bucket and no cell-map key sits in the last `GROUP_SLOTS - 1` slots
+//! of its array.
 
 // The per-packet path (prefilter, candidate walk, table probe) is forced into one loop body:
 // each piece runs several times per packet and is small next to a call.
@@ -412,9 +415,15 @@ struct Table<A: Address> {
     entries: u32,
     /// Occupied slots.
     used: u32,
-    /// Any length (not a power of two): a hash picks its start by multiply-high.
+    /// Any number of home slots (not a power of two: a hash picks its home by multiply-high),
+    /// then [`SLOT_SPILL`] more. Runs go forward and never wrap; a bucket sits at most
+    /// `slots.len() - GROUP_SLOTS` (a run that would go further grows the table), so the last
+    /// slots are always empty and every group a probe reads fits in the array.
     slots: Vec<Slot>,
 }
+
+/// Slots of a table past its last home slot.
+const SLOT_SPILL: usize = 8;
 
 /// A table's cut of a packet or rule: what its buckets are keyed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -446,7 +455,7 @@ impl<A: Word> Table<A> {
             best: u64::MAX,
             entries: 0,
             used: 0,
-            slots: vec![EMPTY; 4],
+            slots: vec![EMPTY; 4 + SLOT_SPILL],
         }
     }
 
@@ -482,34 +491,37 @@ impl<A: Word> Table<A> {
         (h >> 40) as u32 & TAG_MASK
     }
 
+    /// The number of home slots.
+    #[inline]
+    fn homes(&self) -> usize {
+        self.slots.len() - SLOT_SPILL
+    }
+
     /// The home slot of a tag.
     #[inline]
     fn start(&self, tag: u32) -> usize {
-        ((u64::from(tag) * self.slots.len() as u64) >> 24) as usize
+        ((u64::from(tag) * self.homes() as u64) >> 24) as usize
     }
 
     /// How far slot `i`'s occupant sits past its home.
     #[inline]
     fn displacement(&self, i: usize, s: Slot) -> usize {
-        let home = self.start(s.tag());
-        if i >= home {
-            i - home
-        } else {
-            i + self.slots.len() - home
-        }
+        i - self.start(s.tag())
     }
 
     /// Place a new bucket (Robin Hood: an occupant nearer its home than the newcomer gives
     /// up its slot), so that a lookup for an absent key stops at the first occupant nearer
-    /// its home than the lookup has come.
-    fn place(&mut self, mut tag: u32, mut tail: u32) {
+    /// its home than the lookup has come. When the run would pass the last slot a bucket may
+    /// take, the bucket left over is returned (the others are in place) for [`grow`](Self::grow).
+    #[must_use]
+    fn place(&mut self, mut tag: u32, mut tail: u32) -> Option<(u32, u32)> {
         let mut i = self.start(tag);
         let mut d = 0;
-        loop {
+        while i + GROUP_SLOTS <= self.slots.len() {
             let here = self.slots[i];
             if here.tail == NIL {
                 self.slots[i] = Slot::new(tag, d, tail);
-                return;
+                return None;
             }
             let hd = self.displacement(i, here);
             if hd < d {
@@ -517,18 +529,10 @@ impl<A: Word> Table<A> {
                 (tag, tail) = (here.tag(), here.tail);
                 d = hd;
             }
-            i = self.step(i);
+            i += 1;
             d += 1;
         }
-    }
-
-    #[inline]
-    fn step(&self, i: usize) -> usize {
-        if i + 1 == self.slots.len() {
-            0
-        } else {
-            i + 1
-        }
+        Some((tag, tail))
     }
 
     /// The slot index holding the bucket for `cut`, or the empty slot where it would go.
@@ -544,7 +548,7 @@ impl<A: Word> Table<A> {
             if s.tag() == tag && self.cut_entry(&entries[s.tail as usize]) == *cut {
                 return Some(i);
             }
-            i = self.step(i);
+            i += 1;
             d += 1;
         }
     }
@@ -555,17 +559,33 @@ impl<A: Word> Table<A> {
             .map_or(0, |i| chain(self.slots[i].tail, entries).take(cap).count())
     }
 
-    fn grow(&mut self) {
-        let bigger = vec![EMPTY; self.slots.len() * 3 / 2 + 1];
-        let old = std::mem::replace(&mut self.slots, bigger);
-        for s in old.into_iter().filter(|s| s.tail != NIL) {
-            self.place(s.tag(), s.tail);
+    /// Move every bucket, and `extra` (one left over by [`place`](Self::place)), to a table
+    /// with more home slots (as many more as it takes for every run to fit).
+    fn grow(&mut self, extra: Option<(u32, u32)>) {
+        let buckets: Vec<(u32, u32)> = self
+            .slots
+            .iter()
+            .filter(|s| s.tail != NIL)
+            .map(|s| (s.tag(), s.tail))
+            .chain(extra)
+            .collect();
+        let mut homes = self.homes();
+        'fresh: loop {
+            homes = homes * 3 / 2 + 1;
+            self.slots = vec![EMPTY; homes + SLOT_SPILL];
+            for &(tag, tail) in &buckets {
+                if self.place(tag, tail).is_some() {
+                    continue 'fresh;
+                }
+            }
+            return;
         }
     }
 
-    /// Empty slot `i`, shifting the rest of its run back one place (no tombstones).
+    /// Empty slot `i`, shifting the rest of its run back one place (no tombstones; a run
+    /// ends before the last slot, which is always empty).
     fn vacate(&mut self, mut i: usize) {
-        let mut j = self.step(i);
+        let mut j = i + 1;
         loop {
             let s = self.slots[j];
             if s.tail == NIL {
@@ -577,7 +597,7 @@ impl<A: Word> Table<A> {
             }
             self.slots[i] = Slot::new(s.tag(), d - 1, s.tail);
             i = j;
-            j = self.step(j);
+            j += 1;
         }
         self.slots[i] = EMPTY;
         self.used -= 1;
@@ -605,11 +625,11 @@ impl<A: Word> Table<A> {
         let tag = Self::tag(Self::hash(&self.cut_key(k, kl4)));
         let mut i = self.start(tag);
         let mut want = tag << 8 | 1;
-        let n = self.slots.len();
         loop {
             // Four slots at a time without a branch per slot: which of them is a bucket of the
             // tag at its distance, and which ends the search (an occupant nearer its home, or
-            // an empty slot). Only the first such event counts. Near the end of the array, and
+            // an empty slot). Only the first such event counts. Every group that can hold a
+            // bucket fits in the array (the last slots are empty and end the search first);
             // near saturated distances, one slot at a time below.
             if let Some(g) = self
                 .slots
@@ -633,9 +653,6 @@ impl<A: Word> Table<A> {
                 };
                 i += j + 1;
                 want += j as u32 + 1;
-                if i == n {
-                    i = 0;
-                }
                 continue;
             }
             let s = self.slots[i];
@@ -647,7 +664,7 @@ impl<A: Word> Table<A> {
                 // Robin Hood order: past an occupant nearer its home, the key is absent.
                 return None;
             }
-            i = self.step(i);
+            i += 1;
             if want & 0xff == 0xff {
                 return self.probe_far(i, tag, k, best, entries);
             }
@@ -676,7 +693,7 @@ impl<A: Word> Table<A> {
                     return Some(found);
                 }
             }
-            i = self.step(i);
+            i += 1;
         }
     }
 }
@@ -703,6 +720,12 @@ fn walk<A: Word>(tail: u32, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Opti
 
 /// Cell maps: cell keys to a bitmap of tables; an array indexed by the cell for cells of at
 /// most 8 bits, otherwise open-addressed.
+///
+/// An open-addressed map probes linearly from a key's home slot and never wraps: past the
+/// `homes` home slots lie [`SPILL`] more, and a key sits at most `keys.len() - GROUP_SLOTS`,
+/// so every group of [`GROUP_SLOTS`] keys a lookup reads before it finds its key lies inside
+/// the array (a key that would go further grows the map instead). Keys are never removed, so
+/// the slots from a key's home to the key are all occupied.
 #[derive(Debug, Clone, Default)]
 struct CellMap {
     direct: bool,
@@ -710,12 +733,20 @@ struct CellMap {
     /// empty direct map reads as all zero), so that maps of fields no entry uses, and those of
     /// an empty family, cost nothing.
     cells: usize,
+    /// Home slots of an open-addressed map (0 while it is empty: every lookup starts at slot 0
+    /// and finds no group there).
+    homes: usize,
     /// `cell + 1` (cells have at most 31 bits), 0 = empty.
     keys: Vec<u32>,
     /// `words` bitmap words per slot.
     bits: Vec<u64>,
     used: usize,
 }
+
+/// Slots of an open-addressed cell map past its last home slot.
+const SPILL: usize = 16;
+/// The multiplier that spreads cells over a map's home slots (Fibonacci hashing).
+const CELL_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
 
 impl CellMap {
     fn new(cell_bits: u8) -> CellMap {
@@ -730,19 +761,25 @@ impl CellMap {
         }
     }
 
+    /// The home slot of `cell`.
     #[inline]
     fn slot(&self, cell: u32) -> usize {
-        let h = u64::from(cell).wrapping_mul(0x9e37_79b9_7f4a_7c15) >> 32;
-        ((h * self.keys.len() as u64) >> 32) as usize
+        let h = u64::from(cell).wrapping_mul(CELL_HASH) >> 32;
+        ((h * self.homes as u64) >> 32) as usize
     }
 
-    #[inline]
-    fn step(&self, i: usize) -> usize {
-        if i + 1 == self.keys.len() {
-            0
-        } else {
-            i + 1
+    /// The slot holding `want` (a key, `cell + 1`), or the empty one where it would go, from
+    /// its home on; `None` when that would be past the last slot a key may take.
+    fn find_slot(&self, want: u32) -> Option<usize> {
+        let mut i = self.slot(want - 1);
+        while i + GROUP_SLOTS <= self.keys.len() {
+            let k = self.keys[i];
+            if k == want || k == 0 {
+                return Some(i);
+            }
+            i += 1;
         }
+        None
     }
 
     /// The bitmap of `cell`, if any table has an entry there.
@@ -752,21 +789,11 @@ impl CellMap {
             let at = cell as usize * words;
             return self.bits.get(at..at + words);
         }
-        if self.keys.is_empty() {
+        let i = self.find_slot(cell + 1)?;
+        if self.keys[i] == 0 {
             return None;
         }
-        let want = cell + 1;
-        let mut i = self.slot(cell);
-        loop {
-            let k = self.keys[i];
-            if k == want {
-                return Some(&self.bits[i * words..(i + 1) * words]);
-            }
-            if k == 0 {
-                return None;
-            }
-            i = self.step(i);
-        }
+        self.bits.get(i * words..(i + 1) * words)
     }
 
     /// The one-word bitmap of `cell` (zero if no table has an entry there), for a direct map
@@ -781,38 +808,23 @@ impl CellMap {
     #[inline(always)]
     fn get1_hashed(&self, cell: u32) -> u64 {
         debug_assert!(!self.direct);
-        if self.keys.is_empty() {
-            return 0;
-        }
         let want = cell + 1;
         let mut i = self.slot(cell);
-        loop {
-            // Four keys at a time, as in `Table::probe`; one at a time near the end.
-            if let Some(g) = self.keys.get(i..i + GROUP_SLOTS) {
-                let (hit, empty) = scan_keys(g, want);
-                let any = hit | empty;
-                if any != 0 {
-                    // Whether the first event is the key or an empty slot is as good as random
-                    // for a packet: select the bitmap or zero without a branch.
-                    let j = any.trailing_zeros() as usize;
-                    let keep = 0u64.wrapping_sub(u64::from(hit >> j & 1));
-                    return self.bits[i + j] & keep;
-                }
-                i += GROUP_SLOTS;
-                if i == self.keys.len() {
-                    i = 0;
-                }
-                continue;
+        // Four keys at a time, as in `Table::probe`. A group that does not fit in the array
+        // is past every key (see the type's invariant), and an empty map has none.
+        while let Some(g) = self.keys.get(i..i + GROUP_SLOTS) {
+            let (hit, empty) = scan_keys(g, want);
+            let any = hit | empty;
+            if any != 0 {
+                // Whether the first event is the key or an empty slot is as good as random
+                // for a packet: select the bitmap or zero without a branch.
+                let j = any.trailing_zeros() as usize;
+                let keep = 0u64.wrapping_sub(u64::from(hit >> j & 1));
+                return self.bits.get(i + j).map_or(0, |b| b & keep);
             }
-            let k = self.keys[i];
-            if k == want {
-                return self.bits[i];
-            }
-            if k == 0 {
-                return 0;
-            }
-            i = self.step(i);
+            i += GROUP_SLOTS;
         }
+        0
     }
 
     fn set(&mut self, cell: u32, table: u32, words: usize) {
@@ -824,23 +836,17 @@ impl CellMap {
             self.bits[cell as usize * words + table as usize / 64] |= 1 << (table % 64);
             return;
         }
-        if (self.used + 1) * 4 > self.keys.len() * 3 {
-            let old_keys = std::mem::take(&mut self.keys);
-            let old_bits = std::mem::take(&mut self.bits);
-            let cap = (old_keys.len() * 3 / 2).max(16);
-            self.keys = vec![0; cap];
-            self.bits = vec![0; cap * words];
-            for (i, &k) in old_keys.iter().enumerate().filter(|(_, &k)| k != 0) {
-                let j = self.place(k);
-                self.bits[j * words..(j + 1) * words]
-                    .copy_from_slice(&old_bits[i * words..(i + 1) * words]);
-            }
-        }
         let want = cell + 1;
-        let mut i = self.slot(cell);
-        while self.keys[i] != want && self.keys[i] != 0 {
-            i = self.step(i);
+        if (self.used + 1) * 4 > self.homes * 3 {
+            self.rehash((self.homes * 3 / 2).max(16), words);
         }
+        let i = loop {
+            match self.find_slot(want) {
+                Some(i) => break i,
+                // The run would pass the last slot: more homes spread it out.
+                None => self.rehash(self.homes * 3 / 2, words),
+            }
+        };
         if self.keys[i] == 0 {
             self.keys[i] = want;
             self.used += 1;
@@ -848,14 +854,26 @@ impl CellMap {
         self.bits[i * words + table as usize / 64] |= 1 << (table % 64);
     }
 
-    /// Where key `k` (already `cell + 1`) goes in a table being refilled.
-    fn place(&mut self, k: u32) -> usize {
-        let mut i = self.slot(k - 1);
-        while self.keys[i] != 0 {
-            i = self.step(i);
+    /// Move every key to a map of at least `homes` home slots (more if a run would pass the
+    /// last slot).
+    fn rehash(&mut self, mut homes: usize, words: usize) {
+        let old_keys = std::mem::take(&mut self.keys);
+        let old_bits = std::mem::take(&mut self.bits);
+        'fresh: loop {
+            self.homes = homes;
+            self.keys = vec![0; homes + SPILL];
+            self.bits = vec![0; (homes + SPILL) * words];
+            for (i, &k) in old_keys.iter().enumerate().filter(|(_, &k)| k != 0) {
+                let Some(j) = self.find_slot(k) else {
+                    homes = homes * 3 / 2;
+                    continue 'fresh;
+                };
+                self.keys[j] = k;
+                self.bits[j * words..(j + 1) * words]
+                    .copy_from_slice(&old_bits[i * words..(i + 1) * words]);
+            }
+            return;
         }
-        self.keys[i] = k;
-        i
     }
 
     fn memory(&self) -> usize {
@@ -892,6 +910,11 @@ const LOOKUP_ORDER: [usize; FIELDS] = [
     SPORT,
     PROTO,
 ];
+
+/// The fields whose cells are the top byte of a header part (for IPv4 the shallowest address
+/// cuts; for both families the protocol and the port cells), in the order of
+/// [`Prefilter::fused`]'s rows.
+const FUSED_FIELDS: [usize; 5] = [0, DEPTHS, PROTO, SPORT, DPORT];
 
 /// The cell of an exact port: its 16 bits mixed down to 8 (Fibonacci hashing), so that the
 /// few exact ports of a rule set spread over a 256-cell direct map.
@@ -949,9 +972,14 @@ struct Prefilter {
     /// part's [`step_parts`] word to the field's cell).
     steps: [(u8, u8, u8); FIELDS],
     nsteps: usize,
-    /// The first `ndirect` steps read direct maps, the rest hashed ones (so that the one-word
-    /// lookup runs two loops without a branch per step on the kind of map).
+    /// The first `ndirect` steps read direct maps, the rest hashed ones.
     ndirect: usize,
+    /// For one-word bitmaps: per field of [`FUSED_FIELDS`] with a direct map, and per cell,
+    /// the tables that field lets through (`pass1 | bitmap`; all ones for a field without a
+    /// direct map, and for a dropped one). The one-word lookup reads one word per field here
+    /// instead of walking the direct steps: no branch, no bounds check. Allocated with the
+    /// first table index, so an empty family costs nothing.
+    fused: Option<Box<[[u64; 256]; 5]>>,
     removed: usize,
 }
 
@@ -978,6 +1006,7 @@ impl Prefilter {
             steps: [(0, 0, 0); FIELDS],
             nsteps: 0,
             ndirect: 0,
+            fused: None,
             removed: 0,
         }
     }
@@ -1107,7 +1136,30 @@ impl Prefilter {
                 self.filtered[f] = 0;
             }
         }
+        self.refill_fused();
         self.replan();
+    }
+
+    /// Recompute [`fused`](Self::fused) from the maps and `pass1` (one-word bitmaps only).
+    fn refill_fused(&mut self) {
+        if self.words != 1 {
+            return;
+        }
+        let mut fused = self
+            .fused
+            .take()
+            .unwrap_or_else(|| Box::new([[u64::MAX; 256]; 5]));
+        for (row, &f) in fused.iter_mut().zip(&FUSED_FIELDS) {
+            let map = &self.maps[f];
+            for (c, w) in row.iter_mut().enumerate() {
+                *w = if map.direct {
+                    self.pass1[f] | map.get1_direct(c as u32)
+                } else {
+                    u64::MAX
+                };
+            }
+        }
+        self.fused = Some(fused);
     }
 
     /// The fields that filter a table of this tuple, as a bit set.
@@ -1146,6 +1198,23 @@ impl Prefilter {
             }
         }
         self.pass1 = std::array::from_fn(|f| self.pass.get(f).map_or(0, |p| p[0]));
+        if self.words == 1 {
+            // Bit `t` of every cell becomes the field's pass bit: a new index has no entries
+            // yet, and `add` sets the bits of those that come.
+            match &mut self.fused {
+                Some(fused) => {
+                    for (row, &f) in fused.iter_mut().zip(&FUSED_FIELDS) {
+                        if self.maps[f].direct {
+                            let on = self.pass1[f] & bit;
+                            for w in row.iter_mut() {
+                                *w = (*w & !bit) | on;
+                            }
+                        }
+                    }
+                }
+                None => self.refill_fused(),
+            }
+        }
         if set & !self.planned() != 0 {
             self.replan();
         }
@@ -1176,6 +1245,13 @@ impl Prefilter {
             if set & (1 << f) != 0 {
                 let c = self.cell(f, &e.corner());
                 self.maps[f].set(c, t, self.words);
+                if let (Some(fused), Some(row)) =
+                    (&mut self.fused, FUSED_FIELDS.iter().position(|&g| g == f))
+                {
+                    if self.maps[f].direct {
+                        fused[row][c as usize] |= 1 << t;
+                    }
+                }
             }
         }
     }
@@ -1183,19 +1259,29 @@ impl Prefilter {
     /// Candidate tables for `k` when the bitmaps are one word wide (up to 63 tables).
     #[inline(always)]
     fn candidates1<A: Word>(&self, k: &Key<A>) -> u64 {
-        let parts = step_parts(k);
+        let Some(fused) = &self.fused else {
+            // No table index yet: no candidates.
+            return 0;
+        };
         let mut out = u64::MAX;
-        let (direct, hashed) = self.steps[..self.nsteps].split_at(self.ndirect);
-        for &(f, part, shift) in direct {
-            let cell = (parts[usize::from(part & 7)] >> shift) as u32;
-            let f = usize::from(f & 15);
-            out &= self.pass1[f] | self.maps[f].get1_direct(cell);
+        if self.ndirect > 0 {
+            // Every direct field at once (those not in use read all ones), in the order of
+            // FUSED_FIELDS; the address rows only where a cut is one byte (IPv4).
+            let top = |a: A| (a.hi64() >> 56) as usize;
+            if A::BITS == 32 {
+                out &= fused[0][top(k.src)] & fused[1][top(k.dst)];
+            }
+            out &= fused[2][usize::from(k.proto)]
+                & fused[3][port_cell(k.sport) as usize]
+                & fused[4][port_cell(k.dport) as usize];
             if out == 0 {
                 return 0;
             }
         }
-        for &(f, part, shift) in hashed {
-            let cell = (parts[usize::from(part & 7)] >> shift) as u32;
+        // The hashed fields are address cuts (part 0 or 1).
+        let addrs = [k.src.hi64(), k.dst.hi64()];
+        for &(f, part, shift) in &self.steps[self.ndirect..self.nsteps] {
+            let cell = (addrs[usize::from(part & 1)] >> shift) as u32;
             let f = usize::from(f & 15);
             out &= self.pass1[f] | self.maps[f].get1_hashed(cell);
             if out == 0 {
@@ -1238,6 +1324,10 @@ impl Prefilter {
     fn memory(&self) -> usize {
         self.maps.iter().map(CellMap::memory).sum::<usize>()
             + self.pass.iter().map(|p| p.capacity() * 8).sum::<usize>()
+            + self
+                .fused
+                .as_ref()
+                .map_or(0, |f| core::mem::size_of_val(&**f))
     }
 }
 
@@ -1586,8 +1676,8 @@ impl<A: Word> TupleMerge<A> {
     fn link(&mut self, t: u32, idx: u32) {
         let entries = &mut self.entries;
         let tab = self.tables[t as usize].as_mut().expect("live table");
-        if (tab.used as usize + 1) * 4 > tab.slots.len() * 3 {
-            tab.grow();
+        if (tab.used as usize + 1) * 4 > tab.homes() * 3 {
+            tab.grow(None);
         }
         let cut = tab.cut_entry(&entries[idx as usize]);
         let h = Table::hash(&cut);
@@ -1613,7 +1703,9 @@ impl<A: Word> TupleMerge<A> {
             }
         } else {
             entries[idx as usize].next = idx;
-            tab.place(Table::<A>::tag(h), idx);
+            if let Some(left) = tab.place(Table::<A>::tag(h), idx) {
+                tab.grow(Some(left));
+            }
             tab.used += 1;
         }
         tab.entries += 1;
@@ -1989,6 +2081,121 @@ mod tests {
         differential(20, Config::for_width(128), widen_rule, widen_key);
     }
 
+    /// The one-word lookup (the fused rows of the direct fields, then the hashed steps) names
+    /// the same candidate tables as the per-step lookup, and the fused rows stay what a refill
+    /// from the maps computes, through builds, inserts that add tables, removals and reindexes;
+    /// IPv4 (address rows in use) and IPv6 (protocol and port rows only).
+    #[test]
+    fn fused_rows_agree_with_steps() {
+        fn run<A: Word>(
+            seed: u64,
+            config: Config,
+            rule: impl Fn(&Rule<u32>) -> Rule<A>,
+            key: impl Fn(&Key<u32>) -> Key<A>,
+        ) -> bool {
+            let mut rng = Rng::new(seed);
+            let mut rules: Vec<Rule<A>> = (0..120)
+                .map(|i| {
+                    let p = rng.below(50) as u32;
+                    rule(&random_rule(&mut rng, i, p))
+                })
+                .collect();
+            let keys: Vec<Key<A>> = (0..300).map(|_| key(&random_key(&mut rng))).collect();
+            let mut fused_used = false;
+            let mut check = |t: &TupleMerge<A>| {
+                let f = &t.filter;
+                if f.words != 1 {
+                    return;
+                }
+                let mut again = f.clone();
+                again.fused = None;
+                again.refill_fused();
+                assert_eq!(f.fused, again.fused);
+                fused_used |= f.ndirect > 0;
+                let live = t
+                    .tables
+                    .iter()
+                    .enumerate()
+                    .filter(|(_, tab)| tab.is_some())
+                    .fold(0u64, |acc, (i, _)| acc | 1 << i);
+                for k in &keys {
+                    let mut plain = [0u64];
+                    f.candidates(k, &mut plain);
+                    assert_eq!(f.candidates1(k) & live, plain[0] & live, "{k:?}");
+                }
+            };
+            let mut t = TupleMerge::build_with(rules.clone(), config);
+            check(&t);
+            for round in 0..300u32 {
+                if round % 3 == 0 && !rules.is_empty() {
+                    let r = rules.swap_remove(rng.below(rules.len() as u64) as usize);
+                    t.remove(r.id);
+                } else {
+                    let p = rng.below(50) as u32;
+                    let r = rule(&random_rule(&mut rng, 1000 + round, p));
+                    rules.push(r);
+                    t.insert(r);
+                }
+                if round % 25 == 0 {
+                    check(&t);
+                }
+            }
+            check(&t);
+            batch_agrees_with_scan(&t, &keys, &rules);
+            fused_used
+        }
+        let mut used = false;
+        for (seed, config) in CONFIGS.into_iter().enumerate() {
+            used |= run(60 + seed as u64, config, |r| *r, |k| *k);
+            used |= run(70 + seed as u64, config, widen_rule, widen_key);
+        }
+        assert!(used, "some state read the fused rows");
+        // An empty family has no rows and no candidates.
+        let t = TupleMerge::<u32>::new();
+        assert!(t.filter.fused.is_none());
+        assert_eq!(t.filter.candidates1(&random_key(&mut Rng::new(1))), 0);
+    }
+
+    /// An open-addressed cell map finds every key it was given, with every table bit, and no
+    /// other: empty, with one-word and wider bitmaps, and with keys whose homes crowd the last
+    /// slots whatever the map's size (their runs reach the end of the spill area, so the map
+    /// grows until they fit), never placing a key where a group of four would not fit.
+    #[test]
+    fn cell_maps_find_every_key() {
+        let crowded: Vec<u32> = (0u32..)
+            .filter(|&c| u64::from(c).wrapping_mul(CELL_HASH) >> 32 >= 0xffc0_0000)
+            .take(40)
+            .collect();
+        let mut rng = Rng::new(5);
+        let random: Vec<u32> = (0..400).map(|_| rng.below(1 << 24) as u32).collect();
+        for words in [1usize, 3] {
+            let mut m = CellMap::new(24);
+            assert!(!m.direct);
+            let mut want: HashMap<u32, Vec<u64>> = HashMap::new();
+            let check = |m: &CellMap, want: &HashMap<u32, Vec<u64>>| {
+                for c in crowded.iter().chain(&random).chain(&[0, 1, (1 << 24) - 1]) {
+                    let bits = want.get(c);
+                    assert_eq!(m.get(*c, words), bits.map(|b| &b[..]), "{c}");
+                    if words == 1 {
+                        assert_eq!(m.get1_hashed(*c), bits.map_or(0, |b| b[0]), "{c}");
+                    }
+                }
+                let last = m.keys.len().saturating_sub(GROUP_SLOTS - 1);
+                assert!(m.keys[last..].iter().all(|&k| k == 0));
+            };
+            check(&m, &want);
+            for (n, &c) in crowded.iter().chain(&random[..200]).enumerate() {
+                let t = (n * 7 % (64 * words)) as u32;
+                m.set(c, t, words);
+                want.entry(c).or_insert_with(|| vec![0; words])[t as usize / 64] |= 1 << (t % 64);
+                if n % 37 == 0 {
+                    check(&m, &want);
+                }
+            }
+            check(&m, &want);
+        }
+    }
+
     /// Rules no tuple can tell apart share one long chain: inserted in any rank order and
     /// removed from its head, middle and tail, it keeps the best match first.
     #[test]
@@ -2109,6 +2316,70 @@ mod tests {
             };
             rules.push(r);
             t.insert(r);
+        }
+        check(&t, &rules);
+    }
+
+    /// Buckets whose tags all pick the last home slots (under test only eight tags exist, and
+    /// these all have the largest): their run would pass the end of the array, so the table
+    /// grows until it fits, and the last slots stay empty. Lookups, and removals that shift
+    /// the run back, still find every rule.
+    #[test]
+    fn runs_at_the_end_grow_the_table() {
+        let config = Config {
+            quantum: 1,
+            limit: 1,
+            cap: 32,
+        };
+        let rule = |id: u32| Rule {
+            id,
+            priority: id,
+            seq: u64::from(id),
+            src: Prefix::new(0x0a00_0000 | id, 32, false).unwrap(),
+            dst: Prefix::new(0x0b00_0000, 32, false).unwrap(),
+            sport: (0, 65535),
+            dport: (0, 65535),
+            proto_value: 6,
+            proto_mask: 0xff,
+        };
+        let key = |id: u32| Key {
+            src: 0x0a00_0000 | id,
+            dst: 0x0b00_0000,
+            sport: 1,
+            dport: 2,
+            proto: 6,
+        };
+        let probe = Table::<u32>::new(Tuple::of(&rule(0)).relaxed(1, 32));
+        let last_tag = |id: u32| {
+            let k = key(id);
+            let cut = probe.cut_key(&k, l4(k.sport, k.dport, k.proto));
+            Table::<u32>::tag(Table::<u32>::hash(&cut)) == TAG_MASK
+        };
+        let ids: Vec<u32> = (0..1 << 16).filter(|&id| last_tag(id)).take(300).collect();
+        assert_eq!(ids.len(), 300);
+        let mut rules: Vec<Rule<u32>> = ids[..200].iter().map(|&id| rule(id)).collect();
+        let mut t = TupleMerge::build_with(rules.clone(), config);
+        assert_eq!(t.tables(), 1);
+        let check = |t: &TupleMerge<u32>, rules: &[Rule<u32>]| {
+            for id in ids.iter().copied().chain(0..50) {
+                let k = key(id);
+                assert_eq!(t.classify(&k), linear_first_match(rules, &k), "{id}");
+            }
+            for tab in t.tables.iter().flatten() {
+                let end = tab.slots.len() - (GROUP_SLOTS - 1);
+                assert!(tab.slots[end..].iter().all(|s| s.tail == NIL));
+            }
+        };
+        check(&t, &rules);
+        let mut rng = Rng::new(3);
+        for _ in 0..100 {
+            let r = rules.swap_remove(rng.below(rules.len() as u64) as usize);
+            assert_eq!(t.remove(r.id), 1);
+        }
+        check(&t, &rules);
+        for &id in &ids[200..] {
+            rules.push(rule(id));
+            t.insert(rule(id));
         }
         check(&t, &rules);
     }
