@@ -605,6 +605,40 @@ impl<T> RedQueue<T> {
     pub fn stats(&self) -> RedStats {
         self.stats
     }
+
+    /// The state to which [`rollback`](Self::rollback) returns the queue.
+    pub fn checkpoint(&self) -> RedCheckpoint {
+        RedCheckpoint {
+            red: self.red.clone(),
+            len: self.items.len(),
+            backlog: self.backlog,
+            stats: self.stats,
+        }
+    }
+
+    /// Undo every arrival since `cp` was taken of this queue, with nothing dequeued since: the
+    /// packets queued since are dropped (the latest ones, so `truncate`) and the RED state (the
+    /// PRNG and Adaptive RED included), backlog and statistics are as they were. For batches
+    /// that find a bad row only as they go, and must change nothing then.
+    ///
+    /// # Panics
+    /// When the queue is shorter than at `cp` (something was dequeued).
+    pub fn rollback(&mut self, cp: RedCheckpoint) {
+        assert!(self.items.len() >= cp.len, "rollback after a dequeue");
+        self.items.truncate(cp.len);
+        self.red = cp.red;
+        self.backlog = cp.backlog;
+        self.stats = cp.stats;
+    }
+}
+
+/// A [`RedQueue`]'s state for [`RedQueue::rollback`]: everything an arrival changes.
+#[derive(Debug, Clone)]
+pub struct RedCheckpoint {
+    red: Red,
+    len: usize,
+    backlog: u64,
+    stats: RedStats,
 }
 
 /// The Floyd-Jacobson test of `Red::arrive` at probability `p_b`, with `count` (an integer held
@@ -1169,6 +1203,108 @@ mod tests {
             assert!(fast.len() <= 60);
             assert_eq!(fast.stats(), slow.stats(), "case {case}");
             assert_eq!((fast.len(), fast.backlog()), (slow.len(), slow.backlog()));
+        }
+    }
+
+    /// Runs that fill the limit exactly, or one row or byte short of it or over it: the loop
+    /// that skips the limit test (the run fits) against the one that makes it, against
+    /// `enqueue` row by row.
+    #[test]
+    fn runs_around_the_limit() {
+        for bytes_mode in [false, true] {
+            for limit in [
+                RUN as u64 - 1,
+                RUN as u64,
+                RUN as u64 + 1,
+                2 * RUN as u64 + 5,
+            ] {
+                for size in [0, 1, 3] {
+                    // Every row passes RED (the average stays near 0): only the limit refuses.
+                    let cfg = RedConfig {
+                        min_th: 1.0,
+                        max_th: 2.0,
+                        w_q: 1e-9,
+                        limit: Some(if bytes_mode {
+                            limit * u64::from(size.max(1))
+                        } else {
+                            limit
+                        }),
+                        bytes_mode,
+                        ..RedConfig::default()
+                    };
+                    for first in [0, 1, RUN - 2, RUN - 1, RUN, RUN + 1, 3 * RUN] {
+                        let mut fast = RedQueue::<u8>::new(cfg.clone()).unwrap();
+                        let mut slow = RedQueue::<u8>::new(cfg.clone()).unwrap();
+                        for n in [first, 2 * RUN + 3] {
+                            let sizes = vec![size; n];
+                            let times = vec![5; n];
+                            let mut out = vec![9u8; n];
+                            fast.enqueue_sizes(&sizes, &times, None, &mut out);
+                            for (i, &o) in out.iter().enumerate() {
+                                let want = match slow.enqueue(0, size, false, 5) {
+                                    Ok(v) => v as u8,
+                                    Err(_) => Verdict::Dropped as u8,
+                                };
+                                assert_eq!(o, want, "limit {limit}, size {size}, row {i}");
+                            }
+                            assert_eq!(fast.stats(), slow.stats());
+                            assert_eq!((fast.len(), fast.backlog()), (slow.len(), slow.backlog()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A checkpoint undoes arrivals of both loops and of `enqueue`: what follows a rollback is
+    /// what follows in a queue that never saw them.
+    #[test]
+    fn rollback_undoes_arrivals() {
+        for (rule, adaptive) in [
+            (CountRule::FloydJacobson, false),
+            (CountRule::FloydJacobson, true),
+            (CountRule::Linux, false),
+        ] {
+            let cfg = RedConfig {
+                w_q: 0.1,
+                max_p: 0.2,
+                limit: Some(40),
+                count_rule: rule,
+                adaptive,
+                adapt_interval: 1000,
+                ..cfg()
+            };
+            let (mut a, mut b) = (
+                RedQueue::<u8>::new(cfg.clone()).unwrap(),
+                RedQueue::new(cfg).unwrap(),
+            );
+            let sizes = vec![1; 100];
+            let times: Vec<Nanos> = (0..100).map(|i| i * 300).collect();
+            let mut out = [0u8; 100];
+            for q in [&mut a, &mut b] {
+                q.enqueue_sizes(&sizes[..30], &times[..30], None, &mut out[..30]);
+                q.pop(9_000);
+            }
+            let cp = a.checkpoint();
+            a.enqueue_sizes(&sizes[30..], &times[30..], None, &mut out[30..]);
+            let _ = a.enqueue(3, 1, false, 50_000);
+            a.rollback(cp);
+            let (mut x, mut y) = (vec![0u8; 70], vec![0u8; 70]);
+            a.enqueue_sizes(&sizes[30..], &times[30..], None, &mut x);
+            b.enqueue_sizes(&sizes[30..], &times[30..], None, &mut y);
+            assert_eq!(x, y);
+            assert_eq!(
+                (a.stats(), a.len(), a.backlog()),
+                (b.stats(), b.len(), b.backlog())
+            );
+            assert_eq!(
+                (a.avg().to_bits(), a.count()),
+                (b.avg().to_bits(), b.count())
+            );
+            assert_eq!(
+                (&a.red.rng, a.red.next_tick, a.red.max_p.to_bits()),
+                (&b.red.rng, b.red.next_tick, b.red.max_p.to_bits())
+            );
         }
     }
 
