@@ -307,12 +307,12 @@ fn sizes_checked_avx2(sizes: &[i64], out: &mut [u32]) -> bool {
 // The low 32 bits are the value exactly when the high ones (of the row read as a u64) are 0.
 #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
 fn sizes_checked_lanes(sizes: &[i64], out: &mut [u32]) -> bool {
-    let mut high = 0;
+    let mut all = 0;
     for (o, &s) in out.iter_mut().zip(sizes) {
         *o = s as u32;
-        high |= s as u64 >> 32;
+        all |= s as u64;
     }
-    high == 0
+    all >> 32 == 0
 }
 
 /// Whether [`nanos_checked`] accepts every row of `seconds`: one branch-free pass, in vector
