@@ -86,3 +86,41 @@ def test_bad_row_changes_nothing(bad: int) -> None:
     with pytest.raises(ConfigError, match=rf"times\[{bad}\]"):
         q.enqueue_many(sizes, bad_times)
     assert state(q) == before
+
+
+@pytest.mark.parametrize("bytes_mode", [False, True])
+@pytest.mark.parametrize("adaptive", [False, True])
+@pytest.mark.parametrize("bad", [0, 63, 64, 2047, 2048, 4999])
+def test_refused_batch_leaves_no_trace(bytes_mode: bool, adaptive: bool, bad: int) -> None:
+    """A batch refused for a bad row, even one found after earlier chunks were offered, leaves
+    the queue as if never called: the next batch gives what it gives in a twin queue."""
+    rng = np.random.default_rng(bad + 7)
+    cfg = config(rng, bytes_mode, "fj") | {"adaptive": adaptive, "adapt_interval": 1e-4}
+    if adaptive:
+        cfg["max_p"] = 0.1
+    a, b = RedQueue(**cfg), RedQueue(**cfg)  # type: ignore[arg-type]
+    sizes, times, ecn = rows(rng, 5000, 1.0, bytes_mode)
+    n = 64 if bad < 64 else 5000
+    for bad_sizes, bad_times, match in [
+        (-1, None, rf"sizes\[{bad}\]"),
+        (2**32, None, rf"sizes\[{bad}\]"),
+        (None, np.inf, rf"times\[{bad}\]"),
+        (None, -1.0, rf"times\[{bad}\]"),
+        # Both: the sizes are checked first, wherever the bad time is.
+        (-5, np.nan, rf"sizes\[{bad}\]"),
+    ]:
+        s, t = sizes[:n].copy(), times[:n].copy()
+        if bad_sizes is not None:
+            s[bad] = bad_sizes
+        if bad_times is not None:
+            t[0 if bad_sizes is not None else bad] = bad_times
+        with pytest.raises(ConfigError, match=match):
+            a.enqueue_many(s, t, ecn[:n])
+    got = a.enqueue_many(sizes[:n], times[:n], ecn[:n])
+    assert got.tolist() == b.enqueue_many(sizes[:n], times[:n], ecn[:n]).tolist()
+    assert state(a) == state(b)
+    # The largest size is a good row.
+    s = sizes[:n].copy()
+    s[bad] = 2**32 - 1
+    assert a.enqueue_many(s, times[:n]).tolist() == b.enqueue_many(s, times[:n]).tolist()
+    assert state(a) == state(b)

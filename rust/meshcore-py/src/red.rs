@@ -13,7 +13,8 @@ use crate::lock::{Locked, SMALL_BATCH};
 use meshcore_core::queue::bucket::all_at_most;
 use meshcore_core::queue::red::{CountRule, RedConfig, RedQueue};
 use meshcore_core::queue::{
-    all_seconds, nanos_checked, nanos_checked_into, seconds_to_nanos, Nanos, ParamError, Verdict,
+    all_seconds, nanos_checked, nanos_checked_into, seconds_to_nanos, sizes_checked_into, Nanos,
+    ParamError, Verdict,
 };
 use numpy::{
     PyArray1, PyArrayDescrMethods, PyArrayMethods, PyReadonlyArray1, PyUntypedArray,
@@ -282,35 +283,48 @@ impl<'py> Arrivals<'py> {
     }
 
     /// [`run`](Self::run) for a batch without items, a chunk at a time: each chunk's sizes
-    /// and times are converted into stack buffers (vectorized passes), then `rows` offers the
-    /// chunk (sizes, times, ECN column) and writes the verdict codes.
-    pub fn run_sizes<Q: Send + Sync>(
+    /// and times are checked and converted into stack buffers (vectorized passes), then
+    /// offered ([`RedQueue::enqueue_sizes`]). A bad row is seen only when its chunk comes: the
+    /// arrivals before it are then undone ([`RedQueue::rollback`]), so that the batch changes
+    /// nothing, and the error is the one a check of the whole batch first reports.
+    pub fn run_sizes(
         self,
         py: Python<'_>,
-        lock: &Locked<Q>,
+        lock: &Locked<RedQueue<Item>>,
         out: &mut [u8],
-        rows: impl Fn(&mut Q, &[u32], &[Nanos], Option<&[bool]>, &mut [u8]) + Send,
     ) -> PyResult<()> {
         debug_assert!(self.items.is_none());
         let sizes = self.sizes.as_slice()?;
         let times = self.times.as_ref().map(|t| t.as_slice()).transpose()?;
         let ecn = self.ecn.as_ref().map(|e| e.as_slice()).transpose()?;
         let now = self.now;
+        let good = lock.write_rows(py, sizes.len(), move |q| {
+            let cp = q.checkpoint();
+            // A short batch (a router's few dozen packets) in short buffers: zeroing the long
+            // ones would cost it more than its rows.
+            let good = if out.len() <= SHORT {
+                sizes_in_chunks::<SHORT>(q, (sizes, times, ecn, now), out)
+            } else {
+                sizes_in_chunks::<CHUNK>(q, (sizes, times, ecn, now), out)
+            };
+            if !good {
+                q.rollback(cp);
+            }
+            good
+        })?;
+        if good {
+            return Ok(());
+        }
         let checked = if sizes.len() < SMALL_BATCH {
             check(sizes, times)
         } else {
             py.detach(|| check(sizes, times))
         };
-        checked.map_err(|e| config_error(py, &e))?;
-        lock.write_rows(py, sizes.len(), move |q| {
-            // A short batch (a router's few dozen packets) in short buffers: zeroing the long
-            // ones would cost it more than its rows.
-            if out.len() <= SHORT {
-                sizes_in_chunks::<Q, SHORT>(q, (sizes, times, ecn, now), out, rows);
-            } else {
-                sizes_in_chunks::<Q, CHUNK>(q, (sizes, times, ecn, now), out, rows);
-            }
-        })
+        // The chunk found a bad row, so the check finds one too.
+        let e = checked
+            .err()
+            .unwrap_or_else(|| ParamError("a bad row".into()));
+        Err(config_error(py, &e))
     }
 
     /// Offer every arrival in order to the queue behind `lock` with the GIL released, writing
@@ -370,7 +384,6 @@ impl<'py> Arrivals<'py> {
     }
 }
 
-/// Sizes in 0..2**32 and valid times in seconds, or the first bad row.
 /// Rows in batches of a short router call: buffers this long serve them.
 const SHORT: usize = 64;
 
@@ -378,32 +391,31 @@ const SHORT: usize = 64;
 type SizeColumns<'a> = (&'a [i64], Option<&'a [f64]>, Option<&'a [bool]>, Nanos);
 
 /// [`Arrivals::run_sizes`]'s loop, with buffers of `ROWS` rows: each chunk's sizes and times
-/// (checked before) are converted into them, then `rows` offers the chunk.
-fn sizes_in_chunks<Q, const ROWS: usize>(
-    q: &mut Q,
+/// are checked and converted into them, then offered. False (at once) when a chunk has a bad
+/// row; the chunks before it have been offered.
+fn sizes_in_chunks<const ROWS: usize>(
+    q: &mut RedQueue<Item>,
     (sizes, times, ecn, now): SizeColumns<'_>,
     out: &mut [u8],
-    rows: impl Fn(&mut Q, &[u32], &[Nanos], Option<&[bool]>, &mut [u8]),
-) {
+) -> bool {
     let (mut sbuf, mut tbuf) = ([0u32; ROWS], [0u64; ROWS]);
     for (k, o) in out.chunks_mut(ROWS).enumerate() {
         let rows_k = k * ROWS..k * ROWS + o.len();
         let (s, t) = (&mut sbuf[..o.len()], &mut tbuf[..o.len()]);
-        // Checked before: every size is in 0..2**32.
-        #[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
-        for (b, &x) in s.iter_mut().zip(&sizes[rows_k.clone()]) {
-            *b = x as u32;
-        }
+        let mut good = sizes_checked_into(&sizes[rows_k.clone()], s);
         match times {
-            Some(ts) => {
-                nanos_checked_into(&ts[rows_k.clone()], t); // checked before
-            }
+            Some(ts) => good &= nanos_checked_into(&ts[rows_k.clone()], t),
             None => t.fill(now),
         }
-        rows(q, s, t, ecn.map(|e| &e[rows_k]), o);
+        if !good {
+            return false;
+        }
+        q.enqueue_sizes(s, t, ecn.map(|e| &e[rows_k]), o);
     }
+    true
 }
 
+/// Sizes in 0..2**32 and valid times in seconds, or the first bad row.
 fn check(sizes: &[i64], times: Option<&[f64]>) -> Result<(), ParamError> {
     // Branch-free passes; the position is searched only when there is a bad row.
     let bad_size = |s: i64| u32::try_from(s).is_err();
@@ -548,7 +560,7 @@ impl PyRedQueue {
                     q.enqueue(item, size, ect, t)
                 })?;
             } else {
-                a.run_sizes(py, &self.inner, o, RedQueue::enqueue_sizes)?;
+                a.run_sizes(py, &self.inner, o)?;
             }
         }
         Ok(out)

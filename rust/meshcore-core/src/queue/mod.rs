@@ -293,6 +293,40 @@ fn nanos_near_lanes(seconds: &[f64], out: &mut [Nanos]) -> bool {
     spread >> 51 == 0
 }
 
+/// `sizes` (in bytes) as `u32`s into `out` (of the same length), and whether every row is in
+/// `0..2**32` (`out` then holds them all exactly; a row outside is truncated). One branch-free
+/// pass, in vector lanes (eight rows at a time with AVX2), so that a column is checked and
+/// converted at once.
+pub fn sizes_checked_into(sizes: &[i64], out: &mut [u32]) -> bool {
+    #[cfg(target_arch = "x86_64")]
+    if std::is_x86_feature_detected!("avx2") {
+        #[allow(unsafe_code)]
+        // SAFETY: the CPU has AVX2, the one feature `sizes_checked_avx2` is compiled for.
+        return unsafe { sizes_checked_avx2(sizes, out) };
+    }
+    sizes_checked_lanes(sizes, out)
+}
+
+#[cfg(target_arch = "x86_64")]
+#[target_feature(enable = "avx2")]
+fn sizes_checked_avx2(sizes: &[i64], out: &mut [u32]) -> bool {
+    sizes_checked_lanes(sizes, out)
+}
+
+#[inline(always)]
+#[allow(clippy::inline_always)]
+// the body of both copies above, vectorized in each
+// The low 32 bits are the value exactly when the high ones (of the row read as a u64) are 0.
+#[allow(clippy::cast_possible_truncation, clippy::cast_sign_loss)]
+fn sizes_checked_lanes(sizes: &[i64], out: &mut [u32]) -> bool {
+    let mut all = 0;
+    for (o, &s) in out.iter_mut().zip(sizes) {
+        *o = s as u32;
+        all |= s as u64;
+    }
+    all >> 32 == 0
+}
+
 /// Whether [`nanos_checked`] accepts every row of `seconds`: one branch-free pass, in vector
 /// lanes (four rows at a time with AVX2), for checking a column before it is used.
 pub fn all_seconds(seconds: &[f64]) -> bool {
@@ -513,6 +547,46 @@ impl Color {
 mod tests {
     use super::*;
     use crate::rand::Rng;
+
+    /// `sizes_checked_into` against a row-by-row `u32::try_from`, on every length up to a few
+    /// vector widths and with one bad row at each position.
+    #[test]
+    fn sizes_checked_into_matches_try_from() {
+        let edges = [
+            0,
+            1,
+            1500,
+            i64::from(u32::MAX),
+            1 << 32,
+            -1,
+            i64::MIN,
+            i64::MAX,
+        ];
+        let mut r = Rng::new(3);
+        for n in 0..40 {
+            let good: Vec<i64> = (0..n)
+                .map(|_| i64::from(u32::try_from(r.below(1 << 32)).unwrap()))
+                .collect();
+            let mut out = vec![7u32; n];
+            assert!(sizes_checked_into(&good, &mut out));
+            assert!(good.iter().zip(&out).all(|(&s, &o)| i64::from(o) == s));
+            for i in 0..n {
+                for &e in &edges {
+                    let mut v = good.clone();
+                    v[i] = e;
+                    let want = v.iter().all(|&s| u32::try_from(s).is_ok());
+                    assert_eq!(
+                        sizes_checked_into(&v, &mut out),
+                        want,
+                        "n {n}, row {i}, {e}"
+                    );
+                    if want {
+                        assert!(v.iter().zip(&out).all(|(&s, &o)| i64::from(o) == s));
+                    }
+                }
+            }
+        }
+    }
 
     #[test]
     fn ratio_reads_decimals() {

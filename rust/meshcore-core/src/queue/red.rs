@@ -605,6 +605,40 @@ impl<T> RedQueue<T> {
     pub fn stats(&self) -> RedStats {
         self.stats
     }
+
+    /// The state to which [`rollback`](Self::rollback) returns the queue.
+    pub fn checkpoint(&self) -> RedCheckpoint {
+        RedCheckpoint {
+            red: self.red.clone(),
+            len: self.items.len(),
+            backlog: self.backlog,
+            stats: self.stats,
+        }
+    }
+
+    /// Undo every arrival since `cp` was taken of this queue, with nothing dequeued since: the
+    /// packets queued since are dropped (the latest ones, so `truncate`) and the RED state (the
+    /// PRNG and Adaptive RED included), backlog and statistics are as they were. For batches
+    /// that find a bad row only as they go, and must change nothing then.
+    ///
+    /// # Panics
+    /// When the queue is shorter than at `cp` (something was dequeued).
+    pub fn rollback(&mut self, cp: RedCheckpoint) {
+        assert!(self.items.len() >= cp.len, "rollback after a dequeue");
+        self.items.truncate(cp.len);
+        self.red = cp.red;
+        self.backlog = cp.backlog;
+        self.stats = cp.stats;
+    }
+}
+
+/// A [`RedQueue`]'s state for [`RedQueue::rollback`]: everything an arrival changes.
+#[derive(Debug, Clone)]
+pub struct RedCheckpoint {
+    red: Red,
+    len: usize,
+    backlog: u64,
+    stats: RedStats,
 }
 
 /// The Floyd-Jacobson test of `Red::arrive` at probability `p_b`, with `count` (an integer held
@@ -621,8 +655,8 @@ fn fj_mark(count: &mut f64, rng: &mut Rng, p_b: f64) -> bool {
 /// a stack buffer of this many (4 KiB) and pushed at the end of the run.
 const RUN: usize = 1024;
 
-/// Runs of at most this many rows gather into a buffer this long instead: zeroing the long one
-/// would cost a router's batch of a few dozen packets more than its rows.
+/// Batches of at most this many rows gather into a buffer this long instead: zeroing the long
+/// one would cost a router's batch of a few dozen packets more than its rows.
 const SHORT_RUN: usize = 64;
 
 impl<T: Default> RedQueue<T> {
@@ -648,18 +682,17 @@ impl<T: Default> RedQueue<T> {
         assert!(sizes.len() == n && times.len() == n && ecn.is_none_or(|e| e.len() == n));
         let c = &self.red.cfg;
         if !c.adaptive && c.count_rule == CountRule::FloydJacobson {
-            let bytes = c.bytes_mode;
-            for (k, o) in out.chunks_mut(RUN).enumerate() {
-                let rows = k * RUN..k * RUN + o.len();
-                let (s, t) = (&sizes[rows.clone()], &times[rows.clone()]);
-                let e = ecn.map(|e| &e[rows]);
-                match (bytes, o.len() <= SHORT_RUN) {
-                    (true, true) => self.fj_run::<true, SHORT_RUN>(s, t, e, o),
-                    (true, false) => self.fj_run::<true, RUN>(s, t, e, o),
-                    (false, true) => self.fj_run::<false, SHORT_RUN>(s, t, e, o),
-                    (false, false) => self.fj_run::<false, RUN>(s, t, e, o),
-                }
+            #[cfg(target_arch = "x86_64")]
+            if std::is_x86_feature_detected!("avx2")
+                && std::is_x86_feature_detected!("bmi1")
+                && std::is_x86_feature_detected!("bmi2")
+            {
+                #[allow(unsafe_code)]
+                // SAFETY: the CPU has AVX2, BMI1 and BMI2, the features `fj_runs_avx2` is
+                // compiled for.
+                return unsafe { self.fj_runs_avx2(sizes, times, ecn, out) };
             }
+            self.fj_runs(sizes, times, ecn, out);
             return;
         }
         for (i, ((o, &size), &t)) in out.iter_mut().zip(sizes).zip(times).enumerate() {
@@ -671,25 +704,90 @@ impl<T: Default> RedQueue<T> {
         }
     }
 
-    /// [`enqueue_sizes`](Self::enqueue_sizes) of at most `ROWS` rows for the Floyd-Jacobson
-    /// rule without Adaptive RED (`BYTES`: byte mode). It is `Red::arrive` and `enqueue` with
-    /// the configuration read once and the same arithmetic expression for expression, so the
-    /// results are bit for bit the same, in a loop that keeps few values live:
-    /// - the state (average, count, latest time, PRNG) is in locals, written back at the end;
-    ///   the count and, in packet mode, the queue length are whole f64s (exact up to 2**53, and
-    ///   the length is at most the limit, <= 2**53), which the arithmetic uses directly;
-    /// - nothing is pushed in the loop: the packets let in (the rows not `Dropped`) are
-    ///   gathered and pushed after it, with one reservation. Nothing reads the queue in between
-    ///   but its length and backlog, which are counted;
-    /// - nothing is dequeued within a run, so `q_time` is fixed; the ECN column is read only for
-    ///   a packet about to be marked.
-    #[allow(clippy::cast_precision_loss, clippy::cast_possible_truncation)] // see above
-    fn fj_run<const BYTES: bool, const ROWS: usize>(
+    /// [`fj_runs`](Self::fj_runs) compiled with the three-operand (VEX) encodings and BMI's
+    /// shifts and rotations: the same operations in fewer instructions (no register copies).
+    #[cfg(target_arch = "x86_64")]
+    #[target_feature(enable = "avx2,bmi1,bmi2")]
+    fn fj_runs_avx2(
         &mut self,
         sizes: &[u32],
         times: &[Nanos],
         ecn: Option<&[bool]>,
         out: &mut [u8],
+    ) {
+        self.fj_runs(sizes, times, ecn, out);
+    }
+
+    /// The fast loop of [`enqueue_sizes`](Self::enqueue_sizes) (columns of equal length), in
+    /// runs of [`RUN`] rows sharing one buffer for the sizes let in.
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // the body of both copies above
+    fn fj_runs(&mut self, sizes: &[u32], times: &[Nanos], ecn: Option<&[bool]>, out: &mut [u8]) {
+        if out.len() <= SHORT_RUN {
+            self.fj_runs_in(&mut [0; SHORT_RUN], sizes, times, ecn, out);
+        } else {
+            self.fj_runs_in(&mut [0; RUN], sizes, times, ecn, out);
+        }
+    }
+
+    /// [`fj_runs`](Self::fj_runs) with `queued` as the buffer: runs of its length.
+    #[inline(always)]
+    #[allow(clippy::inline_always)] // see above
+    fn fj_runs_in(
+        &mut self,
+        queued: &mut [u32],
+        sizes: &[u32],
+        times: &[Nanos],
+        ecn: Option<&[bool]>,
+        out: &mut [u8],
+    ) {
+        let bytes = self.red.cfg.bytes_mode;
+        let run = queued.len();
+        for (k, o) in out.chunks_mut(run).enumerate() {
+            let rows = k * run..k * run + o.len();
+            let (s, t) = (&sizes[rows.clone()], &times[rows.clone()]);
+            let e = ecn.map(|e| &e[rows]);
+            // Whether the limit can refuse none of the run's rows: it holds them all (in byte
+            // mode their bytes too), so the loop need not test it.
+            let room = self.items.len() + o.len() <= usize::try_from(self.limit).unwrap_or(0)
+                && (!bytes
+                    || self.backlog + s.iter().map(|&x| u64::from(x)).sum::<u64>() <= self.limit);
+            match (bytes, room) {
+                (true, true) => self.fj_run::<true, true>(s, t, e, o, queued),
+                (true, false) => self.fj_run::<true, false>(s, t, e, o, queued),
+                (false, true) => self.fj_run::<false, true>(s, t, e, o, queued),
+                (false, false) => self.fj_run::<false, false>(s, t, e, o, queued),
+            }
+        }
+    }
+
+    /// [`enqueue_sizes`](Self::enqueue_sizes) of at most `queued.len()` rows for the
+    /// Floyd-Jacobson rule without Adaptive RED (`BYTES`: byte mode; `ROOM`: the limit can
+    /// refuse none of the rows). It is `Red::arrive` and `enqueue` with the configuration read
+    /// once and the same arithmetic expression for expression, so the results are bit for bit
+    /// the same, in a loop that keeps few values live:
+    /// - the state (average, count, latest time, PRNG) is in locals, written back at the end;
+    ///   the count and, in packet mode, the queue length are whole f64s (exact up to 2**53, and
+    ///   the length is at most the limit, <= 2**53), which the arithmetic uses directly;
+    /// - nothing is pushed in the loop: the sizes let in are written to `queued` and pushed
+    ///   after it, in one go. Nothing reads the queue in between but its length and backlog,
+    ///   which are counted;
+    /// - nothing is dequeued within a run, so `q_time` is fixed; the ECN column is read only for
+    ///   a packet about to be marked.
+    #[inline(always)]
+    #[allow(
+        clippy::inline_always, // see above
+        clippy::cast_precision_loss, // see above
+        clippy::cast_possible_truncation,
+        clippy::too_many_lines // one loop, kept whole so that it reads as `arrive` does
+    )]
+    fn fj_run<const BYTES: bool, const ROOM: bool>(
+        &mut self,
+        sizes: &[u32],
+        times: &[Nanos],
+        ecn: Option<&[bool]>,
+        out: &mut [u8],
+        queued: &mut [u32],
     ) {
         const PASS: u8 = Verdict::Enqueued as u8;
         const MARK: u8 = Verdict::Marked as u8;
@@ -717,106 +815,122 @@ impl<T: Default> RedQueue<T> {
         let mut len = self.items.len();
         let mut backlog = self.backlog;
         let n = out.len();
-        let (sizes, times) = (&sizes[..n], &times[..n]);
-        for i in 0..n {
-            last = last.max(times[i]);
-            let (empty, q) = if BYTES {
-                // As in `Red::arrive`: q <= limit <= 2**53.
-                #[allow(clippy::cast_possible_wrap)]
-                let q = backlog as i64 as f64;
-                (len == 0, q)
-            } else {
-                // A whole number: below 1 is 0.
-                (len_f < 1.0, len_f)
-            };
-            if empty {
-                if let Some(q_time) = red.q_time {
-                    avg = red.decayed(avg, q_time, last);
-                }
-            } else {
-                avg = keep * avg + w_q * q;
-            }
-            let kind = if avg < min_th {
-                count = -1.0;
-                NONE
-            } else if avg < max_th {
-                if fj_mark(&mut count, &mut rng, (avg - min_th) * slope) {
-                    EARLY
-                } else {
-                    NONE
-                }
-            } else if gentle && avg < two_max {
-                let p_b = max_p + (1.0 - max_p) * (avg - max_th) / max_th;
-                if fj_mark(&mut count, &mut rng, p_b) {
-                    EARLY
-                } else {
-                    NONE
-                }
-            } else {
-                FORCED
-            };
-            let size = sizes[i];
-            let over = if BYTES {
-                backlog + u64::from(size) > limit || len as u64 >= limit
-            } else {
-                len_f >= limit_f
-            };
-            // The marked packets (few) apart, so that the common path stays short.
-            if kind != NONE {
-                count = 0.0;
-                let ecn_ok = if kind == EARLY { early_ecn } else { forced_ecn };
-                out[i] = if !(ecn_ok && ect(i)) {
-                    if kind == EARLY {
-                        st.early_drops += 1;
-                    } else {
-                        st.forced_drops += 1;
+        let (sizes, times, queued) = (&sizes[..n], &times[..n], &mut queued[..n]);
+        // Packets let in so far: their sizes are `queued[..k]`.
+        let mut k = 0;
+        // Row `$i`, at time `$last` when the queue is `$empty`: whether it is let in. A macro, so
+        // that each of its two uses below is compiled with its own `$empty`.
+        macro_rules! row {
+            ($i:expr, $empty:expr, $last:expr) => {{
+                let (i, empty, last): (usize, bool, Nanos) = ($i, $empty, $last);
+                if empty {
+                    if let Some(q_time) = red.q_time {
+                        avg = red.decayed(avg, q_time, last);
                     }
-                    DROP
+                } else {
+                    let q = if BYTES {
+                        // As in `Red::arrive`: q <= limit <= 2**53.
+                        #[allow(clippy::cast_possible_wrap)]
+                        let q = backlog as i64 as f64;
+                        q
+                    } else {
+                        len_f
+                    };
+                    avg = keep * avg + w_q * q;
+                }
+                let kind = if avg < min_th {
+                    count = -1.0;
+                    NONE
+                } else if avg < max_th {
+                    if fj_mark(&mut count, &mut rng, (avg - min_th) * slope) {
+                        EARLY
+                    } else {
+                        NONE
+                    }
+                } else if gentle && avg < two_max {
+                    let p_b = max_p + (1.0 - max_p) * (avg - max_th) / max_th;
+                    if fj_mark(&mut count, &mut rng, p_b) {
+                        EARLY
+                    } else {
+                        NONE
+                    }
+                } else {
+                    FORCED
+                };
+                let size = sizes[i];
+                let over = !ROOM
+                    && if BYTES {
+                        backlog + u64::from(size) > limit || len as u64 >= limit
+                    } else {
+                        len_f >= limit_f
+                    };
+                // The marked packets (few) apart, so that the common path stays short.
+                let verdict = if kind != NONE {
+                    count = 0.0;
+                    let ecn_ok = if kind == EARLY { early_ecn } else { forced_ecn };
+                    if !(ecn_ok && ect(i)) {
+                        if kind == EARLY {
+                            st.early_drops += 1;
+                        } else {
+                            st.forced_drops += 1;
+                        }
+                        DROP
+                    } else if over {
+                        st.overlimit_drops += 1;
+                        DROP
+                    } else {
+                        if kind == EARLY {
+                            st.early_marks += 1;
+                        } else {
+                            st.forced_marks += 1;
+                        }
+                        MARK
+                    }
                 } else if over {
                     st.overlimit_drops += 1;
                     DROP
                 } else {
-                    if kind == EARLY {
-                        st.early_marks += 1;
-                    } else {
-                        st.forced_marks += 1;
-                    }
+                    PASS
+                };
+                out[i] = verdict;
+                if verdict == DROP {
+                    false
+                } else {
+                    queued[k] = size;
+                    k += 1;
                     if BYTES {
-                        len += 1;
                         backlog += u64::from(size);
+                        len += 1;
                     } else {
                         len_f += 1.0;
                     }
-                    MARK
-                };
-                continue;
-            }
-            if over {
-                st.overlimit_drops += 1;
-                out[i] = DROP;
-                continue;
-            }
-            out[i] = PASS;
-            if BYTES {
-                len += 1;
-                backlog += u64::from(size);
-            } else {
-                len_f += 1.0;
+                    true
+                }
+            }};
+        }
+        // Nothing leaves within a run, so the queue is empty only before the first packet let
+        // in. Those rows first; the others need not follow the time, which only the empty
+        // queue's decay reads: the latest is found after the loop.
+        let mut i = 0;
+        if self.items.is_empty() {
+            while i < n {
+                last = last.max(times[i]);
+                i += 1;
+                if row!(i - 1, true, last) {
+                    break;
+                }
             }
         }
-        // Gather the sizes let in, then push them.
-        let mut queued = [0u32; ROWS];
-        let mut n = 0;
-        for (&v, &size) in out.iter().zip(sizes) {
-            queued[n] = size;
-            n += usize::from(v != DROP);
+        let seen = i;
+        for i in seen..n {
+            row!(i, false, 0);
         }
-        let queued = &queued[..n];
+        last = times[seen..].iter().fold(last, |m, &t| m.max(t));
         if !BYTES {
-            backlog += queued.iter().map(|&s| u64::from(s)).sum::<u64>();
+            backlog += queued[..k].iter().map(|&s| u64::from(s)).sum::<u64>();
         }
-        st.enqueued += n as u64;
-        self.items.extend(queued.iter().map(|&size| Entry {
+        st.enqueued += k as u64;
+        self.items.extend(queued[..k].iter().map(|&size| Entry {
             item: T::default(),
             size,
         }));
@@ -1089,6 +1203,108 @@ mod tests {
             assert!(fast.len() <= 60);
             assert_eq!(fast.stats(), slow.stats(), "case {case}");
             assert_eq!((fast.len(), fast.backlog()), (slow.len(), slow.backlog()));
+        }
+    }
+
+    /// Runs that fill the limit exactly, or one row or byte short of it or over it: the loop
+    /// that skips the limit test (the run fits) against the one that makes it, against
+    /// `enqueue` row by row.
+    #[test]
+    fn runs_around_the_limit() {
+        for bytes_mode in [false, true] {
+            for limit in [
+                RUN as u64 - 1,
+                RUN as u64,
+                RUN as u64 + 1,
+                2 * RUN as u64 + 5,
+            ] {
+                for size in [0, 1, 3] {
+                    // Every row passes RED (the average stays near 0): only the limit refuses.
+                    let cfg = RedConfig {
+                        min_th: 1.0,
+                        max_th: 2.0,
+                        w_q: 1e-9,
+                        limit: Some(if bytes_mode {
+                            limit * u64::from(size.max(1))
+                        } else {
+                            limit
+                        }),
+                        bytes_mode,
+                        ..RedConfig::default()
+                    };
+                    for first in [0, 1, RUN - 2, RUN - 1, RUN, RUN + 1, 3 * RUN] {
+                        let mut fast = RedQueue::<u8>::new(cfg.clone()).unwrap();
+                        let mut slow = RedQueue::<u8>::new(cfg.clone()).unwrap();
+                        for n in [first, 2 * RUN + 3] {
+                            let sizes = vec![size; n];
+                            let times = vec![5; n];
+                            let mut out = vec![9u8; n];
+                            fast.enqueue_sizes(&sizes, &times, None, &mut out);
+                            for (i, &o) in out.iter().enumerate() {
+                                let want = match slow.enqueue(0, size, false, 5) {
+                                    Ok(v) => v as u8,
+                                    Err(_) => Verdict::Dropped as u8,
+                                };
+                                assert_eq!(o, want, "limit {limit}, size {size}, row {i}");
+                            }
+                            assert_eq!(fast.stats(), slow.stats());
+                            assert_eq!((fast.len(), fast.backlog()), (slow.len(), slow.backlog()));
+                        }
+                    }
+                }
+            }
+        }
+    }
+
+    /// A checkpoint undoes arrivals of both loops and of `enqueue`: what follows a rollback is
+    /// what follows in a queue that never saw them.
+    #[test]
+    fn rollback_undoes_arrivals() {
+        for (rule, adaptive) in [
+            (CountRule::FloydJacobson, false),
+            (CountRule::FloydJacobson, true),
+            (CountRule::Linux, false),
+        ] {
+            let cfg = RedConfig {
+                w_q: 0.1,
+                max_p: 0.2,
+                limit: Some(40),
+                count_rule: rule,
+                adaptive,
+                adapt_interval: 1000,
+                ..cfg()
+            };
+            let (mut a, mut b) = (
+                RedQueue::<u8>::new(cfg.clone()).unwrap(),
+                RedQueue::new(cfg).unwrap(),
+            );
+            let sizes = vec![1; 100];
+            let times: Vec<Nanos> = (0..100).map(|i| i * 300).collect();
+            let mut out = [0u8; 100];
+            for q in [&mut a, &mut b] {
+                q.enqueue_sizes(&sizes[..30], &times[..30], None, &mut out[..30]);
+                q.pop(9_000);
+            }
+            let cp = a.checkpoint();
+            a.enqueue_sizes(&sizes[30..], &times[30..], None, &mut out[30..]);
+            let _ = a.enqueue(3, 1, false, 50_000);
+            a.rollback(cp);
+            let (mut x, mut y) = (vec![0u8; 70], vec![0u8; 70]);
+            a.enqueue_sizes(&sizes[30..], &times[30..], None, &mut x);
+            b.enqueue_sizes(&sizes[30..], &times[30..], None, &mut y);
+            assert_eq!(x, y);
+            assert_eq!(
+                (a.stats(), a.len(), a.backlog()),
+                (b.stats(), b.len(), b.backlog())
+            );
+            assert_eq!(
+                (a.avg().to_bits(), a.count()),
+                (b.avg().to_bits(), b.count())
+            );
+            assert_eq!(
+                (&a.red.rng, a.red.next_tick, a.red.max_p.to_bits()),
+                (&b.red.rng, b.red.next_tick, b.red.max_p.to_bits())
+            );
         }
     }
 
