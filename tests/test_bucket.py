@@ -215,6 +215,9 @@ def test_batch_columns_refuse_bools_with_type_error() -> None:
         for times, got in (
             ([0.0, True], r"a bool \(row 1\)"),
             (np.array([True, False]), "an array of bool"),
+            # numpy would parse text as seconds: text is refused by type too.
+            (["0.5", "1.5"], "text"),
+            (np.array([b"0.5", b"1.5"]), "text"),
         ):
             with pytest.raises(TypeError, match=f"^times must be an array of seconds, not {got}$"):
                 many([1, 1], times)

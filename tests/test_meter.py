@@ -301,6 +301,8 @@ def test_color_batches_refuse_bools_with_type_error() -> None:
         TypeError, match=r"^times must be an array of seconds, not a bool \(row 1\)$"
     ):
         m.color_many([10, 10], [0.0, True])
+    with pytest.raises(TypeError, match=r"^times must be an array of seconds, not text$"):
+        m.color_many([10, 10], ["0.0", "0.5"])
     assert m.color(1000, 0.0) is G  # C is still full
 
 

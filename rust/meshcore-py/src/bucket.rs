@@ -213,16 +213,18 @@ impl<'py> Times<'py> {
         if let Some(i) = bool_row(obj)? {
             return Err(bools(format!("a bool (row {i})")));
         }
-        if obj
-            .cast::<PyUntypedArray>()
-            .is_ok_and(|a| a.dtype().kind() == b'b')
-        {
-            return Err(bools("an array of bool".into()));
+        let np = py.import("numpy")?;
+        let seconds = |e: PyErr| config(py, format!("times must be an array of seconds ({e})"));
+        let arr = np.call_method1("asarray", (obj,)).map_err(seconds)?;
+        // Text is no time either, although numpy parses "1.5" as 1.5: a TypeError.
+        match arr.cast::<PyUntypedArray>().map(|a| a.dtype().kind()) {
+            Ok(b'b') => return Err(bools("an array of bool".into())),
+            Ok(b'U' | b'S') => return Err(bools("text".into())),
+            _ => {}
         }
-        let a = py
-            .import("numpy")?
-            .call_method1("ascontiguousarray", (obj, "float64"))
-            .map_err(|e| config(py, format!("times must be an array of seconds ({e})")))?;
+        let a = np
+            .call_method1("ascontiguousarray", (arr, "float64"))
+            .map_err(seconds)?;
         let a = a
             .cast_into::<PyArray1<f64>>()
             .map_err(|_| config(py, "times must be a one-dimensional array of seconds"))?;
