@@ -3,7 +3,8 @@
 It makes a seeded mix of real traffic (IPv4 and IPv6, TCP, UDP, ICMP, VLAN and QinQ tags, IPv6
 extension headers, fragments, ARP, and a few broken frames), writes it to a pcap file, reads it
 back, parses it in one batch with checksum verification, reports what it found, and routes the
-frames by destination through a RouteTable. Then it runs the load-balancing simulations of
+frames by destination through a RouteTable, classifies them with a Classifier read from text
+rules and polices each class with a TokenBucket. Then it runs the load-balancing simulations of
 :mod:`meshcore.sim`, prints their tables and plots their latency percentiles (with matplotlib,
 when installed). Last, :mod:`meshcore.demo_mesh` runs xDS discovery, TCP health checks and a
 weighted balancer together against real backends on loopback.
@@ -23,12 +24,19 @@ import numpy as np
 import numpy.typing as npt
 
 from meshcore import _meshcore
-from meshcore._meshcore import Packet, RouteTable, build_packet, describe_error
+from meshcore._meshcore import (
+    Classifier,
+    Packet,
+    RouteTable,
+    TokenBucket,
+    build_packet,
+    describe_error,
+)
 from meshcore.errors import PacketError
 from meshcore.io.pcap import Capture, read_pcap, write_pcap
 from meshcore.wire import FLAG_FRAGMENT, FLAG_HAS_PORTS, flow_keys, ipv4_as_uint32
 
-__all__ = ["balance_summary", "make_traffic", "run_demo", "summarize"]
+__all__ = ["balance_summary", "make_traffic", "police_summary", "run_demo", "summarize"]
 
 _PROTO_NAMES = {1: "icmp", 6: "tcp", 17: "udp", 58: "icmpv6", 50: "esp"}
 
@@ -248,6 +256,63 @@ def route_summary(rows: npt.NDArray[np.void]) -> str:
     )
 
 
+#: The demo's access and traffic-class rules, in the text format of ``Classifier.from_text``.
+POLICY = """
+web  tcp from 10.0.0.0/16 to 10.0.0.0/16 port 80,443,8080
+db   tcp from 10.0.0.0/16 to 10.0.0.0/16 port 5432
+dns  udp from 10.0.0.0/16 to 10.0.0.0/16 port 53
+tls6 from 2001:db8::/32 to 2001:db8::/32 port 443,853
+deny from any to any
+"""
+
+#: Policing rate (bytes/s) and burst (bytes) per traffic class of :data:`POLICY`.
+RATES = {
+    "web": (12.5e6, 64_000),
+    "db": (2.5e6, 16_000),
+    "dns": (125e3, 4_000),
+    "tls6": (6.25e6, 32_000),
+}
+
+
+def police_summary(cap: Capture, rate_pps: float = 1e6) -> str:
+    """Classify the frames of a capture by 5-tuple with a Classifier read from :data:`POLICY`,
+    then police each class with a TokenBucket in bytes (:data:`RATES`), the frames arriving
+    evenly at ``rate_pps`` frames/s."""
+    rules = Classifier.from_text(POLICY)
+    rows = cap.parse()
+    t0 = time.perf_counter()
+    ids = rules.classify_parsed(rows)
+    secs = time.perf_counter() - t0
+    sizes = np.asarray(cap.wire_lengths, dtype=np.int64)
+    times = np.arange(len(rows), dtype=np.float64) / rate_pps
+    span = len(rows) / rate_pps
+    rate = len(rows) / secs / 1e6 if secs > 0 else float("inf")
+    lines = [
+        f"classified {len(rows):,} frames with meshcore.Classifier ({len(rules)} text rules, "
+        f"{rate:.0f} M frames/s); policed per class with meshcore.TokenBucket over {span:.2f} s:"
+    ]
+    for rule_id in rules:
+        action = rules.action(rule_id)
+        mine = ids == rule_id
+        offered = int(sizes[mine].sum())
+        if action in RATES:
+            tb = TokenBucket(*RATES[action])
+            ok = tb.try_consume_many(sizes[mine], times[mine])
+            passed = f"{int(sizes[mine][ok].sum()) * 8 / span / 1e6:6.1f} Mbit/s passed"
+            rate_b, burst = RATES[action]
+            passed += (
+                f" ({int(ok.sum()):,} frames; {rate_b * 8 / 1e6:g} Mbit/s + {burst:,} B burst)"
+            )
+        else:
+            passed = "dropped"
+        lines.append(
+            f"  {action:<5} {int(mine.sum()):>7,} frames, {offered * 8 / span / 1e6:6.1f} Mbit/s "
+            f"offered -> {passed}"
+        )
+    lines.append(f"  not IP or unparsed: {int((ids == -1).sum()):,} frames")
+    return "\n".join(lines)
+
+
 def balance_summary(scale: float = 1.0, plot_path: str | Path | None = None) -> str:
     """Run the balancing simulations at ``scale`` times their full size, as text; plot their
     latency percentiles to ``plot_path`` (a PNG) unless it is None."""
@@ -293,7 +358,9 @@ def run_demo(
         path = Path(keep) if keep else Path(tmp) / "demo.pcap"
         write_pcap(path, frames)
         lines.append(inspect(path))
-        lines.append(route_summary(read_pcap(path).parse()))
+        cap = read_pcap(path)
+        lines.append(route_summary(cap.parse()))
+        lines.append(police_summary(cap))
     lines.append("\nA few frames one at a time with meshcore.Packet.parse:")
     for f in frames[:4]:
         lines.append(f"  {Packet.parse(f)!r}")
