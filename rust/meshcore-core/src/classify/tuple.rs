@@ -415,15 +415,25 @@ struct Table<A: Address> {
     entries: u32,
     /// Occupied slots.
     used: u32,
-    /// Any number of home slots (not a power of two: a hash picks its home by multiply-high),
-    /// then [`SLOT_SPILL`] more. Runs go forward and never wrap; a bucket sits at most
-    /// `slots.len() - GROUP_SLOTS` (a run that would go further grows the table), so the last
-    /// slots are always empty and every group a probe reads fits in the array.
+    /// Home slots: any number (not a power of two: a hash picks its home by multiply-high).
+    homes: usize,
+    /// The `homes` home slots, then at least [`SLOT_SPILL`] more. Runs go forward and never
+    /// wrap; a bucket sits at most `slots.len() - GROUP_SLOTS` (a run that would go further
+    /// doubles the slots past the homes), so the last slots are always empty and every group a
+    /// probe reads fits in the array.
     slots: Vec<Slot>,
 }
 
-/// Slots of a table past its last home slot.
+/// Slots of a new table past its last home slot. A run that would pass the end adds homes,
+/// which spreads the buckets out, up to [`ROOMY`] homes a bucket; past that it doubles the
+/// slots after the homes instead. Buckets whose tags crowd the top of the tag range (which a
+/// rule set can be made to do) land on the last home at any size and would call for ever more
+/// homes, while a run is never longer than the buckets, which bounds the slots past the homes.
 const SLOT_SPILL: usize = 8;
+
+/// Home slots a bucket (or cell map key) beyond which a run too long for the end of the array
+/// gets more room past the homes rather than more homes.
+const ROOMY: usize = 4;
 
 /// A table's cut of a packet or rule: what its buckets are keyed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -455,6 +465,7 @@ impl<A: Word> Table<A> {
             best: u64::MAX,
             entries: 0,
             used: 0,
+            homes: 4,
             slots: vec![EMPTY; 4 + SLOT_SPILL],
         }
     }
@@ -494,7 +505,7 @@ impl<A: Word> Table<A> {
     /// The number of home slots.
     #[inline]
     fn homes(&self) -> usize {
-        self.slots.len() - SLOT_SPILL
+        self.homes
     }
 
     /// The home slot of a tag.
@@ -559,8 +570,11 @@ impl<A: Word> Table<A> {
             .map_or(0, |i| chain(self.slots[i].tail, entries).take(cap).count())
     }
 
-    /// Move every bucket, and `extra` (one left over by [`place`](Self::place)), to a table
-    /// with more home slots (as many more as it takes for every run to fit).
+    /// Move every bucket to a table with half as many home slots again (`extra` is `None`: the
+    /// load asks for them), or, with `extra` a bucket left over by [`place`](Self::place) (a
+    /// run would have passed the end), to one with more room: more homes, or twice the slots
+    /// past them once the homes are [`ROOMY`] times the buckets (see [`SLOT_SPILL`]); more
+    /// room again while a run would still pass the end.
     fn grow(&mut self, extra: Option<(u32, u32)>) {
         let buckets: Vec<(u32, u32)> = self
             .slots
@@ -569,12 +583,25 @@ impl<A: Word> Table<A> {
             .map(|s| (s.tag(), s.tail))
             .chain(extra)
             .collect();
-        let mut homes = self.homes();
+        let mut spill = self.slots.len() - self.homes;
+        let roomy = ROOMY * buckets.len();
+        let more = |homes: &mut usize, spill: &mut usize| {
+            if *homes < roomy {
+                *homes = *homes * 3 / 2 + 1;
+            } else {
+                *spill *= 2;
+            }
+        };
+        if extra.is_none() {
+            self.homes = self.homes * 3 / 2 + 1;
+        } else {
+            more(&mut self.homes, &mut spill);
+        }
         'fresh: loop {
-            homes = homes * 3 / 2 + 1;
-            self.slots = vec![EMPTY; homes + SLOT_SPILL];
+            self.slots = vec![EMPTY; self.homes + spill];
             for &(tag, tail) in &buckets {
                 if self.place(tag, tail).is_some() {
+                    more(&mut self.homes, &mut spill);
                     continue 'fresh;
                 }
             }
@@ -722,10 +749,11 @@ fn walk<A: Word>(tail: u32, k: &Key<A>, best: u64, entries: &[Entry<A>]) -> Opti
 /// most 8 bits, otherwise open-addressed.
 ///
 /// An open-addressed map probes linearly from a key's home slot and never wraps: past the
-/// `homes` home slots lie [`SPILL`] more, and a key sits at most `keys.len() - GROUP_SLOTS`,
-/// so every group of [`GROUP_SLOTS`] keys a lookup reads before it finds its key lies inside
-/// the array (a key that would go further grows the map instead). Keys are never removed, so
-/// the slots from a key's home to the key are all occupied.
+/// `homes` home slots lie at least [`SPILL`] more, and a key sits at most `keys.len() -
+/// GROUP_SLOTS`, so every group of [`GROUP_SLOTS`] keys a lookup reads before it finds its key
+/// lies inside the array (a key that would go further doubles the slots past the homes
+/// instead, as for tables: see [`SLOT_SPILL`]). Keys are never removed, so the slots from a
+/// key's home to the key are all occupied.
 #[derive(Debug, Clone, Default)]
 struct CellMap {
     direct: bool,
@@ -743,7 +771,7 @@ struct CellMap {
     used: usize,
 }
 
-/// Slots of an open-addressed cell map past its last home slot.
+/// Slots of a new open-addressed cell map past its last home slot.
 const SPILL: usize = 16;
 /// The multiplier that spreads cells over a map's home slots (Fibonacci hashing).
 const CELL_HASH: u64 = 0x9e37_79b9_7f4a_7c15;
@@ -837,14 +865,21 @@ impl CellMap {
             return;
         }
         let want = cell + 1;
+        let spill = self.keys.len() - self.homes;
         if (self.used + 1) * 4 > self.homes * 3 {
-            self.rehash((self.homes * 3 / 2).max(16), words);
+            self.rehash((self.homes * 3 / 2).max(16), spill.max(SPILL), words);
         }
         let i = loop {
-            match self.find_slot(want) {
-                Some(i) => break i,
-                // The run would pass the last slot: more homes spread it out.
-                None => self.rehash(self.homes * 3 / 2, words),
+            if let Some(i) = self.find_slot(want) {
+                break i;
+            }
+            // The run would pass the last slot: more homes spread it out, or more room past
+            // them once the homes are many (see `rehash`).
+            let spill = self.keys.len() - self.homes;
+            if self.homes < ROOMY * (self.used + 1) {
+                self.rehash(self.homes * 3 / 2, spill, words);
+            } else {
+                self.rehash(self.homes, 2 * spill, words);
             }
         };
         if self.keys[i] == 0 {
@@ -854,18 +889,23 @@ impl CellMap {
         self.bits[i * words + table as usize / 64] |= 1 << (table % 64);
     }
 
-    /// Move every key to a map of at least `homes` home slots (more if a run would pass the
-    /// last slot).
-    fn rehash(&mut self, mut homes: usize, words: usize) {
+    /// Move every key to a map of `homes` home slots and `spill` slots past them; while a run
+    /// would pass the last slot, more homes, or twice the slots past them once the homes are
+    /// [`ROOMY`] times the keys (as for tables: see [`SLOT_SPILL`]).
+    fn rehash(&mut self, homes: usize, mut spill: usize, words: usize) {
         let old_keys = std::mem::take(&mut self.keys);
         let old_bits = std::mem::take(&mut self.bits);
+        self.homes = homes;
         'fresh: loop {
-            self.homes = homes;
-            self.keys = vec![0; homes + SPILL];
-            self.bits = vec![0; (homes + SPILL) * words];
+            self.keys = vec![0; self.homes + spill];
+            self.bits = vec![0; (self.homes + spill) * words];
             for (i, &k) in old_keys.iter().enumerate().filter(|(_, &k)| k != 0) {
                 let Some(j) = self.find_slot(k) else {
-                    homes = homes * 3 / 2;
+                    if self.homes < ROOMY * (self.used + 1) {
+                        self.homes = self.homes * 3 / 2;
+                    } else {
+                        spill *= 2;
+                    }
                     continue 'fresh;
                 };
                 self.keys[j] = k;
@@ -2194,6 +2234,66 @@ mod tests {
             }
             check(&m, &want);
         }
+    }
+
+    /// Buckets whose tags all sit at the very top of the tag range (which a rule set can be
+    /// made to produce) land on the last home slot at every table size: their run takes more
+    /// room past the homes, not ever more homes, so memory stays in proportion to them.
+    #[test]
+    fn crowded_top_tags_grow_the_spill_not_the_homes() {
+        let rule = Rule {
+            id: 0,
+            priority: 0,
+            seq: 0,
+            src: Prefix::new(0x0a00_0000u32, 32, false).unwrap(),
+            dst: Prefix::new(0x0b00_0000u32, 32, false).unwrap(),
+            sport: (0, 65535),
+            dport: (0, 65535),
+            proto_value: 6,
+            proto_mask: 0xff,
+        };
+        let mut tab = Table::<u32>::new(Tuple::of(&rule));
+        for tail in 0..300u32 {
+            // As `TupleMerge::link` does for a new bucket.
+            if (tab.used as usize + 1) * 4 > tab.homes() * 3 {
+                tab.grow(None);
+            }
+            if let Some(left) = tab.place(TAG_MASK, tail) {
+                tab.grow(Some(left));
+            }
+            tab.used += 1;
+            // At most 1.5 * ROOMY homes a bucket, and twice the longest run past them.
+            assert!(
+                tab.slots.len() <= 8 * (tail as usize + 1) + 64,
+                "{}",
+                tab.slots.len()
+            );
+        }
+        let mut tails: Vec<u32> = tab
+            .slots
+            .iter()
+            .filter(|s| s.tail != NIL)
+            .map(|s| s.tail)
+            .collect();
+        tails.sort_unstable();
+        assert_eq!(tails, (0..300).collect::<Vec<_>>());
+        let end = tab.slots.len() - (GROUP_SLOTS - 1);
+        assert!(tab.slots[end..].iter().all(|s| s.tail == NIL));
+        // Cells whose hash sits in the top 2**-16 of its range: the same for cell maps.
+        let crowded: Vec<u32> = (0u32..)
+            .filter(|&c| u64::from(c).wrapping_mul(CELL_HASH) >> 32 >= 0xffff_0000)
+            .take(200)
+            .collect();
+        let mut m = CellMap::new(24);
+        for (n, &c) in crowded.iter().enumerate() {
+            m.set(c, 0, 1);
+            assert!(m.keys.len() <= 8 * (n + 1) + 64, "{}", m.keys.len());
+        }
+        for &c in &crowded {
+            assert_eq!(m.get1_hashed(c), 1, "{c}");
+        }
+        let last = m.keys.len() - (GROUP_SLOTS - 1);
+        assert!(m.keys[last..].iter().all(|&k| k == 0));
     }
 
     /// Rules no tuple can tell apart share one long chain: inserted in any rank order and
