@@ -435,6 +435,17 @@ const SLOT_SPILL: usize = 8;
 /// gets more room past the homes rather than more homes.
 const ROOMY: usize = 4;
 
+/// More room in a table or cell map of `keys` buckets or keys where a run would pass the end:
+/// half as many homes again while there are fewer than [`ROOMY`] a key, else twice the slots
+/// past them (see [`SLOT_SPILL`]).
+fn more_room(homes: &mut usize, spill: &mut usize, keys: usize) {
+    if *homes < ROOMY * keys {
+        *homes = *homes * 3 / 2 + 1;
+    } else {
+        *spill *= 2;
+    }
+}
+
 /// A table's cut of a packet or rule: what its buckets are keyed on.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Cut<A> {
@@ -584,24 +595,16 @@ impl<A: Word> Table<A> {
             .chain(extra)
             .collect();
         let mut spill = self.slots.len() - self.homes;
-        let roomy = ROOMY * buckets.len();
-        let more = |homes: &mut usize, spill: &mut usize| {
-            if *homes < roomy {
-                *homes = *homes * 3 / 2 + 1;
-            } else {
-                *spill *= 2;
-            }
-        };
         if extra.is_none() {
             self.homes = self.homes * 3 / 2 + 1;
         } else {
-            more(&mut self.homes, &mut spill);
+            more_room(&mut self.homes, &mut spill, buckets.len());
         }
         'fresh: loop {
             self.slots = vec![EMPTY; self.homes + spill];
             for &(tag, tail) in &buckets {
                 if self.place(tag, tail).is_some() {
-                    more(&mut self.homes, &mut spill);
+                    more_room(&mut self.homes, &mut spill, buckets.len());
                     continue 'fresh;
                 }
             }
@@ -873,14 +876,10 @@ impl CellMap {
             if let Some(i) = self.find_slot(want) {
                 break i;
             }
-            // The run would pass the last slot: more homes spread it out, or more room past
-            // them once the homes are many (see `rehash`).
-            let spill = self.keys.len() - self.homes;
-            if self.homes < ROOMY * (self.used + 1) {
-                self.rehash(self.homes * 3 / 2, spill, words);
-            } else {
-                self.rehash(self.homes, 2 * spill, words);
-            }
+            // The run would pass the last slot.
+            let (mut homes, mut spill) = (self.homes, self.keys.len() - self.homes);
+            more_room(&mut homes, &mut spill, self.used + 1);
+            self.rehash(homes, spill, words);
         };
         if self.keys[i] == 0 {
             self.keys[i] = want;
@@ -889,9 +888,8 @@ impl CellMap {
         self.bits[i * words + table as usize / 64] |= 1 << (table % 64);
     }
 
-    /// Move every key to a map of `homes` home slots and `spill` slots past them; while a run
-    /// would pass the last slot, more homes, or twice the slots past them once the homes are
-    /// [`ROOMY`] times the keys (as for tables: see [`SLOT_SPILL`]).
+    /// Move every key to a map of `homes` home slots and `spill` slots past them, with
+    /// [`more_room`] while a run would pass the last slot.
     fn rehash(&mut self, homes: usize, mut spill: usize, words: usize) {
         let old_keys = std::mem::take(&mut self.keys);
         let old_bits = std::mem::take(&mut self.bits);
@@ -901,11 +899,7 @@ impl CellMap {
             self.bits = vec![0; (self.homes + spill) * words];
             for (i, &k) in old_keys.iter().enumerate().filter(|(_, &k)| k != 0) {
                 let Some(j) = self.find_slot(k) else {
-                    if self.homes < ROOMY * (self.used + 1) {
-                        self.homes = self.homes * 3 / 2;
-                    } else {
-                        spill *= 2;
-                    }
+                    more_room(&mut self.homes, &mut spill, self.used + 1);
                     continue 'fresh;
                 };
                 self.keys[j] = k;
