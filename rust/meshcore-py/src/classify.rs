@@ -22,7 +22,7 @@ use numpy::{
 };
 use pyo3::exceptions::{PyKeyError, PyTypeError};
 use pyo3::prelude::*;
-use pyo3::types::{PyBool, PyDict, PyInt, PyList, PyString, PyTuple, PyType};
+use pyo3::types::{PyDict, PyList, PyString, PyTuple, PyType};
 use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 
@@ -395,14 +395,8 @@ where
             "{what} must be an int or an integer array, not {got}"
         ))
     };
-    let numpy_bool = || -> PyResult<bool> {
-        let np_bool = py.import("numpy")?.getattr("bool_")?;
-        obj.is_instance(&np_bool)
-    };
-    // (An int or an array is no numpy bool scalar: the common columns skip the lookup.)
-    let maybe_numpy_bool =
-        !obj.is_instance_of::<PyInt>() && !obj.is_instance_of::<PyUntypedArray>();
-    if obj.is_instance_of::<PyBool>() || (maybe_numpy_bool && numpy_bool()?) {
+    // (An array is no bool scalar: the common columns skip the lookup.)
+    if !obj.is_instance_of::<PyUntypedArray>() && convert::is_bool(obj)? {
         return Err(not_bools(&type_name(obj)?));
     }
     if let Ok(a) = obj.cast::<PyUntypedArray>() {
